@@ -1,0 +1,437 @@
+//! Rules compiled for matching: grouped by point, target and scenario so a request only
+//! looks at rules that could match it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, Method};
+use tokio::time::Instant;
+
+use crate::ChaosContext;
+use crate::request::{Point, RequestView};
+use crate::rules::{DEFAULT_TTL, Fault, HeaderMatch, Mode, Pattern, Rate, Rule, RuleSet, Step};
+
+/// How many scenario tags of one request select scenario-scoped rules; further tags are
+/// still carried and forwarded.
+pub(crate) const MAX_SCENARIOS: usize = 8;
+/// Scopes tracked per rule; past this the rule-wide counters are used.
+const MAX_SCOPES: usize = 4096;
+const MAX_LISTS: usize = 2 * (1 + MAX_SCENARIOS);
+
+pub(crate) struct Compiled {
+    pub(crate) set: RuleSet,
+    pub(crate) rules: Vec<CompiledRule>,
+    index: Index,
+}
+
+#[derive(Default)]
+struct Index {
+    server: TargetIndex,
+    client: TargetIndex,
+    sql: TargetIndex,
+    named: Vec<(Box<str>, TargetIndex)>,
+}
+
+#[derive(Default)]
+struct TargetIndex {
+    any: Group,
+    named: Vec<(Box<str>, Group)>,
+}
+
+#[derive(Default)]
+struct Group {
+    plain: Vec<u32>,
+    by_scenario: Vec<(Box<str>, Vec<u32>)>,
+}
+
+fn find<'a, T>(v: &'a [(Box<str>, T)], key: &str) -> Option<&'a T> {
+    v.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &v[i].1)
+}
+
+fn entry<'a, T: Default>(v: &'a mut Vec<(Box<str>, T)>, key: &str) -> &'a mut T {
+    let i = match v.binary_search_by(|(k, _)| (**k).cmp(key)) {
+        Ok(i) => i,
+        Err(i) => {
+            v.insert(i, (key.into(), T::default()));
+            i
+        }
+    };
+    &mut v[i].1
+}
+
+impl Index {
+    fn point(&self, p: Point<'_>) -> Option<&TargetIndex> {
+        match p {
+            Point::Server => Some(&self.server),
+            Point::Client => Some(&self.client),
+            Point::Sql => Some(&self.sql),
+            Point::Named(n) => find(&self.named, n),
+        }
+    }
+
+    fn point_mut(&mut self, name: &str) -> &mut TargetIndex {
+        match name {
+            "server" => &mut self.server,
+            "client" => &mut self.client,
+            "sql" => &mut self.sql,
+            n => entry(&mut self.named, n),
+        }
+    }
+}
+
+pub(crate) enum Sticky {
+    Header(HeaderName),
+    Scenario,
+}
+
+pub(crate) struct Schedule {
+    steps: Box<[bool]>,
+    cyclic: bool,
+}
+
+impl Schedule {
+    fn from_rule(r: &Rule) -> Option<Schedule> {
+        if let Some(seq) = &r.sequence {
+            return Some(Schedule {
+                steps: seq.iter().map(|s| *s == Step::Inject).collect(),
+                cyclic: false,
+            });
+        }
+        if let Some(n) = r.first {
+            let mut steps = vec![true; n as usize];
+            steps.push(false);
+            return Some(Schedule {
+                steps: steps.into(),
+                cyclic: false,
+            });
+        }
+        if let Some(n) = r.every {
+            let mut steps = vec![false; n as usize];
+            steps[n as usize - 1] = true;
+            return Some(Schedule {
+                steps: steps.into(),
+                cyclic: true,
+            });
+        }
+        None
+    }
+
+    /// Whether the `n`th (0-based) matching request of a scope injects.
+    pub(crate) fn step(&self, n: u64) -> bool {
+        let len = self.steps.len() as u64;
+        let i = if self.cyclic { n % len } else { n.min(len - 1) };
+        self.steps[i as usize]
+    }
+}
+
+pub(crate) struct CompiledRule {
+    pub(crate) id: Arc<str>,
+    pub(crate) fault: Arc<Fault>,
+    methods: Vec<Method>,
+    path: Option<Pattern>,
+    headers: Vec<(HeaderName, HeaderMatch)>,
+    pub(crate) scenario: Option<Box<str>>,
+    test_traffic: Option<bool>,
+    sql: Option<Pattern>,
+    pub(crate) schedule: Option<Schedule>,
+    pub(crate) rate: Rate,
+    pub(crate) sticky: Option<Sticky>,
+    pub(crate) max_active: Option<u32>,
+    pub(crate) max_hits: Option<u64>,
+    pub(crate) mode: Mode,
+    pub(crate) ramp: Option<(Vec<Rate>, Duration)>,
+    pub(crate) state: Arc<RuleState>,
+}
+
+impl CompiledRule {
+    /// Whether the request meets every condition except the scenario, which the index checked.
+    #[inline]
+    pub(crate) fn matches(&self, req: &RequestView<'_>, ctx: Option<&ChaosContext>) -> bool {
+        if let Some(t) = self.test_traffic {
+            if ctx.is_some_and(ChaosContext::is_test_traffic) != t {
+                return false;
+            }
+        }
+        if !self.methods.is_empty() && !req.method.is_some_and(|m| self.methods.contains(m)) {
+            return false;
+        }
+        if let Some(p) = &self.path {
+            if !req.path.is_some_and(|x| p.matches(x)) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.sql {
+            if !req.sql.is_some_and(|x| p.matches(x)) {
+                return false;
+            }
+        }
+        for (name, m) in &self.headers {
+            let v = req.headers.and_then(|h| h.get(name));
+            let ok = match m {
+                HeaderMatch::Present => v.is_some(),
+                HeaderMatch::Absent => v.is_none(),
+                HeaderMatch::Exact(e) => v.is_some_and(|v| v.as_bytes() == e.as_bytes()),
+                HeaderMatch::Glob(g) => v.and_then(|v| v.to_str().ok()).is_some_and(|s| g.matches(s)),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The rate in force now (ramps step up with time since the rule was loaded).
+    pub(crate) fn rate_now(&self, now: Instant) -> Rate {
+        match &self.ramp {
+            None => self.rate,
+            Some((steps, every)) => {
+                let elapsed = now.saturating_duration_since(self.state.loaded_at);
+                let i = (elapsed.as_nanos() / every.as_nanos().max(1)) as usize;
+                steps[i.min(steps.len() - 1)]
+            }
+        }
+    }
+}
+
+/// Counters for one scope (a scenario tag, or the rule itself).
+#[derive(Default)]
+pub(crate) struct ScopeCounters {
+    pub(crate) seen: AtomicU64,
+    pub(crate) hits: AtomicU64,
+}
+
+/// A rule's runtime state; it survives reloads that leave the rule unchanged.
+pub(crate) struct RuleState {
+    pub(crate) loaded_at: Instant,
+    pub(crate) expires_at: Instant,
+    pub(crate) matched: AtomicU64,
+    pub(crate) injected: AtomicU64,
+    pub(crate) shadowed: AtomicU64,
+    pub(crate) skipped_by_limit: AtomicU64,
+    pub(crate) expired_hits: AtomicU64,
+    pub(crate) active: AtomicU32,
+    aborted: AtomicBool,
+    abort_reason: Mutex<Option<String>>,
+    pub(crate) rule_scope: ScopeCounters,
+    scopes: Mutex<HashMap<Box<str>, Arc<ScopeCounters>>>,
+}
+
+pub(crate) enum ScopeRef<'a> {
+    Rule(&'a ScopeCounters),
+    Named(Arc<ScopeCounters>),
+}
+
+impl std::ops::Deref for ScopeRef<'_> {
+    type Target = ScopeCounters;
+    fn deref(&self) -> &ScopeCounters {
+        match self {
+            ScopeRef::Rule(s) => s,
+            ScopeRef::Named(s) => s,
+        }
+    }
+}
+
+impl RuleState {
+    fn new(loaded_at: Instant, expires_at: Instant) -> RuleState {
+        RuleState {
+            loaded_at,
+            expires_at,
+            matched: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            shadowed: AtomicU64::new(0),
+            skipped_by_limit: AtomicU64::new(0),
+            expired_hits: AtomicU64::new(0),
+            active: AtomicU32::new(0),
+            aborted: AtomicBool::new(false),
+            abort_reason: Mutex::new(None),
+            rule_scope: ScopeCounters::default(),
+            scopes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn scope(&self, name: Option<&str>) -> ScopeRef<'_> {
+        let Some(name) = name else {
+            return ScopeRef::Rule(&self.rule_scope);
+        };
+        let mut map = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(name) {
+            return ScopeRef::Named(s.clone());
+        }
+        if map.len() >= MAX_SCOPES {
+            return ScopeRef::Rule(&self.rule_scope);
+        }
+        let s = Arc::new(ScopeCounters::default());
+        map.insert(name.into(), s.clone());
+        ScopeRef::Named(s)
+    }
+
+    pub(crate) fn abort(&self, reason: &str) -> bool {
+        let mut r = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if self.aborted.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        *r = Some(reason.to_owned());
+        true
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn abort_reason(&self) -> Option<String> {
+        self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes a concurrency slot; always counts, refuses past `max`.
+    pub(crate) fn try_acquire(&self, max: Option<u32>) -> bool {
+        try_acquire(&self.active, max)
+    }
+}
+
+pub(crate) fn try_acquire(counter: &AtomicU32, max: Option<u32>) -> bool {
+    match max {
+        None => {
+            counter.fetch_add(1, Ordering::AcqRel);
+            true
+        }
+        Some(max) => counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok(),
+    }
+}
+
+impl Compiled {
+    pub(crate) fn empty() -> Compiled {
+        Compiled {
+            set: RuleSet::default(),
+            rules: Vec::new(),
+            index: Index::default(),
+        }
+    }
+
+    /// Compiles a validated set; rules unchanged since `prev` keep their state.
+    pub(crate) fn new(set: RuleSet, prev: Option<&Compiled>) -> Compiled {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let default_ttl = set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
+        let mut index = Index::default();
+        let mut rules = Vec::with_capacity(set.rules.len());
+        for (i, r) in set.rules.iter().enumerate() {
+            let reused = prev.and_then(|p| {
+                p.set
+                    .rules
+                    .iter()
+                    .position(|old| old == r)
+                    .map(|j| p.rules[j].state.clone())
+            });
+            let state = reused.unwrap_or_else(|| {
+                let expires_at = match (r.ttl, r.expires_at) {
+                    (Some(ttl), _) => now + ttl.0,
+                    (None, Some(at)) => now + at.0.duration_since(wall).unwrap_or(Duration::ZERO),
+                    (None, None) => now + default_ttl,
+                };
+                Arc::new(RuleState::new(now, expires_at))
+            });
+            let sticky = r.sticky_by.as_deref().map(|k| match k {
+                "scenario" => Sticky::Scenario,
+                h => Sticky::Header(HeaderName::try_from(h).expect("validated header name")),
+            });
+            rules.push(CompiledRule {
+                id: r.id.as_str().into(),
+                fault: Arc::new(r.fault.clone()),
+                methods: r.matcher.method.clone(),
+                path: r.matcher.path.clone(),
+                headers: r
+                    .matcher
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (HeaderName::try_from(k.as_str()).expect("validated header name"), v.clone()))
+                    .collect(),
+                scenario: r.matcher.scenario.as_deref().map(Into::into),
+                test_traffic: r.matcher.test_traffic,
+                sql: r.matcher.sql.clone(),
+                schedule: Schedule::from_rule(r),
+                rate: r.rate,
+                sticky,
+                max_active: r.max_active,
+                max_hits: r.max_hits,
+                mode: r.mode,
+                ramp: r.ramp.as_ref().map(|rp| (rp.steps.clone(), rp.every.0)),
+                state,
+            });
+            let ti = index.point_mut(&r.point);
+            let group = match &r.target {
+                None => &mut ti.any,
+                Some(t) => entry(&mut ti.named, t),
+            };
+            let list = match &r.matcher.scenario {
+                None => &mut group.plain,
+                Some(s) => entry(&mut group.by_scenario, s),
+            };
+            list.push(i as u32);
+        }
+        Compiled { set, rules, index }
+    }
+
+    /// Calls `f` with each rule that could match, in file order, until `f` returns `true`.
+    /// Allocation-free: the candidate lists are merged on the stack.
+    #[inline]
+    pub(crate) fn for_candidates(
+        &self,
+        req: &RequestView<'_>,
+        mut f: impl FnMut(&CompiledRule) -> bool,
+    ) {
+        let Some(ti) = self.index.point(req.point) else {
+            return;
+        };
+        let mut lists: [&[u32]; MAX_LISTS] = [&[]; MAX_LISTS];
+        let mut n = 0;
+        let named = find(&ti.named, req.target);
+        for g in [Some(&ti.any), named].into_iter().flatten() {
+            if !g.plain.is_empty() {
+                lists[n] = &g.plain;
+                n += 1;
+            }
+            if g.by_scenario.is_empty() {
+                continue;
+            }
+            if let Some(ctx) = req.context {
+                for s in ctx.scenarios().iter().take(MAX_SCENARIOS) {
+                    if let Some(l) = find(&g.by_scenario, s) {
+                        lists[n] = l;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        let lists = &mut lists[..n];
+        let mut last = u32::MAX;
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, l) in lists.iter().enumerate() {
+                if let Some(&head) = l.first() {
+                    if best.is_none_or(|b| head < lists[b][0]) {
+                        best = Some(i);
+                    }
+                }
+            }
+            let Some(b) = best else { return };
+            let idx = lists[b][0];
+            lists[b] = &lists[b][1..];
+            if idx == last {
+                continue;
+            }
+            last = idx;
+            let rule = &self.rules[idx as usize];
+            if rule.matches(req, req.context) && f(rule) {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn rule(&self, id: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| &*r.id == id)
+    }
+}

@@ -1,0 +1,331 @@
+//! Applying a decision: the [`Injection`] an adapter acts on, and a generic injection point
+//! for any async work.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::compile::RuleState;
+use crate::engine::Shared;
+use crate::request::{Point, RequestView};
+use crate::rules::{AbortKind, DropKind, ErrorKind, Fault};
+use crate::{Chaos, ChaosContext};
+
+/// What to do with a request.
+#[derive(Debug)]
+#[must_use]
+pub enum Decision {
+    /// Nothing: let it through untouched.
+    Pass,
+    /// Inject this fault.
+    Inject(Injection),
+}
+
+impl Decision {
+    /// Whether the decision injects.
+    pub fn is_inject(&self) -> bool {
+        matches!(self, Decision::Inject(_))
+    }
+}
+
+/// A fault to inject into one request.
+///
+/// It is also the concurrency permit of its rule (`max_active`) and of the engine: the slot
+/// is freed when the `Injection` is dropped, so keep it alive for as long as the injected
+/// work lasts.
+pub struct Injection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rule: Arc<str>,
+    pub(crate) fault: Arc<Fault>,
+    pub(crate) point: Box<str>,
+    pub(crate) target: Box<str>,
+    pub(crate) scope: Option<Box<str>>,
+    pub(crate) delay: Option<Duration>,
+    pub(crate) max_hang: Duration,
+    pub(crate) state: Option<Arc<RuleState>>,
+    pub(crate) armed: bool,
+}
+
+impl fmt::Debug for Injection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Injection")
+            .field("rule", &self.rule)
+            .field("fault", &self.fault)
+            .field("point", &self.point)
+            .field("target", &self.target)
+            .field("scope", &self.scope)
+            .field("delay", &self.delay)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a wait of [`Injection::wait`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitOutcome {
+    /// The delay elapsed (for a hang or pause: the `limits.max_hang` ceiling was reached).
+    Elapsed,
+    /// The kill switch was flipped: go on as if nothing was injected.
+    Killed,
+    /// A pause point was released.
+    Released,
+}
+
+impl Injection {
+    /// The id of the rule that decided, or `x-chaos` for a per-request directive.
+    pub fn rule_id(&self) -> &str {
+        &self.rule
+    }
+
+    /// The fault.
+    pub fn fault(&self) -> &Fault {
+        &self.fault
+    }
+
+    /// For a delay, the delay drawn for this request (already capped by `limits.max_delay`).
+    pub fn delay(&self) -> Option<Duration> {
+        self.delay
+    }
+
+    /// The scope the injection was counted in (the scenario tag), if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The point of the request.
+    pub fn point(&self) -> &str {
+        &self.point
+    }
+
+    /// The target of the request.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The ceiling on hangs and pauses (`limits.max_hang`).
+    pub fn max_hang(&self) -> Duration {
+        self.max_hang
+    }
+
+    /// Waits as the fault asks: a delay for its drawn duration, a hang or pause until the
+    /// kill switch, a release, or the `limits.max_hang` ceiling. Other faults return at once.
+    ///
+    /// Every wait ends early with [`WaitOutcome::Killed`] when the kill switch is flipped.
+    /// Honours `tokio::time::pause`.
+    pub async fn wait(&self) -> WaitOutcome {
+        let killed = self.shared.killed();
+        tokio::pin!(killed);
+        let limit = match &*self.fault {
+            Fault::Delay(_) => self.delay.unwrap_or_default(),
+            Fault::Drop(DropKind::Hang) | Fault::Pause(_) => self.max_hang,
+            _ => return WaitOutcome::Elapsed,
+        };
+        let sleep = tokio::time::sleep(limit);
+        tokio::pin!(sleep);
+        match &*self.fault {
+            Fault::Pause(gate) => tokio::select! {
+                biased;
+                () = &mut killed => WaitOutcome::Killed,
+                () = gate.hold() => WaitOutcome::Released,
+                () = &mut sleep => WaitOutcome::Elapsed,
+            },
+            _ => tokio::select! {
+                biased;
+                () = &mut killed => WaitOutcome::Killed,
+                () = &mut sleep => WaitOutcome::Elapsed,
+            },
+        }
+    }
+
+    /// Applies the fault to `work`, for points that have no protocol of their own:
+    ///
+    /// | fault | result |
+    /// |---|---|
+    /// | `delay`, pause | waits, then runs `work` |
+    /// | `error: KIND` | `Err`, `work` never runs |
+    /// | `abort` | `Err` carrying the status, `work` never runs |
+    /// | `drop: reset` | `Err` ([`InjectedFault::is_reset`]) |
+    /// | `drop: hang` | pending until the caller gives up; at the `max_hang` ceiling `Err` ([`InjectedFault::is_timeout`]) |
+    /// | `body` | runs `work` untouched (body faults belong to HTTP adapters) |
+    ///
+    /// If the kill switch is flipped during a wait, `work` runs as if nothing was injected.
+    ///
+    /// # Errors
+    ///
+    /// The injected fault, as an [`InjectedFault`].
+    pub async fn run<F: Future>(self, work: F) -> Result<F::Output, InjectedFault> {
+        let err = |kind| Err(InjectedFault::new(self.rule.clone(), kind));
+        match &*self.fault {
+            Fault::Delay(_) | Fault::Pause(_) => {
+                self.wait().await;
+                Ok(work.await)
+            }
+            Fault::Drop(DropKind::Hang) => match self.wait().await {
+                WaitOutcome::Killed => Ok(work.await),
+                _ => err(FaultKind::Timeout),
+            },
+            Fault::Drop(DropKind::Reset) => err(FaultKind::Reset),
+            Fault::Error(k) => err(FaultKind::Error(*k)),
+            Fault::Abort(a) => err(FaultKind::Abort(a.kind)),
+            Fault::Body(_) => Ok(work.await),
+        }
+    }
+}
+
+impl Chaos {
+    /// A generic injection point: decides for `point` and `target` with the current task's
+    /// chaos context, and applies the fault around `work` (see [`Injection::run`]).
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    /// use chaos_core::rules::{ErrorKind, Fault, Rule};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let chaos = Chaos::new();
+    /// chaos.add_rule(Rule::new("queue-down", "queue.publish", Fault::Error(ErrorKind::Unavailable))).unwrap();
+    ///
+    /// let sent = chaos.inject("queue.publish", "orders", async { "sent" }).await;
+    /// assert!(sent.unwrap_err().is_unavailable());
+    /// let other = chaos.inject("cache.get", "orders", async { "hit" }).await;
+    /// assert_eq!(other.unwrap(), "hit");
+    /// # }
+    /// ```
+    ///
+    /// The decision is taken when this is called, in the caller's task (so the task-local
+    /// context is seen); nothing allocates when nothing matches.
+    pub fn inject<F: Future>(
+        &self,
+        point: &str,
+        target: &str,
+        work: F,
+    ) -> impl Future<Output = Result<F::Output, InjectedFault>> + use<F> {
+        let decision = if self.is_armed() {
+            ChaosContext::with_current(|ctx| {
+                self.decide(&RequestView::new(Point::from_name(point), target).context(ctx))
+            })
+        } else {
+            Decision::Pass
+        };
+        async move {
+            match decision {
+                Decision::Pass => Ok(work.await),
+                Decision::Inject(i) => i.run(work).await,
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultKind {
+    Error(ErrorKind),
+    Abort(AbortKind),
+    Reset,
+    Timeout,
+}
+
+/// The error of an injected fault at a generic injection point.
+///
+/// Opaque, with predicates; find it inside another error's chain with
+/// [`InjectedFault::find`].
+#[derive(Clone)]
+pub struct InjectedFault {
+    inner: Box<(Arc<str>, FaultKind)>,
+}
+
+impl InjectedFault {
+    fn new(rule: Arc<str>, kind: FaultKind) -> InjectedFault {
+        InjectedFault {
+            inner: Box::new((rule, kind)),
+        }
+    }
+
+    /// The rule that injected it (`x-chaos` for a directive).
+    pub fn rule_id(&self) -> &str {
+        &self.inner.0
+    }
+
+    /// `error: unavailable`.
+    pub fn is_unavailable(&self) -> bool {
+        self.inner.1 == FaultKind::Error(ErrorKind::Unavailable)
+    }
+
+    /// `error: timeout`, or a `drop: hang` that reached its ceiling.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.inner.1, FaultKind::Error(ErrorKind::Timeout) | FaultKind::Timeout)
+    }
+
+    /// `drop: reset`.
+    pub fn is_reset(&self) -> bool {
+        self.inner.1 == FaultKind::Reset
+    }
+
+    /// The SQLSTATE of an `error: sqlstate:CODE`.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match &self.inner.1 {
+            FaultKind::Error(k) => k.sqlstate(),
+            _ => None,
+        }
+    }
+
+    /// The status of an `abort`.
+    pub fn abort(&self) -> Option<AbortKind> {
+        match self.inner.1 {
+            FaultKind::Abort(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The error kind of an `error:` fault.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        match self.inner.1 {
+            FaultKind::Error(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Finds an injected fault in an error or its `source()` chain.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a InjectedFault> {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            if let Some(f) = e.downcast_ref::<InjectedFault>() {
+                return Some(f);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+impl fmt::Display for InjectedFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.inner.1 {
+            FaultKind::Error(k) => k.to_string(),
+            FaultKind::Abort(a) => format!("abort {a}"),
+            FaultKind::Reset => "connection reset".to_owned(),
+            FaultKind::Timeout => "timed out".to_owned(),
+        };
+        write!(f, "injected fault: {what} (rule `{}`)", self.inner.0)
+    }
+}
+
+impl fmt::Debug for InjectedFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InjectedFault")
+            .field("rule", &self.inner.0)
+            .field("kind", &self.inner.1)
+            .finish()
+    }
+}
+
+impl std::error::Error for InjectedFault {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_pointer_sized() {
+        assert_eq!(std::mem::size_of::<InjectedFault>(), std::mem::size_of::<usize>());
+    }
+}

@@ -1,0 +1,115 @@
+//! `fn decide(&Request) -> Pass | Inject(Fault)`: the rules engine of in-process failure
+//! injection.
+//!
+//! # Overview
+//!
+//! chaos-core decides which requests get which fault, and carries the chaos context of a
+//! request from service to service. The adapter crates (`chaos-tower` for servers and
+//! tower clients, `chaos-reqwest`, `chaos-sqlx`) ask it at their injection point and apply
+//! the answer; any other async work can use [`Chaos::inject`] directly.
+//!
+//! * [`rules`]: one schema read from JSON, TOML or YAML, validated as a whole, with
+//!   errors that say where (file, line, column), which rule and field, and why.
+//! * [`Chaos`]: the engine handle. Rules sit behind an `ArcSwap`; readers never block.
+//!   Replace, add, remove, kill, resume; a [`Snapshot`] of rules, state and counters;
+//!   [`Event`]s for subscribers. An engine with nothing to do costs one relaxed atomic
+//!   load per request.
+//! * [`context`]: the `x-chaos` / `x-test-traffic` header grammar, signed directives, the
+//!   task-local scope, and formatting for the next hop.
+//! * [`reload`]: hot reload from a watched file (`CHAOS_RULES=path`), ConfigMap-safe.
+//! * `testing` (feature `test-util`): rule guards, per-test scenarios, the journal, pause
+//!   points.
+//!
+//! # Example
+//!
+//! ```
+//! use chaos_core::{Chaos, Decision, Point, RequestView};
+//! use chaos_core::rules::{Format, RuleSet};
+//!
+//! let chaos = Chaos::new();
+//! chaos.replace(RuleSet::parse(Format::Yaml, r#"
+//! rules:
+//!   - id: payments-slow
+//!     point: client
+//!     target: payments
+//!     match: { scenario: gameday-7 }
+//!     fault: { delay: 300ms }
+//! "#)?)?;
+//!
+//! // An inbound request carrying `x-chaos: scenario=gameday-7`...
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("x-chaos", "scenario=gameday-7".parse().unwrap());
+//! let ctx = chaos.context_from_headers(&headers);
+//!
+//! // ...makes its outbound call to `payments` slow, and nothing else.
+//! let call = RequestView::new(Point::Client, "payments").context(ctx.as_ref());
+//! let Decision::Inject(fault) = chaos.decide(&call) else { unreachable!() };
+//! assert_eq!(fault.delay(), Some(std::time::Duration::from_millis(300)));
+//!
+//! let other = RequestView::new(Point::Client, "inventory").context(ctx.as_ref());
+//! assert!(!chaos.decide(&other).is_inject());
+//! # Ok::<(), chaos_core::rules::RulesError>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! Name | Description | Default?
+//! ---|---|---
+//! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points | no
+//!
+//! # Cancel safety
+//!
+//! Every future here may be dropped at any point. Dropping an injected delay or hang
+//! releases its `max_active` slot; nothing is left behind.
+//!
+//! # Stability
+//!
+//! The header grammar, rule schema and names in `DESIGN.md` are the contract. The Rust API
+//! is pre-1.0.
+//!
+//! # Safety
+//!
+//! `#![forbid(unsafe_code)]`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(test, allow(clippy::float_cmp))]
+
+mod compile;
+pub mod context;
+mod engine;
+mod inject;
+mod log;
+mod pause;
+pub mod reload;
+mod request;
+pub mod rules;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
+
+pub use self::context::{ChaosContext, ChaosFutureExt};
+pub use self::engine::{Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus, Snapshot};
+pub use self::inject::{Decision, InjectedFault, Injection, WaitOutcome};
+pub use self::pause::PauseGate;
+pub use self::request::{Point, RequestView};
+
+/// A type-erased error, as tower uses.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The header names of the contract.
+pub mod headers {
+    use http::HeaderName;
+
+    /// `x-chaos`: scenario tags and directives.
+    pub const X_CHAOS: HeaderName = HeaderName::from_static("x-chaos");
+    /// `x-chaos-signature`: `t=EXPIRY,v1=HMAC` over `EXPIRY.X_CHAOS`.
+    pub const X_CHAOS_SIGNATURE: HeaderName = HeaderName::from_static("x-chaos-signature");
+    /// `x-test-traffic`: `1` marks synthetic traffic.
+    pub const X_TEST_TRAFFIC: HeaderName = HeaderName::from_static("x-test-traffic");
+    /// `x-chaos-injected`: set on injected responses, the rule id.
+    pub const X_CHAOS_INJECTED: HeaderName = HeaderName::from_static("x-chaos-injected");
+}
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

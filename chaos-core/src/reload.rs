@@ -1,0 +1,266 @@
+//! Hot reload from a file, safe for Kubernetes ConfigMap volumes.
+//!
+//! The watcher follows the file's *directory* (a watch on the file itself dies at the first
+//! ConfigMap `..data` symlink swap), waits for events to settle (debounce), re-reads the
+//! path, and swaps the rules only when the content changed and parses. A slow periodic
+//! re-check covers missed events. A bad, partial or deleted file never replaces good rules:
+//! the error is logged (rate-limited), counted, and sent as [`Event::ReloadFailed`].
+//!
+//! [`Event::ReloadFailed`]: crate::Event::ReloadFailed
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::engine::{Event, Shared};
+use crate::rules::{Format, RuleSet, RulesError};
+use crate::Chaos;
+
+/// Settings of a file watch.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct WatchOptions {
+    /// Quiet time after the last file event before the file is re-read (default 150ms).
+    pub debounce: Duration,
+    /// Re-check the file this often even without events (default 30s).
+    pub recheck: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            debounce: Duration::from_millis(150),
+            recheck: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WatchOptions {
+    /// Sets the debounce.
+    #[must_use]
+    pub fn debounce(mut self, d: Duration) -> Self {
+        self.debounce = d;
+        self
+    }
+
+    /// Sets the periodic re-check.
+    #[must_use]
+    pub fn recheck(mut self, d: Duration) -> Self {
+        self.recheck = d;
+        self
+    }
+}
+
+enum Msg {
+    Event,
+    Stop,
+}
+
+/// A running file watch. Dropping it stops the watch.
+pub struct FileWatch {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+    status: Arc<Status>,
+}
+
+#[derive(Default)]
+struct Status {
+    reloads: AtomicU64,
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl fmt::Debug for FileWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileWatch")
+            .field("reloads", &self.reloads())
+            .field("failures", &self.failures())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileWatch {
+    /// Rules loaded from the file so far (the first load included).
+    pub fn reloads(&self) -> u64 {
+        self.status.reloads.load(Ordering::SeqCst)
+    }
+
+    /// Loads refused so far.
+    pub fn failures(&self) -> u64 {
+        self.status.failures.load(Ordering::SeqCst)
+    }
+
+    /// The last refusal, if the file is bad now (cleared by the next good load).
+    pub fn last_error(&self) -> Option<String> {
+        self.status.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for FileWatch {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Chaos {
+    /// Loads rules from a file once (the format comes from its extension).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or is refused; the rules in force stay.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<u64, RulesError> {
+        self.replace(RuleSet::from_file(path)?)
+    }
+
+    /// Loads rules from a file and keeps them in step with it (see the [module docs](self)).
+    ///
+    /// The first load happens before this returns; if it fails the engine keeps its rules
+    /// and the watch goes on, so a good file written later is picked up.
+    ///
+    /// # Errors
+    ///
+    /// The watch cannot be set up (no such directory, unknown extension).
+    pub fn watch_file(&self, path: impl AsRef<Path>) -> Result<FileWatch, RulesError> {
+        self.watch_file_with(path, WatchOptions::default())
+    }
+
+    /// [`Chaos::watch_file`] with settings.
+    ///
+    /// # Errors
+    ///
+    /// The watch cannot be set up (no such directory, unknown extension).
+    pub fn watch_file_with(&self, path: impl AsRef<Path>, opts: WatchOptions) -> Result<FileWatch, RulesError> {
+        let path = path.as_ref().to_path_buf();
+        let name = path.display().to_string();
+        let format = Format::from_path(&path).ok_or_else(|| {
+            RulesError::io("unknown rules format, expected a .json, .toml, .yaml or .yml file").with_source(name.clone())
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let (tx, rx) = mpsc::channel();
+        let events = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = events.send(Msg::Event);
+        })
+        .map_err(|e| RulesError::io(format!("cannot watch: {e}")).with_source(name.clone()))?;
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|e| RulesError::io(format!("cannot watch {}: {e}", dir.display())).with_source(name.clone()))?;
+        let status = Arc::new(Status::default());
+        let mut worker = Worker {
+            chaos: Arc::downgrade(&self.shared),
+            path,
+            name,
+            format,
+            applied: None,
+            refused: None,
+            missing_logged: false,
+            status: status.clone(),
+        };
+        worker.check();
+        let thread = std::thread::Builder::new()
+            .name("chaos-rules-watch".into())
+            .spawn(move || {
+                let _watcher = watcher;
+                worker.run(&rx, opts);
+            })
+            .map_err(|e| RulesError::io(format!("cannot start the watch thread: {e}")))?;
+        Ok(FileWatch {
+            tx,
+            thread: Some(thread),
+            status,
+        })
+    }
+}
+
+struct Worker {
+    chaos: Weak<Shared>,
+    path: PathBuf,
+    name: String,
+    format: Format,
+    applied: Option<u64>,
+    refused: Option<u64>,
+    missing_logged: bool,
+    status: Arc<Status>,
+}
+
+impl Worker {
+    fn run(&mut self, rx: &mpsc::Receiver<Msg>, opts: WatchOptions) {
+        loop {
+            match rx.recv_timeout(opts.recheck) {
+                Ok(Msg::Event) => loop {
+                    match rx.recv_timeout(opts.debounce) {
+                        Ok(Msg::Event) => {}
+                        Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Timeout) => break,
+                    }
+                },
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.chaos.strong_count() == 0 {
+                return;
+            }
+            self.check();
+        }
+    }
+
+    fn check(&mut self) {
+        let Some(shared) = self.chaos.upgrade() else { return };
+        let chaos = Chaos { shared };
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => {
+                // Deleted, or mid-swap: keep the last good rules; say so once.
+                if !self.missing_logged {
+                    self.missing_logged = true;
+                    tracing::warn!(target: "chaos", path = %self.name, error = %e, "rules file unreadable; keeping the last good rules");
+                }
+                return;
+            }
+        };
+        self.missing_logged = false;
+        let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+        if Some(hash) == self.applied || Some(hash) == self.refused {
+            return;
+        }
+        let result = std::str::from_utf8(&bytes)
+            .map_err(|_| RulesError::syntax("file is not UTF-8").with_source(self.name.clone()))
+            .and_then(|text| RuleSet::parse_named(self.format, text, Some(&self.name)))
+            .and_then(|set| chaos.replace(set));
+        match result {
+            Ok(version) => {
+                self.applied = Some(hash);
+                self.refused = None;
+                self.status.reloads.fetch_add(1, Ordering::SeqCst);
+                chaos.shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
+                *self.status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!(target: "chaos", path = %self.name, version, "rules loaded");
+            }
+            Err(e) => {
+                self.refused = Some(hash);
+                self.status.failures.fetch_add(1, Ordering::SeqCst);
+                chaos.shared.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                let msg = e.to_string();
+                if let Some(held) = chaos.shared.warn_reload.allow() {
+                    tracing::warn!(target: "chaos", error = %msg, suppressed = held, "rules file refused; keeping the last good rules");
+                }
+                chaos.emit(Event::ReloadFailed { error: msg.clone() });
+                *self.status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+            }
+        }
+    }
+}

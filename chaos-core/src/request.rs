@@ -1,0 +1,135 @@
+//! The borrowed view of a request that every adapter builds to ask for a decision.
+
+use http::{HeaderMap, Method};
+
+use crate::ChaosContext;
+
+/// Where a decision is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Point<'a> {
+    /// Inbound request in a server layer.
+    Server,
+    /// Outbound call in an HTTP client adapter.
+    Client,
+    /// A statement in the SQL adapter.
+    Sql,
+    /// Any other point an application names (`queue.publish`).
+    Named(&'a str),
+}
+
+impl<'a> Point<'a> {
+    /// The point for a name: `server`, `client` and `sql` are the built-in ones.
+    pub fn from_name(name: &'a str) -> Point<'a> {
+        match name {
+            "server" => Point::Server,
+            "client" => Point::Client,
+            "sql" => Point::Sql,
+            other => Point::Named(other),
+        }
+    }
+
+    /// The point's name.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Point::Server => "server",
+            Point::Client => "client",
+            Point::Sql => "sql",
+            Point::Named(n) => n,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Point<'a> {
+    fn from(name: &'a str) -> Point<'a> {
+        Point::from_name(name)
+    }
+}
+
+/// What a decision looks at: the point, the target, and whatever the adapter knows of the
+/// request. Cheap to build: everything is borrowed.
+///
+/// ```
+/// use chaos_core::{Point, RequestView};
+/// let method = http::Method::POST;
+/// let view = RequestView::new(Point::Client, "payments")
+///     .method(&method)
+///     .path("/api/checkout/42");
+/// # let _ = view;
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RequestView<'a> {
+    pub(crate) point: Point<'a>,
+    pub(crate) target: &'a str,
+    pub(crate) method: Option<&'a Method>,
+    pub(crate) path: Option<&'a str>,
+    pub(crate) headers: Option<&'a HeaderMap>,
+    pub(crate) sql: Option<&'a str>,
+    pub(crate) context: Option<&'a ChaosContext>,
+}
+
+impl<'a> RequestView<'a> {
+    /// A view at `point` for `target` (empty when the adapter has no name).
+    #[inline]
+    pub fn new(point: Point<'a>, target: &'a str) -> RequestView<'a> {
+        RequestView {
+            point,
+            target,
+            method: None,
+            path: None,
+            headers: None,
+            sql: None,
+            context: None,
+        }
+    }
+
+    /// The HTTP method.
+    #[inline]
+    #[must_use]
+    pub fn method(mut self, m: &'a Method) -> Self {
+        self.method = Some(m);
+        self
+    }
+
+    /// The request path.
+    #[inline]
+    #[must_use]
+    pub fn path(mut self, p: &'a str) -> Self {
+        self.path = Some(p);
+        self
+    }
+
+    /// The request headers.
+    #[inline]
+    #[must_use]
+    pub fn headers(mut self, h: &'a HeaderMap) -> Self {
+        self.headers = Some(h);
+        self
+    }
+
+    /// The SQL statement.
+    #[inline]
+    #[must_use]
+    pub fn sql(mut self, s: &'a str) -> Self {
+        self.sql = Some(s);
+        self
+    }
+
+    /// The request's chaos context.
+    #[inline]
+    #[must_use]
+    pub fn context(mut self, c: Option<&'a ChaosContext>) -> Self {
+        self.context = c;
+        self
+    }
+
+    /// The point.
+    pub fn point(&self) -> Point<'a> {
+        self.point
+    }
+
+    /// The target.
+    pub fn target(&self) -> &'a str {
+        self.target
+    }
+}
