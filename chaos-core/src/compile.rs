@@ -47,7 +47,9 @@ struct Group {
 }
 
 fn find<'a, T>(v: &'a [(Box<str>, T)], key: &str) -> Option<&'a T> {
-    v.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &v[i].1)
+    v.binary_search_by(|(k, _)| (**k).cmp(key))
+        .ok()
+        .map(|i| &v[i].1)
 }
 
 fn entry<'a, T: Default>(v: &'a mut Vec<(Box<str>, T)>, key: &str) -> &'a mut T {
@@ -149,23 +151,23 @@ impl CompiledRule {
     /// Whether the request meets every condition except the scenario, which the index checked.
     #[inline]
     pub(crate) fn matches(&self, req: &RequestView<'_>, ctx: Option<&ChaosContext>) -> bool {
-        if let Some(t) = self.test_traffic {
-            if ctx.is_some_and(ChaosContext::is_test_traffic) != t {
-                return false;
-            }
+        if let Some(t) = self.test_traffic
+            && ctx.is_some_and(ChaosContext::is_test_traffic) != t
+        {
+            return false;
         }
         if !self.methods.is_empty() && !req.method.is_some_and(|m| self.methods.contains(m)) {
             return false;
         }
-        if let Some(p) = &self.path {
-            if !req.path.is_some_and(|x| p.matches(x)) {
-                return false;
-            }
+        if let Some(p) = &self.path
+            && !req.path.is_some_and(|x| p.matches(x))
+        {
+            return false;
         }
-        if let Some(p) = &self.sql {
-            if !req.sql.is_some_and(|x| p.matches(x)) {
-                return false;
-            }
+        if let Some(p) = &self.sql
+            && !req.sql.is_some_and(|x| p.matches(x))
+        {
+            return false;
         }
         for (name, m) in &self.headers {
             let v = req.headers.and_then(|h| h.get(name));
@@ -173,7 +175,9 @@ impl CompiledRule {
                 HeaderMatch::Present => v.is_some(),
                 HeaderMatch::Absent => v.is_none(),
                 HeaderMatch::Exact(e) => v.is_some_and(|v| v.as_bytes() == e.as_bytes()),
-                HeaderMatch::Glob(g) => v.and_then(|v| v.to_str().ok()).is_some_and(|s| g.matches(s)),
+                HeaderMatch::Glob(g) => v
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|s| g.matches(s)),
             };
             if !ok {
                 return false;
@@ -281,7 +285,10 @@ impl RuleState {
     }
 
     pub(crate) fn abort_reason(&self) -> Option<String> {
-        self.abort_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.abort_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Takes a concurrency slot; always counts, refuses past `max`.
@@ -297,7 +304,9 @@ pub(crate) fn try_acquire(counter: &AtomicU32, max: Option<u32>) -> bool {
             true
         }
         Some(max) => counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_ok(),
     }
 }
@@ -347,7 +356,12 @@ impl Compiled {
                     .matcher
                     .headers
                     .iter()
-                    .map(|(k, v)| (HeaderName::try_from(k.as_str()).expect("validated header name"), v.clone()))
+                    .map(|(k, v)| {
+                        (
+                            HeaderName::try_from(k.as_str()).expect("validated header name"),
+                            v.clone(),
+                        )
+                    })
                     .collect(),
                 scenario: r.matcher.scenario.as_deref().map(Into::into),
                 test_traffic: r.matcher.test_traffic,
@@ -411,10 +425,10 @@ impl Compiled {
         loop {
             let mut best: Option<usize> = None;
             for (i, l) in lists.iter().enumerate() {
-                if let Some(&head) = l.first() {
-                    if best.is_none_or(|b| head < lists[b][0]) {
-                        best = Some(i);
-                    }
+                if let Some(&head) = l.first()
+                    && best.is_none_or(|b| head < lists[b][0])
+                {
+                    best = Some(i);
                 }
             }
             let Some(b) = best else { return };

@@ -284,7 +284,9 @@ impl Chaos {
         if let Ok(path) = std::env::var("CHAOS_RULES") {
             match chaos.watch_file(&path) {
                 Ok(w) => *chaos.shared.watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(w),
-                Err(e) => tracing::error!(target: "chaos", path, error = %e, "cannot watch CHAOS_RULES"),
+                Err(e) => {
+                    tracing::error!(target: "chaos", path, error = %e, "cannot watch CHAOS_RULES")
+                }
             }
         }
         chaos
@@ -313,12 +315,12 @@ impl Chaos {
     }
 
     fn decide_armed(&self, req: &RequestView<'_>) -> Decision {
-        if let Some(ctx) = req.context {
-            if ctx.is_trusted() && !ctx.directives().is_empty() {
-                if let Some(inj) = self.decide_directives(req, ctx) {
-                    return Decision::Inject(inj);
-                }
-            }
+        if let Some(ctx) = req.context
+            && ctx.is_trusted()
+            && !ctx.directives().is_empty()
+            && let Some(inj) = self.decide_directives(req, ctx)
+        {
+            return Decision::Inject(inj);
         }
         let compiled = self.shared.compiled.load();
         if compiled.rules.is_empty() {
@@ -350,7 +352,13 @@ impl Chaos {
                 continue;
             }
             let fault = Arc::new(d.fault.clone());
-            let inj = self.make_injection("x-chaos".into(), fault, req, ctx.scenarios().first().map(|s| s.as_str()), None);
+            let inj = self.make_injection(
+                "x-chaos".into(),
+                fault,
+                req,
+                ctx.scenarios().first().map(|s| s.as_str()),
+                None,
+            );
             self.record(&inj, false);
             return Some(inj);
         }
@@ -359,7 +367,12 @@ impl Chaos {
 
     /// Evaluates one matching rule; `Some` when it injects.
     #[cold]
-    fn evaluate(&self, rule: &CompiledRule, req: &RequestView<'_>, compiled: &Compiled) -> Option<Injection> {
+    fn evaluate(
+        &self,
+        rule: &CompiledRule,
+        req: &RequestView<'_>,
+        compiled: &Compiled,
+    ) -> Option<Injection> {
         let st = &rule.state;
         st.matched.fetch_add(1, Ordering::Relaxed);
         if st.is_aborted() {
@@ -370,21 +383,22 @@ impl Chaos {
             st.expired_hits.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let scope_name: Option<&str> = rule
-            .scenario
-            .as_deref()
-            .or_else(|| req.context.and_then(|c| c.scenarios().first().map(String::as_str)));
-        let scope = (rule.schedule.is_some() || rule.max_hits.is_some()).then(|| st.scope(scope_name));
-        if let (Some(max), Some(sc)) = (rule.max_hits, &scope) {
-            if sc.hits.load(Ordering::Acquire) >= max {
-                st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+        let scope_name: Option<&str> = rule.scenario.as_deref().or_else(|| {
+            req.context
+                .and_then(|c| c.scenarios().first().map(String::as_str))
+        });
+        let scope =
+            (rule.schedule.is_some() || rule.max_hits.is_some()).then(|| st.scope(scope_name));
+        if let (Some(max), Some(sc)) = (rule.max_hits, &scope)
+            && sc.hits.load(Ordering::Acquire) >= max
+        {
+            st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        if let (Some(sched), Some(sc)) = (&rule.schedule, &scope) {
-            if !sched.step(sc.seen.fetch_add(1, Ordering::AcqRel)) {
-                return None;
-            }
+        if let (Some(sched), Some(sc)) = (&rule.schedule, &scope)
+            && !sched.step(sc.seen.fetch_add(1, Ordering::AcqRel))
+        {
+            return None;
         }
         let rate = rule.rate_now(now);
         if rate.fraction() < 1.0 {
@@ -393,7 +407,9 @@ impl Chaos {
                     .headers
                     .and_then(|m| m.get(h))
                     .map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())),
-                Some(Sticky::Scenario) => scope_name.map(|s| xxhash_rust::xxh3::xxh3_64(s.as_bytes())),
+                Some(Sticky::Scenario) => {
+                    scope_name.map(|s| xxhash_rust::xxh3::xxh3_64(s.as_bytes()))
+                }
                 None => None,
             }
             .unwrap_or_else(|| self.shared.rng.next());
@@ -403,7 +419,8 @@ impl Chaos {
         }
         if rule.mode == Mode::Shadow {
             st.shadowed.fetch_add(1, Ordering::Relaxed);
-            let inj = self.make_injection(rule.id.clone(), rule.fault.clone(), req, scope_name, None);
+            let inj =
+                self.make_injection(rule.id.clone(), rule.fault.clone(), req, scope_name, None);
             self.record(&inj, true);
             // Not injected: release without counting as active.
             inj.disarm();
@@ -421,7 +438,9 @@ impl Chaos {
         if let (Some(max), Some(sc)) = (rule.max_hits, &scope) {
             let took = sc
                 .hits
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
                 .is_ok();
             if !took {
                 st.active.fetch_sub(1, Ordering::AcqRel);
@@ -431,7 +450,13 @@ impl Chaos {
             }
         }
         st.injected.fetch_add(1, Ordering::Relaxed);
-        let inj = self.make_injection(rule.id.clone(), rule.fault.clone(), req, scope_name, Some(st.clone()));
+        let inj = self.make_injection(
+            rule.id.clone(),
+            rule.fault.clone(),
+            req,
+            scope_name,
+            Some(st.clone()),
+        );
         self.record(&inj, false);
         Some(inj)
     }
@@ -446,7 +471,11 @@ impl Chaos {
     ) -> Injection {
         let limits = &self.shared.compiled.load().set.limits;
         let delay = match &*fault {
-            Fault::Delay(d) => Some(d.sample(self.shared.rng.next(), self.shared.rng.next(), limits.max_delay.0)),
+            Fault::Delay(d) => Some(d.sample(
+                self.shared.rng.next(),
+                self.shared.rng.next(),
+                limits.max_delay.0,
+            )),
             _ => None,
         };
         Injection {
@@ -537,7 +566,9 @@ impl Chaos {
             if !header.directives.is_empty() {
                 if compiled.set.allow_directives {
                     trust = Trust::Allowed;
-                } else if let (Some(keys), Some(sig)) = (&self.shared.keys, headers.get(&headers::X_CHAOS_SIGNATURE)) {
+                } else if let (Some(keys), Some(sig)) =
+                    (&self.shared.keys, headers.get(&headers::X_CHAOS_SIGNATURE))
+                {
                     match keys.verify(x.as_bytes(), sig.as_bytes(), SystemTime::now()) {
                         Ok(v) if errors.is_empty() => {
                             hop = v.hop;
@@ -548,12 +579,17 @@ impl Chaos {
                         }
                         Ok(_) => self.refuse_directives("signed header has refused items"),
                         Err(e) => {
-                            self.shared.stats.signature_rejected.fetch_add(1, Ordering::Relaxed);
+                            self.shared
+                                .stats
+                                .signature_rejected
+                                .fetch_add(1, Ordering::Relaxed);
                             self.reject_header(&format!("x-chaos-signature: {e}"), 0);
                         }
                     }
                 } else {
-                    self.refuse_directives("directives are not allowed and the request is not signed");
+                    self.refuse_directives(
+                        "directives are not allowed and the request is not signed",
+                    );
                 }
             }
         }
@@ -564,14 +600,20 @@ impl Chaos {
     }
 
     fn reject_header(&self, what: &str, n: u64) {
-        self.shared.stats.header_rejected.fetch_add(n, Ordering::Relaxed);
+        self.shared
+            .stats
+            .header_rejected
+            .fetch_add(n, Ordering::Relaxed);
         if let Some(held) = self.shared.warn_headers.allow() {
             tracing::warn!(target: "chaos", reason = what, suppressed = held, "ignored part of a chaos header");
         }
     }
 
     fn refuse_directives(&self, why: &'static str) {
-        self.shared.stats.directives_refused.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .directives_refused
+            .fetch_add(1, Ordering::Relaxed);
         if let Some(held) = self.shared.warn_headers.allow() {
             tracing::warn!(target: "chaos", reason = why, suppressed = held, "ignored x-chaos directives");
         }
@@ -646,16 +688,21 @@ impl Chaos {
         self.refresh_flags(&compiled);
         self.shared.compiled.store(compiled);
         let v = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
-        self.emit(Event::RulesChanged { version: v, rules: n });
+        self.emit(Event::RulesChanged {
+            version: v,
+            rules: n,
+        });
         v
     }
 
     fn refresh_flags(&self, compiled: &Compiled) {
         let s = &self.shared;
         let was = s.killed.load(Ordering::SeqCst);
-        let killed = s.forced_off || s.runtime_killed.load(Ordering::SeqCst) || compiled.set.kill_switch;
+        let killed =
+            s.forced_off || s.runtime_killed.load(Ordering::SeqCst) || compiled.set.kill_switch;
         s.killed.store(killed, Ordering::SeqCst);
-        let anything = !compiled.rules.is_empty() || compiled.set.allow_directives || s.keys.is_some();
+        let anything =
+            !compiled.rules.is_empty() || compiled.set.allow_directives || s.keys.is_some();
         s.armed.store(!killed && anything, Ordering::SeqCst);
         if killed && !was {
             s.kill_notify.notify_waiters();

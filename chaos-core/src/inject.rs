@@ -252,7 +252,10 @@ impl InjectedFault {
 
     /// `error: timeout`, or a `drop: hang` that reached its ceiling.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.1, FaultKind::Error(ErrorKind::Timeout) | FaultKind::Timeout)
+        matches!(
+            self.inner.1,
+            FaultKind::Error(ErrorKind::Timeout) | FaultKind::Timeout
+        )
     }
 
     /// `drop: reset`.
@@ -326,6 +329,9 @@ mod tests {
 
     #[test]
     fn error_is_pointer_sized() {
-        assert_eq!(std::mem::size_of::<InjectedFault>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<InjectedFault>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

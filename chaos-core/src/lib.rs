@@ -88,7 +88,9 @@ pub mod rules;
 pub mod testing;
 
 pub use self::context::{ChaosContext, ChaosFutureExt};
-pub use self::engine::{Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus, Snapshot};
+pub use self::engine::{
+    Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus, Snapshot,
+};
 pub use self::inject::{Decision, InjectedFault, Injection, WaitOutcome};
 pub use self::pause::PauseGate;
 pub use self::request::{Point, RequestView};

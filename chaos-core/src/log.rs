@@ -1,8 +1,8 @@
 //! Rate-limited warnings, so a flood of bad headers or failed reloads cannot flood the logs.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use std::sync::LazyLock;
 
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -30,7 +30,12 @@ impl RateLimited {
         if now >= next
             && self
                 .next_ms
-                .compare_exchange(next, now + self.interval_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    now + self.interval_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             return Some(self.suppressed.swap(0, Ordering::Relaxed));

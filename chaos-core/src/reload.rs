@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
+use crate::Chaos;
 use crate::engine::{Event, Shared};
 use crate::rules::{Format, RuleSet, RulesError};
-use crate::Chaos;
 
 /// Settings of a file watch.
 #[derive(Clone, Copy, Debug)]
@@ -98,17 +98,21 @@ impl FileWatch {
 
     /// The last refusal, if the file is bad now (cleared by the next good load).
     pub fn last_error(&self) -> Option<String> {
-        self.status.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
 impl Drop for FileWatch {
     fn drop(&mut self) {
         let _ = self.tx.send(Msg::Stop);
-        if let Some(t) = self.thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
         }
     }
 }
@@ -140,11 +144,16 @@ impl Chaos {
     /// # Errors
     ///
     /// The watch cannot be set up (no such directory, unknown extension).
-    pub fn watch_file_with(&self, path: impl AsRef<Path>, opts: WatchOptions) -> Result<FileWatch, RulesError> {
+    pub fn watch_file_with(
+        &self,
+        path: impl AsRef<Path>,
+        opts: WatchOptions,
+    ) -> Result<FileWatch, RulesError> {
         let path = path.as_ref().to_path_buf();
         let name = path.display().to_string();
         let format = Format::from_path(&path).ok_or_else(|| {
-            RulesError::io("unknown rules format, expected a .json, .toml, .yaml or .yml file").with_source(name.clone())
+            RulesError::io("unknown rules format, expected a .json, .toml, .yaml or .yml file")
+                .with_source(name.clone())
         })?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -152,13 +161,17 @@ impl Chaos {
         };
         let (tx, rx) = mpsc::channel();
         let events = tx.clone();
-        let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = events.send(Msg::Event);
-        })
-        .map_err(|e| RulesError::io(format!("cannot watch: {e}")).with_source(name.clone()))?;
+        let mut watcher =
+            notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+                let _ = events.send(Msg::Event);
+            })
+            .map_err(|e| RulesError::io(format!("cannot watch: {e}")).with_source(name.clone()))?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| RulesError::io(format!("cannot watch {}: {e}", dir.display())).with_source(name.clone()))?;
+            .map_err(|e| {
+                RulesError::io(format!("cannot watch {}: {e}", dir.display()))
+                    .with_source(name.clone())
+            })?;
         let status = Arc::new(Status::default());
         let mut worker = Worker {
             chaos: Arc::downgrade(&self.shared),
@@ -219,7 +232,9 @@ impl Worker {
     }
 
     fn check(&mut self) {
-        let Some(shared) = self.chaos.upgrade() else { return };
+        let Some(shared) = self.chaos.upgrade() else {
+            return;
+        };
         let chaos = Chaos { shared };
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
@@ -247,19 +262,31 @@ impl Worker {
                 self.refused = None;
                 self.status.reloads.fetch_add(1, Ordering::SeqCst);
                 chaos.shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
-                *self.status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self
+                    .status
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!(target: "chaos", path = %self.name, version, "rules loaded");
             }
             Err(e) => {
                 self.refused = Some(hash);
                 self.status.failures.fetch_add(1, Ordering::SeqCst);
-                chaos.shared.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                chaos
+                    .shared
+                    .stats
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 let msg = e.to_string();
                 if let Some(held) = chaos.shared.warn_reload.allow() {
                     tracing::warn!(target: "chaos", error = %msg, suppressed = held, "rules file refused; keeping the last good rules");
                 }
                 chaos.emit(Event::ReloadFailed { error: msg.clone() });
-                *self.status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+                *self
+                    .status
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(msg);
             }
         }
     }

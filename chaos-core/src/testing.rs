@@ -108,19 +108,34 @@ impl Chaos {
 
     /// Every injection recorded so far (the last 100 000), oldest first.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        let j = self.shared.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let j = self
+            .shared
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         j.iter().cloned().collect::<VecDeque<_>>().into()
     }
 
     /// The injections recorded in one scope (scenario tag).
     pub fn journal_for(&self, scope: &str) -> Vec<JournalEntry> {
-        let j = self.shared.journal.lock().unwrap_or_else(|p| p.into_inner());
-        j.iter().filter(|e| e.scope.as_deref() == Some(scope)).cloned().collect()
+        let j = self
+            .shared
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        j.iter()
+            .filter(|e| e.scope.as_deref() == Some(scope))
+            .cloned()
+            .collect()
     }
 
     /// Forgets the journal.
     pub fn clear_journal(&self) {
-        self.shared.journal.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.shared
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Installs a pause point: requests at `point` (and `target`, if given) that match `m`
@@ -172,7 +187,10 @@ impl Scenario {
 
     /// A context carrying it, marked as test traffic.
     pub fn context(&self) -> ChaosContext {
-        ChaosContext::builder().scenario(&self.name).test_traffic(true).build()
+        ChaosContext::builder()
+            .scenario(&self.name)
+            .test_traffic(true)
+            .build()
     }
 
     /// A match on it, to scope a rule to this test.

@@ -229,11 +229,19 @@ impl XChaos {
             return (out, errors);
         }
         let Ok(text) = std::str::from_utf8(value) else {
-            errors.push(HeaderError::new("", "not_ascii", "x-chaos is not ASCII text"));
+            errors.push(HeaderError::new(
+                "",
+                "not_ascii",
+                "x-chaos is not ASCII text",
+            ));
             return (out, errors);
         };
         if !text.is_ascii() {
-            errors.push(HeaderError::new("", "not_ascii", "x-chaos is not ASCII text"));
+            errors.push(HeaderError::new(
+                "",
+                "not_ascii",
+                "x-chaos is not ASCII text",
+            ));
             return (out, errors);
         }
         let mut count = 0usize;
@@ -286,11 +294,19 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
     };
     let (key, value) = (key.trim(), value.trim());
     if value.is_empty() {
-        return Err(HeaderError::new(item, "syntax", format!("`{key}` has no value")));
+        return Err(HeaderError::new(
+            item,
+            "syntax",
+            format!("`{key}` has no value"),
+        ));
     }
     if key == "scenario" {
         if parts.next().is_some() {
-            return Err(HeaderError::new(item, "bad_param", "`scenario` takes no params"));
+            return Err(HeaderError::new(
+                item,
+                "bad_param",
+                "`scenario` takes no params",
+            ));
         }
         check_scenario(value).map_err(|e| HeaderError::new(item, "bad_value", e))?;
         return Ok(Item::Scenario(value.to_owned()));
@@ -309,25 +325,29 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
             ));
         }
     };
-    if let Some(max) = fault.max_delay() {
-        if max > limits.max_delay.0 {
-            return Err(HeaderError::new(
-                item,
-                "above_ceiling",
-                format!(
-                    "delay {} is above the ceiling {} (limits.max_delay)",
-                    crate::rules::Dur(max),
-                    limits.max_delay
-                ),
-            ));
-        }
+    if let Some(max) = fault.max_delay()
+        && max > limits.max_delay.0
+    {
+        return Err(HeaderError::new(
+            item,
+            "above_ceiling",
+            format!(
+                "delay {} is above the ceiling {} (limits.max_delay)",
+                crate::rules::Dur(max),
+                limits.max_delay
+            ),
+        ));
     }
     let mut d = Directive::new(fault);
     let mut seen: [bool; 4] = [false; 4];
     for p in parts {
         let p = p.trim();
         let Some((k, v)) = p.split_once('=') else {
-            return Err(HeaderError::new(item, "bad_param", format!("param `{p}` is not `name=value`")));
+            return Err(HeaderError::new(
+                item,
+                "bad_param",
+                format!("param `{p}` is not `name=value`"),
+            ));
         };
         let (k, v) = (k.trim(), v.trim());
         let slot = match k {
@@ -339,17 +359,24 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
                 return Err(HeaderError::new(
                     item,
                     "bad_param",
-                    format!("unknown param `{other}`, expected one of `point`, `target`, `rate`, `hops`"),
+                    format!(
+                        "unknown param `{other}`, expected one of `point`, `target`, `rate`, `hops`"
+                    ),
                 ));
             }
         };
         if std::mem::replace(&mut seen[slot], true) {
-            return Err(HeaderError::new(item, "bad_param", format!("param `{k}` is given twice")));
+            return Err(HeaderError::new(
+                item,
+                "bad_param",
+                format!("param `{k}` is given twice"),
+            ));
         }
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
         match slot {
             0 | 1 if !name_ok(v) => {
@@ -361,16 +388,28 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
             }
             0 => d.point = Some(v.to_owned()),
             1 => d.target = Some(v.to_owned()),
-            2 => d.rate = v.parse().map_err(|e| HeaderError::new(item, "bad_param", e))?,
+            2 => {
+                d.rate = v
+                    .parse()
+                    .map_err(|e| HeaderError::new(item, "bad_param", e))?
+            }
             _ => {
                 d.hops = Some(v.parse::<u32>().map_err(|_| {
-                    HeaderError::new(item, "bad_param", format!("hops `{v}` is not a whole number"))
+                    HeaderError::new(
+                        item,
+                        "bad_param",
+                        format!("hops `{v}` is not a whole number"),
+                    )
                 })?);
             }
         }
     }
     if d.hops == Some(0) {
-        return Err(HeaderError::new(item, "bad_param", "hops 0 reaches no service"));
+        return Err(HeaderError::new(
+            item,
+            "bad_param",
+            "hops 0 reaches no service",
+        ));
     }
     Ok(Item::Directive(d))
 }
@@ -534,7 +573,11 @@ impl ContextBuilder {
         ChaosContext::new(
             self.header,
             self.test_traffic,
-            if self.trusted { Trust::Allowed } else { Trust::Untrusted },
+            if self.trusted {
+                Trust::Allowed
+            } else {
+                Trust::Untrusted
+            },
             0,
         )
     }

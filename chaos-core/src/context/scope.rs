@@ -60,19 +60,19 @@ pin_project! {
     /// A future run inside a chaos context, or plainly when there is none.
     ///
     /// Made by [`ChaosFutureExt`].
-    #[project = WithContextProj]
     #[derive(Debug)]
-    pub enum WithContext<F: Future> {
-        /// Inside a context.
-        Scoped {
-            /// The future, scoped.
-            #[pin] fut: TaskLocalFuture<ChaosContext, F>,
-        },
-        /// No context to carry.
-        Plain {
-            /// The future.
-            #[pin] fut: F,
-        },
+    pub struct WithContext<F: Future> {
+        #[pin]
+        inner: Inner<F>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner<F: Future> {
+        Scoped { #[pin] fut: TaskLocalFuture<ChaosContext, F> },
+        Plain { #[pin] fut: F },
     }
 }
 
@@ -81,9 +81,9 @@ impl<F: Future> Future for WithContext<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        match self.project() {
-            WithContextProj::Scoped { fut } => fut.poll(cx),
-            WithContextProj::Plain { fut } => fut.poll(cx),
+        match self.project().inner.project() {
+            InnerProj::Scoped { fut } => fut.poll(cx),
+            InnerProj::Plain { fut } => fut.poll(cx),
         }
     }
 }
@@ -108,10 +108,11 @@ impl<F: Future> Future for WithContext<F> {
 pub trait ChaosFutureExt: Future + Sized {
     /// Runs this future inside `ctx` (or plainly, for `None`).
     fn with_chaos_context(self, ctx: Option<ChaosContext>) -> WithContext<Self> {
-        match ctx {
-            Some(c) => WithContext::Scoped { fut: c.scope(self) },
-            None => WithContext::Plain { fut: self },
-        }
+        let inner = match ctx {
+            Some(c) => Inner::Scoped { fut: c.scope(self) },
+            None => Inner::Plain { fut: self },
+        };
+        WithContext { inner }
     }
 
     /// Runs this future inside the context current where this is called.

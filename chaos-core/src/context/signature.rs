@@ -96,7 +96,9 @@ impl SigningKeys {
     /// Reads `CHAOS_SIGNING_KEY` and `CHAOS_SIGNING_KEY_PREVIOUS`; `None` when the first is
     /// unset or empty.
     pub fn from_env() -> Option<SigningKeys> {
-        let current = std::env::var("CHAOS_SIGNING_KEY").ok().filter(|k| !k.is_empty())?;
+        let current = std::env::var("CHAOS_SIGNING_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())?;
         let keys = SigningKeys::new(current);
         Some(match std::env::var("CHAOS_SIGNING_KEY_PREVIOUS") {
             Ok(p) if !p.is_empty() => keys.with_previous(p),
@@ -105,7 +107,8 @@ impl SigningKeys {
     }
 
     fn mac(key: &[u8], expiry: u64, value: &[u8]) -> HmacSha256 {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+        let mut mac =
+            <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
         mac.update(expiry.to_string().as_bytes());
         mac.update(b".");
         mac.update(value);
@@ -114,8 +117,12 @@ impl SigningKeys {
 
     /// Signs an `x-chaos` value until `expires`; returns the `x-chaos-signature` value.
     pub fn sign(&self, value: &str, expires: SystemTime) -> String {
-        let t = expires.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let tag = Self::mac(&self.keys[0], t, value.as_bytes()).finalize().into_bytes();
+        let t = expires
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let tag = Self::mac(&self.keys[0], t, value.as_bytes())
+            .finalize()
+            .into_bytes();
         format!("t={t},v1={}", hex::encode(tag))
     }
 
@@ -124,17 +131,40 @@ impl SigningKeys {
     /// # Errors
     ///
     /// Why it was refused.
-    pub fn verify(&self, value: &[u8], signature: &[u8], now: SystemTime) -> Result<Verified, SignatureError> {
-        let sig = std::str::from_utf8(signature).map_err(|_| SignatureError::Malformed("not ASCII"))?;
+    pub fn verify(
+        &self,
+        value: &[u8],
+        signature: &[u8],
+        now: SystemTime,
+    ) -> Result<Verified, SignatureError> {
+        let sig =
+            std::str::from_utf8(signature).map_err(|_| SignatureError::Malformed("not ASCII"))?;
         let mut t: Option<u64> = None;
         let mut hop = 0u32;
         let mut macs: Vec<Vec<u8>> = Vec::new();
         for part in sig.split(',') {
-            let (k, v) = part.trim().split_once('=').ok_or(SignatureError::Malformed("expected `name=value` parts"))?;
+            let (k, v) = part
+                .trim()
+                .split_once('=')
+                .ok_or(SignatureError::Malformed("expected `name=value` parts"))?;
             match k.trim() {
-                "t" => t = Some(v.trim().parse().map_err(|_| SignatureError::Malformed("`t` is not a number"))?),
-                "v1" => macs.push(hex::decode(v.trim()).map_err(|_| SignatureError::Malformed("`v1` is not hex"))?),
-                "h" => hop = v.trim().parse().map_err(|_| SignatureError::Malformed("`h` is not a number"))?,
+                "t" => {
+                    t = Some(
+                        v.trim()
+                            .parse()
+                            .map_err(|_| SignatureError::Malformed("`t` is not a number"))?,
+                    )
+                }
+                "v1" => macs.push(
+                    hex::decode(v.trim())
+                        .map_err(|_| SignatureError::Malformed("`v1` is not hex"))?,
+                ),
+                "h" => {
+                    hop = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| SignatureError::Malformed("`h` is not a number"))?
+                }
                 _ => {} // unknown schemes are skipped, for forward compatibility
             }
         }
@@ -178,18 +208,50 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let keys = SigningKeys::new("k1");
         let sig = keys.sign("delay=1s", now + Duration::from_secs(60));
-        assert_eq!(keys.verify(b"delay=1s", sig.as_bytes(), now), Ok(Verified { key_index: 0, hop: 0 }));
-        assert_eq!(keys.verify(b"delay=2s", sig.as_bytes(), now), Err(SignatureError::BadMac));
-        assert_eq!(keys.verify(b"delay=1s", sig.as_bytes(), now + Duration::from_secs(61)), Err(SignatureError::Expired));
-        assert_eq!(SigningKeys::new("other").verify(b"delay=1s", sig.as_bytes(), now), Err(SignatureError::BadMac));
+        assert_eq!(
+            keys.verify(b"delay=1s", sig.as_bytes(), now),
+            Ok(Verified {
+                key_index: 0,
+                hop: 0
+            })
+        );
+        assert_eq!(
+            keys.verify(b"delay=2s", sig.as_bytes(), now),
+            Err(SignatureError::BadMac)
+        );
+        assert_eq!(
+            keys.verify(b"delay=1s", sig.as_bytes(), now + Duration::from_secs(61)),
+            Err(SignatureError::Expired)
+        );
+        assert_eq!(
+            SigningKeys::new("other").verify(b"delay=1s", sig.as_bytes(), now),
+            Err(SignatureError::BadMac)
+        );
         let far = keys.sign("delay=1s", now + Duration::from_secs(2 * 86_400));
-        assert_eq!(keys.verify(b"delay=1s", far.as_bytes(), now), Err(SignatureError::TooLong));
+        assert_eq!(
+            keys.verify(b"delay=1s", far.as_bytes(), now),
+            Err(SignatureError::TooLong)
+        );
         // rotation: signed with the old key, verified by an engine that has it as previous
         let rotated = SigningKeys::new("k2").with_previous("k1");
-        assert_eq!(rotated.verify(b"delay=1s", sig.as_bytes(), now), Ok(Verified { key_index: 1, hop: 0 }));
+        assert_eq!(
+            rotated.verify(b"delay=1s", sig.as_bytes(), now),
+            Ok(Verified {
+                key_index: 1,
+                hop: 0
+            })
+        );
         let with_hop = format!("{sig},h=2");
-        assert_eq!(keys.verify(b"delay=1s", with_hop.as_bytes(), now).unwrap().hop, 2);
+        assert_eq!(
+            keys.verify(b"delay=1s", with_hop.as_bytes(), now)
+                .unwrap()
+                .hop,
+            2
+        );
         assert_eq!(SigningKeys::strip_hop(&with_hop), sig);
-        assert!(matches!(keys.verify(b"x", b"garbage", now), Err(SignatureError::Malformed(_))));
+        assert!(matches!(
+            keys.verify(b"x", b"garbage", now),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 }

@@ -452,9 +452,8 @@ impl<'de> Deserialize<'de> for Abort {
                 let content_type = r
                     .content_type
                     .map(|c| {
-                        HeaderValue::try_from(c.as_str()).map_err(|_| {
-                            de::Error::custom(format!("invalid content type `{c}`"))
-                        })
+                        HeaderValue::try_from(c.as_str())
+                            .map_err(|_| de::Error::custom(format!("invalid content type `{c}`")))
                     })
                     .transpose()?;
                 let mut headers = Vec::with_capacity(r.headers.len());
@@ -561,7 +560,9 @@ impl std::str::FromStr for DropKind {
         match s.trim() {
             "reset" => Ok(DropKind::Reset),
             "hang" => Ok(DropKind::Hang),
-            other => Err(format!("unknown drop `{other}`, expected `reset` or `hang`")),
+            other => Err(format!(
+                "unknown drop `{other}`, expected `reset` or `hang`"
+            )),
         }
     }
 }
@@ -608,7 +609,10 @@ impl std::str::FromStr for ErrorKind {
             other => {
                 if let Some(code) = other.strip_prefix("sqlstate:") {
                     let b = code.as_bytes();
-                    if b.len() == 5 && b.iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) {
+                    if b.len() == 5
+                        && b.iter()
+                            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+                    {
                         let mut out = [0u8; 5];
                         out.copy_from_slice(b);
                         return Ok(ErrorKind::SqlState(out));

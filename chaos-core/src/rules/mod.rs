@@ -232,9 +232,9 @@ fn check_id(id: &str) -> Result<(), String> {
 fn point_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let p = String::deserialize(d)?;
     if p.is_empty()
-        || !p
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        || !p.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
     {
         return Err(de::Error::custom(format!(
             "point `{p}` must be `server`, `client`, `sql` or a lowercase name"
@@ -701,7 +701,11 @@ impl RuleSet {
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_str(text);
                 let json_err = |e: serde_json::Error, path: String| {
-                    let kind = if e.is_syntax() || e.is_eof() { RulesError::syntax } else { RulesError::invalid };
+                    let kind = if e.is_syntax() || e.is_eof() {
+                        RulesError::syntax
+                    } else {
+                        RulesError::invalid
+                    };
                     let mut err = kind(json_reason(&e));
                     if e.line() > 0 {
                         err = err.with_position(e.line(), e.column());
@@ -716,7 +720,8 @@ impl RuleSet {
                     .and_then(|v| de.end().map(|()| v).map_err(|e| json_err(e, String::new())))
             }
             Format::Toml => {
-                let de = toml::Deserializer::parse(text).map_err(|e| (toml_error(text, &e, true), String::new()));
+                let de = toml::Deserializer::parse(text)
+                    .map_err(|e| (toml_error(text, &e, true), String::new()));
                 de.and_then(|de| {
                     serde_path_to_error::deserialize::<_, RuleSet>(de).map_err(|e| {
                         let path = e.path().to_string();
@@ -745,7 +750,8 @@ impl RuleSet {
                 });
             }
         };
-        set.validate().map_err(|e| e.with_source(name.unwrap_or("<string>")))?;
+        set.validate()
+            .map_err(|e| e.with_source(name.unwrap_or("<string>")))?;
         Ok(set)
     }
 
@@ -756,9 +762,13 @@ impl RuleSet {
     /// Only if the format cannot express the document (TOML cannot express every shape).
     pub fn to_string(&self, format: Format) -> Result<String, RulesError> {
         match format {
-            Format::Json => serde_json::to_string_pretty(self).map_err(|e| RulesError::invalid(e.to_string())),
+            Format::Json => {
+                serde_json::to_string_pretty(self).map_err(|e| RulesError::invalid(e.to_string()))
+            }
             Format::Toml => toml::to_string(self).map_err(|e| RulesError::invalid(e.to_string())),
-            Format::Yaml => serde_saphyr::to_string(self).map_err(|e| RulesError::invalid(e.to_string())),
+            Format::Yaml => {
+                serde_saphyr::to_string(self).map_err(|e| RulesError::invalid(e.to_string()))
+            }
         }
     }
 
@@ -770,14 +780,20 @@ impl RuleSet {
     pub fn validate(&self) -> Result<(), RulesError> {
         let mut ids = HashSet::new();
         if self.limits.max_items == 0 {
-            return Err(RulesError::invalid("limits.max_items must be at least 1").with_field("limits.max_items"));
+            return Err(RulesError::invalid("limits.max_items must be at least 1")
+                .with_field("limits.max_items"));
         }
         if self.max_active == Some(0) {
-            return Err(RulesError::invalid("max_active 0 would never inject; remove the rules or set kill_switch").with_field("max_active"));
+            return Err(RulesError::invalid(
+                "max_active 0 would never inject; remove the rules or set kill_switch",
+            )
+            .with_field("max_active"));
         }
         for r in &self.rules {
             if !ids.insert(r.id.as_str()) {
-                return Err(RulesError::invalid(format!("duplicate rule id `{}`", r.id)).with_rule(&r.id).with_field("id"));
+                return Err(RulesError::invalid(format!("duplicate rule id `{}`", r.id))
+                    .with_rule(&r.id)
+                    .with_field("id"));
             }
             r.validate(&self.limits)?;
         }
@@ -792,19 +808,34 @@ impl Rule {
     ///
     /// The first problem, naming the rule and field.
     pub fn validate(&self, limits: &Limits) -> Result<(), RulesError> {
-        let err = |field: &str, reason: String| Err(RulesError::invalid(reason).with_rule(&self.id).with_field(field));
+        let err = |field: &str, reason: String| {
+            Err(RulesError::invalid(reason)
+                .with_rule(&self.id)
+                .with_field(field))
+        };
         check_id(&self.id).or_else(|e| err("id", e))?;
-        if let Some(max) = self.fault.max_delay() {
-            if max > limits.max_delay.0 {
-                return err(
-                    "fault.delay",
-                    format!("delay {} is above the ceiling {} (limits.max_delay)", Dur(max), limits.max_delay),
-                );
-            }
+        if let Some(max) = self.fault.max_delay()
+            && max > limits.max_delay.0
+        {
+            return err(
+                "fault.delay",
+                format!(
+                    "delay {} is above the ceiling {} (limits.max_delay)",
+                    Dur(max),
+                    limits.max_delay
+                ),
+            );
         }
-        let schedules = [self.sequence.is_some(), self.first.is_some(), self.every.is_some()];
+        let schedules = [
+            self.sequence.is_some(),
+            self.first.is_some(),
+            self.every.is_some(),
+        ];
         if schedules.iter().filter(|b| **b).count() > 1 {
-            return err("sequence", "give only one of `sequence`, `first`, `every`".to_owned());
+            return err(
+                "sequence",
+                "give only one of `sequence`, `first`, `every`".to_owned(),
+            );
         }
         if matches!(&self.sequence, Some(s) if s.is_empty()) {
             return err("sequence", "sequence is empty".to_owned());
@@ -821,10 +852,14 @@ impl Rule {
         if self.max_active == Some(0) {
             return err("max_active", "max_active 0 would never inject".to_owned());
         }
-        if let Some(g) = &self.guard {
-            if g.error_rate_above.is_none() && g.p99_above.is_none() {
-                return err("guard", "a guard needs `error_rate_above` or `p99_above`".to_owned());
-            }
+        if let Some(g) = &self.guard
+            && g.error_rate_above.is_none()
+            && g.p99_above.is_none()
+        {
+            return err(
+                "guard",
+                "a guard needs `error_rate_above` or `p99_above`".to_owned(),
+            );
         }
         if let Some(r) = &self.ramp {
             if r.steps.is_empty() {
@@ -833,17 +868,29 @@ impl Rule {
             if r.every.0.is_zero() {
                 return err("ramp.every", "ramp.every must be above 0s".to_owned());
             }
-            if r.steps.windows(2).any(|w| w[1].fraction() < w[0].fraction()) {
+            if r.steps
+                .windows(2)
+                .any(|w| w[1].fraction() < w[0].fraction())
+            {
                 return err("ramp.steps", "ramp steps must not go down".to_owned());
             }
         }
         if self.matcher.sql.is_some() && self.point != "sql" {
-            return err("match.sql", format!("`match.sql` applies at the `sql` point, not `{}`", self.point));
+            return err(
+                "match.sql",
+                format!(
+                    "`match.sql` applies at the `sql` point, not `{}`",
+                    self.point
+                ),
+            );
         }
-        if let Fault::Body(_) = self.fault {
-            if self.point == "sql" {
-                return err("fault.body", "body faults apply to HTTP points, not `sql`".to_owned());
-            }
+        if let Fault::Body(_) = self.fault
+            && self.point == "sql"
+        {
+            return err(
+                "fault.body",
+                "body faults apply to HTTP points, not `sql`".to_owned(),
+            );
         }
         if let Some(s) = &self.matcher.scenario {
             crate::context::check_scenario(s).or_else(|e| err("match.scenario", e))?;
@@ -862,7 +909,11 @@ fn json_reason(e: &serde_json::Error) -> String {
 }
 
 fn toml_error(text: &str, e: &toml::de::Error, syntax: bool) -> RulesError {
-    let mut err = if syntax { RulesError::syntax(e.message().trim()) } else { RulesError::invalid(e.message().trim()) };
+    let mut err = if syntax {
+        RulesError::syntax(e.message().trim())
+    } else {
+        RulesError::invalid(e.message().trim())
+    };
     if let Some(span) = e.span() {
         let (l, c) = line_col(text, span.start);
         err = err.with_position(l, c);
@@ -881,12 +932,19 @@ fn yaml_error(e: &serde_saphyr::Error) -> RulesError {
             }
         }
     };
-    let is_syntax = !matches!(e, serde_saphyr::Error::Message { .. } | serde_saphyr::Error::Unexpected { .. });
-    let mut err = if is_syntax { RulesError::syntax(reason) } else { RulesError::invalid(reason) };
-    if let Some(loc) = e.location() {
-        if loc.line() > 0 {
-            err = err.with_position(loc.line() as usize, loc.column() as usize);
-        }
+    let is_syntax = !matches!(
+        e,
+        serde_saphyr::Error::Message { .. } | serde_saphyr::Error::Unexpected { .. }
+    );
+    let mut err = if is_syntax {
+        RulesError::syntax(reason)
+    } else {
+        RulesError::invalid(reason)
+    };
+    if let Some(loc) = e.location()
+        && loc.line() > 0
+    {
+        err = err.with_position(loc.line() as usize, loc.column() as usize);
     }
     err
 }
@@ -907,7 +965,10 @@ fn locate_rule(format: Format, text: &str, err: RulesError, path: &str) -> Rules
         return err.with_field(path);
     };
     let field = field.trim_start_matches('.');
-    let id = idx.parse::<usize>().ok().and_then(|i| rule_id_at(format, text, i));
+    let id = idx
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| rule_id_at(format, text, i));
     let err = match id {
         Some(id) => err.with_rule(id),
         None => err.with_rule(format!("#{}", idx.parse::<usize>().map_or(0, |i| i + 1))),
@@ -922,5 +983,9 @@ fn rule_id_at(format: Format, text: &str, i: usize) -> Option<String> {
         Format::Toml => toml::from_str(text).ok()?,
         Format::Yaml => serde_saphyr::from_str(text).ok()?,
     };
-    v.get("rules")?.get(i)?.get("id")?.as_str().map(str::to_owned)
+    v.get("rules")?
+        .get(i)?
+        .get("id")?
+        .as_str()
+        .map(str::to_owned)
 }

@@ -269,8 +269,13 @@ pub struct Pattern {
 
 #[derive(Clone, Debug)]
 enum PatternKind {
-    Exact { case_insensitive: bool },
-    Prefix { prefix: String, case_insensitive: bool },
+    Exact {
+        case_insensitive: bool,
+    },
+    Prefix {
+        prefix: String,
+        case_insensitive: bool,
+    },
     Glob(wildmatch::WildMatch),
 }
 
@@ -393,15 +398,25 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration(&format_duration(Duration::from_millis(5_400_250))).unwrap(), Duration::from_millis(5_400_250));
-        assert!(parse_duration("3x").unwrap_err().starts_with("invalid duration `3x`"));
+        assert_eq!(
+            parse_duration(&format_duration(Duration::from_millis(5_400_250))).unwrap(),
+            Duration::from_millis(5_400_250)
+        );
+        assert!(
+            parse_duration("3x")
+                .unwrap_err()
+                .starts_with("invalid duration `3x`")
+        );
     }
 
     #[test]
     fn rates() {
         assert_eq!("25%".parse::<Rate>().unwrap().fraction(), 0.25);
         assert_eq!("0.25".parse::<Rate>().unwrap().fraction(), 0.25);
-        assert_eq!("125%".parse::<Rate>().unwrap_err(), "rate 125% is above 100%");
+        assert_eq!(
+            "125%".parse::<Rate>().unwrap_err(),
+            "rate 125% is above 100%"
+        );
         assert_eq!(Rate::new(1.5).unwrap_err(), "rate 150% is above 100%");
         assert_eq!("-5%".parse::<Rate>().unwrap_err(), "rate -5% is below 0%");
         assert!(Rate::ALWAYS.admits(u64::MAX));
