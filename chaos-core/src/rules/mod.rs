@@ -922,29 +922,38 @@ fn toml_error(text: &str, e: &toml::de::Error, syntax: bool) -> RulesError {
 }
 
 fn yaml_error(e: &serde_saphyr::Error) -> RulesError {
-    let reason = match e {
-        serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+    use serde_saphyr::Error as E;
+    let mut inner = e;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = inner {
+        inner = error;
+    }
+    let reason = match inner {
+        E::Message { msg, .. } => msg.clone(),
         other => {
             let s = other.without_snippet().to_string();
-            match s.find(" at line ") {
+            match s.rfind(" at line ") {
                 Some(i) => s[..i].to_owned(),
                 None => s,
             }
         }
     };
-    let is_syntax = !matches!(
-        e,
-        serde_saphyr::Error::Message { .. } | serde_saphyr::Error::Unexpected { .. }
+    let schema = matches!(
+        inner,
+        E::Message { .. }
+            | E::Unexpected { .. }
+            | E::SerdeInvalidType { .. }
+            | E::SerdeInvalidValue { .. }
+            | E::SerdeInvalidLength { .. }
+            | E::SerdeUnknownVariant { .. }
+            | E::SerdeUnknownField { .. }
+            | E::SerdeMissingField { .. }
+            | E::DuplicateMappingKey { .. }
     );
-    let mut err = if is_syntax {
-        RulesError::syntax(reason)
-    } else {
-        RulesError::invalid(reason)
-    };
-    if let Some(loc) = e.location()
-        && loc.line() > 0
-    {
-        err = err.with_position(loc.line() as usize, loc.column() as usize);
+    let mut err = if schema { RulesError::invalid(reason) } else { RulesError::syntax(reason) };
+    if let Some(loc) = e.location() {
+        if loc.line() > 0 {
+            err = err.with_position(loc.line() as usize, loc.column() as usize);
+        }
     }
     err
 }
