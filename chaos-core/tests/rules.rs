@@ -21,10 +21,16 @@ fn reference_parses_in_all_three_formats_to_the_same_rules() {
     assert_eq!(first.target.as_deref(), Some("payments"));
     assert_eq!(
         first.fault,
-        Fault::Delay(Delay::Range(Duration::from_millis(300), Duration::from_millis(800)))
+        Fault::Delay(Delay::Range(
+            Duration::from_millis(300),
+            Duration::from_millis(800)
+        ))
     );
     assert_eq!(first.rate.fraction(), 0.25);
-    assert_eq!(yaml.rules[1].sequence.as_deref(), Some(&[Step::Inject, Step::Inject, Step::Pass][..]));
+    assert_eq!(
+        yaml.rules[1].sequence.as_deref(),
+        Some(&[Step::Inject, Step::Inject, Step::Pass][..])
+    );
     assert_eq!(yaml.limits.max_items, 16);
 }
 
@@ -42,17 +48,37 @@ fn serialized_rules_parse_back_equal_in_every_format() {
 fn from_file_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("rules.yaml");
-    std::fs::write(&p, "rules:\n  - id: a\n    point: server\n    fault: { delay: 1s }\n    rate: 125%\n").unwrap();
+    std::fs::write(
+        &p,
+        "rules:\n  - id: a\n    point: server\n    fault: { delay: 1s }\n    rate: 125%\n",
+    )
+    .unwrap();
     let e = RuleSet::from_file(&p).unwrap_err();
-    assert_eq!(e.to_string(), format!("{}:5:11: rule `a`, field `rate`: rate 125% is above 100%", p.display()));
-    assert_eq!((e.line(), e.column(), e.rule_id(), e.field()), (Some(5), Some(11), Some("a"), Some("rate")));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:5:11: rule `a`, field `rate`: rate 125% is above 100%",
+            p.display()
+        )
+    );
+    assert_eq!(
+        (e.line(), e.column(), e.rule_id(), e.field()),
+        (Some(5), Some(11), Some("a"), Some("rate"))
+    );
     assert!(e.is_invalid());
 
     let missing = RuleSet::from_file(dir.path().join("nope.yaml")).unwrap_err();
     assert!(missing.is_io());
-    assert!(missing.to_string().contains("nope.yaml: cannot read"), "{missing}");
+    assert!(
+        missing.to_string().contains("nope.yaml: cannot read"),
+        "{missing}"
+    );
     let ext = RuleSet::from_file(dir.path().join("rules.ini")).unwrap_err();
-    assert!(ext.to_string().ends_with("unknown rules format, expected a .json, .toml, .yaml or .yml file"), "{ext}");
+    assert!(
+        ext.to_string()
+            .ends_with("unknown rules format, expected a .json, .toml, .yaml or .yml file"),
+        "{ext}"
+    );
 }
 
 /// A rule body in YAML with one extra line, at line 5 of the document.
@@ -128,11 +154,19 @@ fn refused_inputs_say_where_what_and_why() {
     for (format, input, want) in &cases {
         match RuleSet::parse(*format, input) {
             Ok(_) => failures.push(format!("accepted:\n{input}")),
-            Err(e) if e.to_string() != *want => failures.push(format!("input:\n{input}\n  got: {e}\n want: {want}")),
+            Err(e) if e.to_string() != *want => {
+                failures.push(format!("input:\n{input}\n  got: {e}\n want: {want}"))
+            }
             Err(_) => {}
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -144,7 +178,13 @@ fn shorthands_and_defaults() {
     .unwrap();
     let r = &set.rules[0];
     assert_eq!(r.matcher.method, [http::Method::GET]);
-    assert!(r.matcher.sql.as_ref().unwrap().matches("UPDATE orders SET paid = true"));
+    assert!(
+        r.matcher
+            .sql
+            .as_ref()
+            .unwrap()
+            .matches("UPDATE orders SET paid = true")
+    );
     assert_eq!(r.rate.to_string(), "50%");
     assert!(!set.kill_switch && !set.allow_directives);
     assert_eq!(set.version, 1);

@@ -949,7 +949,11 @@ fn yaml_error(e: &serde_saphyr::Error) -> RulesError {
             | E::SerdeMissingField { .. }
             | E::DuplicateMappingKey { .. }
     );
-    let mut err = if schema { RulesError::invalid(reason) } else { RulesError::syntax(reason) };
+    let mut err = if schema {
+        RulesError::invalid(reason)
+    } else {
+        RulesError::syntax(reason)
+    };
     if let Some(loc) = e.location() {
         if loc.line() > 0 {
             err = err.with_position(loc.line() as usize, loc.column() as usize);
