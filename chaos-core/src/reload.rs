@@ -254,7 +254,14 @@ impl Worker {
         }
         let result = std::str::from_utf8(&bytes)
             .map_err(|_| RulesError::syntax("file is not UTF-8").with_source(self.name.clone()))
-            .and_then(|text| RuleSet::parse_named(self.format, text, Some(&self.name)))
+            .and_then(|text| {
+                // An empty file is far more likely a write caught half-way than an intent.
+                if text.trim().is_empty() {
+                    return Err(RulesError::invalid("file is empty; write `rules: []` to clear the rules")
+                        .with_source(self.name.clone()));
+                }
+                RuleSet::parse_named(self.format, text, Some(&self.name))
+            })
             .and_then(|set| chaos.replace(set));
         match result {
             Ok(version) => {

@@ -146,6 +146,7 @@ fn refused_inputs_say_where_what_and_why() {
         (Format::Json, "{\"rules\": [".into(), "<string>:1:11: field `rules`: EOF while parsing a list".into()),
         (Format::Json, "{\"rules\": []} trailing".into(), "<string>:1:15: trailing characters".into()),
         (Format::Toml, "[[rules]]\nid = \"a\"\npoint = \"server\"\nrate = \"125%\"\nfault = { delay = \"1s\" }\n".into(), "<string>:4:8: rule `a`, field `rate`: rate 125% is above 100%".into()),
+        (Format::Toml, "[[rules]]\nid = \"a\"\npoint = \"server\"\nfault = { abort = 700 }\n".into(), "<string>:4:19: rule `a`, field `fault.abort`: abort status 700 is outside 200..=599".into()),
         (Format::Toml, "rules = [\n".into(), "<string>:1:10: unclosed array, expected `]`".into()),
         (Format::Yaml, "rules: [\n".into(), "<string>:1:8: field `rules`: unclosed bracket '['".into()),
     ];

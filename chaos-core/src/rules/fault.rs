@@ -425,7 +425,10 @@ impl<'de> Deserialize<'de> for Abort {
                 http_status(n).map(Abort::new).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Abort, E> {
-                Err(E::custom(format!("abort status {v} is outside 200..=599")))
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("abort status {v} is outside 200..=599"))),
+                }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Abort, E> {
                 v.parse().map_err(E::custom)
