@@ -18,7 +18,7 @@ use crate::rules::{DEFAULT_TTL, Fault, HeaderMatch, Mode, Pattern, Rate, Rule, R
 pub(crate) const MAX_SCENARIOS: usize = 8;
 /// Scopes tracked per rule; past this the rule-wide counters are used.
 const MAX_SCOPES: usize = 4096;
-const MAX_LISTS: usize = 2 * (1 + MAX_SCENARIOS);
+const MAX_LISTS: usize = 2 * (2 + MAX_SCENARIOS);
 
 pub(crate) struct Compiled {
     pub(crate) set: RuleSet,
@@ -31,36 +31,116 @@ struct Index {
     server: TargetIndex,
     client: TargetIndex,
     sql: TargetIndex,
-    named: Vec<(Box<str>, TargetIndex)>,
+    named: Keyed<TargetIndex>,
 }
 
 #[derive(Default)]
 struct TargetIndex {
     any: Group,
-    named: Vec<(Box<str>, Group)>,
+    named: Keyed<Group>,
 }
 
+/// The rules of one point and target, split so a request only visits those that could
+/// match it: by scenario tag, else by the first path segment the rule pins, else plain.
 #[derive(Default)]
 struct Group {
     plain: Vec<u32>,
-    by_scenario: Vec<(Box<str>, Vec<u32>)>,
+    by_scenario: Keyed<Vec<u32>>,
+    by_segment: Keyed<Vec<u32>>,
 }
 
-fn find<'a, T>(v: &'a [(Box<str>, T)], key: &str) -> Option<&'a T> {
-    v.binary_search_by(|(k, _)| (**k).cmp(key))
-        .ok()
-        .map(|i| &v[i].1)
+/// A table keyed by name: a short list scanned in place (cheaper than hashing at a few
+/// entries), a hash map past that, so lookups cost the same at 10 rules and at 10 000.
+struct Keyed<T> {
+    items: Vec<(Box<str>, T)>,
+    map: HashMap<Box<str>, usize, OneShot>,
 }
 
-fn entry<'a, T: Default>(v: &'a mut Vec<(Box<str>, T)>, key: &str) -> &'a mut T {
-    let i = match v.binary_search_by(|(k, _)| (**k).cmp(key)) {
-        Ok(i) => i,
-        Err(i) => {
-            v.insert(i, (key.into(), T::default()));
-            i
+const SMALL: usize = 8;
+
+/// Hashes a key with one call of xxh3 (the streaming `Hasher` form keeps a large state and
+/// costs several times more on short names). Keys are the operator's; a request can only
+/// look up, so a fixed seed cannot be used to build long collision chains.
+#[derive(Clone, Copy, Default)]
+struct OneShot;
+
+struct OneShotHasher(u64);
+
+impl std::hash::BuildHasher for OneShot {
+    type Hasher = OneShotHasher;
+    fn build_hasher(&self) -> OneShotHasher {
+        OneShotHasher(0)
+    }
+}
+
+impl std::hash::Hasher for OneShotHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0 = self.0.rotate_left(8) ^ u64::from(i);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl<T> Default for Keyed<T> {
+    fn default() -> Self {
+        Keyed {
+            items: Vec::new(),
+            map: HashMap::default(),
         }
-    };
-    &mut v[i].1
+    }
+}
+
+impl<T: Default> Keyed<T> {
+    fn entry(&mut self, key: &str) -> &mut T {
+        let i = match self.map.get(key) {
+            Some(&i) => i,
+            None => {
+                self.items.push((key.into(), T::default()));
+                self.map.insert(key.into(), self.items.len() - 1);
+                self.items.len() - 1
+            }
+        };
+        &mut self.items[i].1
+    }
+}
+
+impl<T> Keyed<T> {
+    #[inline]
+    fn get(&self, key: &str) -> Option<&T> {
+        if self.items.len() <= SMALL {
+            self.items.iter().find(|(k, _)| **k == *key).map(|(_, v)| v)
+        } else {
+            self.map.get(key).map(|&i| &self.items[i].1)
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The first segment of a path: `/api/v1/x` -> `api`.
+#[inline]
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// The first path segment every request matching `p` must have, when the pattern pins it.
+fn pinned_segment(p: &Pattern) -> Option<&str> {
+    let lit = p.literal_prefix();
+    if p.is_exact() {
+        return lit.starts_with('/').then(|| first_segment(lit));
+    }
+    let rest = lit.strip_prefix('/')?;
+    rest.find('/').map(|i| &rest[..i])
 }
 
 impl Index {
@@ -69,7 +149,7 @@ impl Index {
             Point::Server => Some(&self.server),
             Point::Client => Some(&self.client),
             Point::Sql => Some(&self.sql),
-            Point::Named(n) => find(&self.named, n),
+            Point::Named(n) => self.named.get(n),
         }
     }
 
@@ -78,7 +158,7 @@ impl Index {
             "server" => &mut self.server,
             "client" => &mut self.client,
             "sql" => &mut self.sql,
-            n => entry(&mut self.named, n),
+            n => self.named.entry(n),
         }
     }
 }
@@ -378,11 +458,13 @@ impl Compiled {
             let ti = index.point_mut(&r.point);
             let group = match &r.target {
                 None => &mut ti.any,
-                Some(t) => entry(&mut ti.named, t),
+                Some(t) => ti.named.entry(t),
             };
-            let list = match &r.matcher.scenario {
-                None => &mut group.plain,
-                Some(s) => entry(&mut group.by_scenario, s),
+            let segment = r.matcher.path.as_ref().and_then(pinned_segment);
+            let list = match (&r.matcher.scenario, segment) {
+                (Some(s), _) => group.by_scenario.entry(s),
+                (None, Some(seg)) => group.by_segment.entry(seg),
+                (None, None) => &mut group.plain,
             };
             list.push(i as u32);
         }
@@ -402,10 +484,15 @@ impl Compiled {
         };
         let mut lists: [&[u32]; MAX_LISTS] = [&[]; MAX_LISTS];
         let mut n = 0;
-        let named = find(&ti.named, req.target);
+        let named = ti.named.get(req.target);
+        let segment = req.path.map(first_segment);
         for g in [Some(&ti.any), named].into_iter().flatten() {
             if !g.plain.is_empty() {
                 lists[n] = &g.plain;
+                n += 1;
+            }
+            if let Some(l) = segment.and_then(|seg| g.by_segment.get(seg)) {
+                lists[n] = l;
                 n += 1;
             }
             if g.by_scenario.is_empty() {
@@ -413,7 +500,7 @@ impl Compiled {
             }
             if let Some(ctx) = req.context {
                 for s in ctx.scenarios().iter().take(MAX_SCENARIOS) {
-                    if let Some(l) = find(&g.by_scenario, s) {
+                    if let Some(l) = g.by_scenario.get(s) {
                         lists[n] = l;
                         n += 1;
                     }

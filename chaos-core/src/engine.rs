@@ -479,16 +479,18 @@ impl Chaos {
             _ => None,
         };
         Injection {
-            shared: self.shared.clone(),
-            rule,
-            fault,
-            point: req.point.name().into(),
-            target: req.target.into(),
-            scope: scope.map(Into::into),
-            delay,
-            max_hang: limits.max_hang.0,
-            state,
-            armed: true,
+            i: Box::new(crate::inject::Parts {
+                shared: self.shared.clone(),
+                rule,
+                fault,
+                point: req.point.name().into(),
+                target: req.target.into(),
+                scope: scope.map(Into::into),
+                delay,
+                max_hang: limits.max_hang.0,
+                state,
+                armed: true,
+            }),
         }
     }
 
@@ -498,22 +500,22 @@ impl Chaos {
         }
         tracing::info!(
             target: "chaos",
-            rule = %inj.rule,
-            fault = %inj.fault,
-            point = %inj.point,
-            target = %inj.target,
-            scope = inj.scope.as_deref(),
+            rule = %inj.i.rule,
+            fault = %inj.i.fault,
+            point = %inj.i.point,
+            target = %inj.i.target,
+            scope = inj.i.scope.as_deref(),
             shadow,
             "{}",
             if shadow { "fault would be injected (shadow)" } else { "fault injected" },
         );
         if self.shared.has_subscribers.load(Ordering::Relaxed) {
             let _ = self.shared.events.send(Event::Injected {
-                rule: inj.rule.to_string(),
-                fault: inj.fault.to_string(),
-                point: inj.point.to_string(),
-                target: inj.target.to_string(),
-                scope: inj.scope.as_deref().map(str::to_owned),
+                rule: inj.i.rule.to_string(),
+                fault: inj.i.fault.to_string(),
+                point: inj.i.point.to_string(),
+                target: inj.i.target.to_string(),
+                scope: inj.i.scope.as_deref().map(str::to_owned),
                 shadow,
             });
         }
@@ -913,19 +915,19 @@ pub struct EngineStats {
 impl Injection {
     /// Marks a shadow decision as never active.
     fn disarm(mut self) {
-        self.armed = false;
+        self.i.armed = false;
     }
 }
 
 impl Drop for Injection {
     fn drop(&mut self) {
-        if !self.armed {
+        if !self.i.armed {
             return;
         }
-        if let Some(st) = &self.state {
+        if let Some(st) = &self.i.state {
             st.active.fetch_sub(1, Ordering::AcqRel);
         }
-        self.shared.global_active.fetch_sub(1, Ordering::AcqRel);
+        self.i.shared.global_active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

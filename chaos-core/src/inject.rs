@@ -35,6 +35,12 @@ impl Decision {
 /// is freed when the `Injection` is dropped, so keep it alive for as long as the injected
 /// work lasts.
 pub struct Injection {
+    pub(crate) i: Box<Parts>,
+}
+
+/// The fields of an [`Injection`], boxed so a [`Decision`] is one pointer wide: the path
+/// that passes moves 8 bytes, not a whole injection.
+pub(crate) struct Parts {
     pub(crate) shared: Arc<Shared>,
     pub(crate) rule: Arc<str>,
     pub(crate) fault: Arc<Fault>,
@@ -50,12 +56,12 @@ pub struct Injection {
 impl fmt::Debug for Injection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Injection")
-            .field("rule", &self.rule)
-            .field("fault", &self.fault)
-            .field("point", &self.point)
-            .field("target", &self.target)
-            .field("scope", &self.scope)
-            .field("delay", &self.delay)
+            .field("rule", &self.i.rule)
+            .field("fault", &self.i.fault)
+            .field("point", &self.i.point)
+            .field("target", &self.i.target)
+            .field("scope", &self.i.scope)
+            .field("delay", &self.i.delay)
             .finish_non_exhaustive()
     }
 }
@@ -75,37 +81,37 @@ pub enum WaitOutcome {
 impl Injection {
     /// The id of the rule that decided, or `x-chaos` for a per-request directive.
     pub fn rule_id(&self) -> &str {
-        &self.rule
+        &self.i.rule
     }
 
     /// The fault.
     pub fn fault(&self) -> &Fault {
-        &self.fault
+        &self.i.fault
     }
 
     /// For a delay, the delay drawn for this request (already capped by `limits.max_delay`).
     pub fn delay(&self) -> Option<Duration> {
-        self.delay
+        self.i.delay
     }
 
     /// The scope the injection was counted in (the scenario tag), if any.
     pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.i.scope.as_deref()
     }
 
     /// The point of the request.
     pub fn point(&self) -> &str {
-        &self.point
+        &self.i.point
     }
 
     /// The target of the request.
     pub fn target(&self) -> &str {
-        &self.target
+        &self.i.target
     }
 
     /// The ceiling on hangs and pauses (`limits.max_hang`).
     pub fn max_hang(&self) -> Duration {
-        self.max_hang
+        self.i.max_hang
     }
 
     /// Waits as the fault asks: a delay for its drawn duration, a hang or pause until the
@@ -114,16 +120,16 @@ impl Injection {
     /// Every wait ends early with [`WaitOutcome::Killed`] when the kill switch is flipped.
     /// Honours `tokio::time::pause`.
     pub async fn wait(&self) -> WaitOutcome {
-        let killed = self.shared.killed();
+        let killed = self.i.shared.killed();
         tokio::pin!(killed);
-        let limit = match &*self.fault {
-            Fault::Delay(_) => self.delay.unwrap_or_default(),
-            Fault::Drop(DropKind::Hang) | Fault::Pause(_) => self.max_hang,
+        let limit = match &*self.i.fault {
+            Fault::Delay(_) => self.i.delay.unwrap_or_default(),
+            Fault::Drop(DropKind::Hang) | Fault::Pause(_) => self.i.max_hang,
             _ => return WaitOutcome::Elapsed,
         };
         let sleep = tokio::time::sleep(limit);
         tokio::pin!(sleep);
-        match &*self.fault {
+        match &*self.i.fault {
             Fault::Pause(gate) => tokio::select! {
                 biased;
                 () = &mut killed => WaitOutcome::Killed,
@@ -155,8 +161,8 @@ impl Injection {
     ///
     /// The injected fault, as an [`InjectedFault`].
     pub async fn run<F: Future>(self, work: F) -> Result<F::Output, InjectedFault> {
-        let err = |kind| Err(InjectedFault::new(self.rule.clone(), kind));
-        match &*self.fault {
+        let err = |kind| Err(InjectedFault::new(self.i.rule.clone(), kind));
+        match &*self.i.fault {
             Fault::Delay(_) | Fault::Pause(_) => {
                 self.wait().await;
                 Ok(work.await)

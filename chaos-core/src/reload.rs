@@ -257,8 +257,10 @@ impl Worker {
             .and_then(|text| {
                 // An empty file is far more likely a write caught half-way than an intent.
                 if text.trim().is_empty() {
-                    return Err(RulesError::invalid("file is empty; write `rules: []` to clear the rules")
-                        .with_source(self.name.clone()));
+                    return Err(RulesError::invalid(
+                        "file is empty; write `rules: []` to clear the rules",
+                    )
+                    .with_source(self.name.clone()));
                 }
                 RuleSet::parse_named(self.format, text, Some(&self.name))
             })

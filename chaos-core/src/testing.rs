@@ -82,11 +82,11 @@ pub(crate) fn journal_push(shared: &Shared, inj: &Injection, shadow: bool) {
         j.pop_front();
     }
     j.push_back(JournalEntry {
-        rule: inj.rule.to_string(),
-        point: inj.point.to_string(),
-        target: inj.target.to_string(),
-        fault: inj.fault.to_string(),
-        scope: inj.scope.as_deref().map(str::to_owned),
+        rule: inj.i.rule.to_string(),
+        point: inj.i.point.to_string(),
+        target: inj.i.target.to_string(),
+        fault: inj.i.fault.to_string(),
+        scope: inj.i.scope.as_deref().map(str::to_owned),
         shadow,
     });
 }

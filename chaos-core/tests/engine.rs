@@ -981,3 +981,41 @@ async fn pause_points_hold_work_until_released() {
         "again"
     );
 }
+
+#[test]
+fn the_path_index_never_hides_a_rule_that_matches() {
+    let chaos = Chaos::new();
+    chaos
+        .replace(yaml(
+            r#"
+rules:
+  - { id: exact, point: server, match: { path: /health }, fault: { abort: 501 } }
+  - { id: root, point: server, match: { path: / }, fault: { abort: 502 } }
+  - { id: partial-segment, point: server, match: { path: "/api*" }, fault: { abort: 503 } }
+  - { id: anywhere, point: server, match: { path: "*checkout*" }, fault: { abort: 504 } }
+  - { id: deep, point: server, match: { path: "/files/*/raw" }, fault: { abort: 505 } }
+  - { id: one-char, point: server, match: { path: "/v?/items" }, fault: { abort: 506 } }
+"#,
+        ))
+        .unwrap();
+    let rule_for = |path: &str| match chaos.decide(&server().path(path)) {
+        Decision::Inject(i) => Some(i.rule_id().to_owned()),
+        Decision::Pass => None,
+    };
+    assert_eq!(rule_for("/health").as_deref(), Some("exact"));
+    assert_eq!(rule_for("/healthz"), None);
+    assert_eq!(rule_for("/").as_deref(), Some("root"));
+    assert_eq!(rule_for("/apiv2/x").as_deref(), Some("partial-segment"));
+    assert_eq!(rule_for("/api").as_deref(), Some("partial-segment"));
+    assert_eq!(rule_for("/shop/checkout/1").as_deref(), Some("anywhere"));
+    assert_eq!(rule_for("/files/a/raw").as_deref(), Some("deep"));
+    assert_eq!(rule_for("/files/a/cooked"), None);
+    assert_eq!(rule_for("/v1/items").as_deref(), Some("one-char"));
+    // File order decides between rules from different lists.
+    chaos
+        .replace(yaml(
+            "rules:\n  - { id: first, point: server, fault: { abort: 500 } }\n  - { id: second, point: server, match: { path: /x/* }, fault: { abort: 501 } }\n",
+        ))
+        .unwrap();
+    assert_eq!(rule_for("/x/1").as_deref(), Some("first"));
+}

@@ -29,7 +29,9 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn opts() -> WatchOptions {
-    WatchOptions::default().debounce(Duration::from_millis(50)).recheck(Duration::from_secs(60))
+    WatchOptions::default()
+        .debounce(Duration::from_millis(50))
+        .recheck(Duration::from_secs(60))
 }
 
 /// Writes a file the way editors and config tools do: to a temporary name, then renamed.
@@ -77,7 +79,9 @@ fn configmap_symlink_swaps_are_followed_every_time() {
     symlink("..data/rules.yaml", root.join("rules.yaml")).unwrap();
 
     let chaos = Chaos::new();
-    let _watch = chaos.watch_file_with(root.join("rules.yaml"), opts()).unwrap();
+    let _watch = chaos
+        .watch_file_with(root.join("rules.yaml"), opts())
+        .unwrap();
     assert_eq!(ids(&chaos), ["v0"]);
     for (n, id) in [(1, "v1"), (2, "v2"), (3, "v3")] {
         swap_to(n, id);
@@ -104,7 +108,10 @@ fn a_bad_write_keeps_the_last_good_rules_until_a_good_one() {
     assert_eq!(ids(&chaos), ["good-1"], "last good rules in force");
     let err = watch.last_error().unwrap();
     assert!(err.contains("rules.yaml:4:"), "{err}");
-    assert!(err.ends_with("rule `bad`, field `fault.abort`: abort status 999 is outside 200..=599"), "{err}");
+    assert!(
+        err.ends_with("rule `bad`, field `fault.abort`: abort status 999 is outside 200..=599"),
+        "{err}"
+    );
     assert_eq!(chaos.snapshot().stats.reload_failures, 2);
     let failed = std::iter::from_fn(|| events.try_recv().ok())
         .filter(|e| matches!(e, Event::ReloadFailed { .. }))
@@ -120,14 +127,22 @@ fn a_bad_write_keeps_the_last_good_rules_until_a_good_one() {
 fn a_deleted_file_keeps_the_rules_and_a_new_one_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.json");
-    std::fs::write(&path, r#"{"rules":[{"id":"j1","point":"server","fault":{"abort":503}}]}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"rules":[{"id":"j1","point":"server","fault":{"abort":503}}]}"#,
+    )
+    .unwrap();
     let chaos = Chaos::new();
     let watch = chaos.watch_file_with(&path, opts()).unwrap();
     assert_eq!(ids(&chaos), ["j1"]);
     std::fs::remove_file(&path).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ids(&chaos), ["j1"]);
-    std::fs::write(&path, r#"{"rules":[{"id":"j2","point":"server","fault":{"abort":503}}]}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"rules":[{"id":"j2","point":"server","fault":{"abort":503}}]}"#,
+    )
+    .unwrap();
     wait_until("j2", || ids(&chaos) == ["j2"]);
     drop(watch);
     // After the watch is dropped, changes are no longer followed.
@@ -140,22 +155,37 @@ fn a_deleted_file_keeps_the_rules_and_a_new_one_is_picked_up() {
 fn the_periodic_recheck_catches_changes_without_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.toml");
-    std::fs::write(&path, "[[rules]]\nid = \"t1\"\npoint = \"server\"\nfault = { abort = 503 }\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[rules]]\nid = \"t1\"\npoint = \"server\"\nfault = { abort = 503 }\n",
+    )
+    .unwrap();
     let chaos = Chaos::new();
     // No events at all would be delivered for a file in another directory; the recheck
     // must still see the change. Here events do arrive, so this checks the timer path
     // does not break anything and picks the change up either way.
     let _watch = chaos
-        .watch_file_with(&path, WatchOptions::default().debounce(Duration::from_millis(20)).recheck(Duration::from_millis(100)))
+        .watch_file_with(
+            &path,
+            WatchOptions::default()
+                .debounce(Duration::from_millis(20))
+                .recheck(Duration::from_millis(100)),
+        )
         .unwrap();
     assert_eq!(ids(&chaos), ["t1"]);
-    std::fs::write(&path, "[[rules]]\nid = \"t2\"\npoint = \"server\"\nfault = { abort = 503 }\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[rules]]\nid = \"t2\"\npoint = \"server\"\nfault = { abort = 503 }\n",
+    )
+    .unwrap();
     wait_until("t2", || ids(&chaos) == ["t2"]);
 }
 
 #[test]
 fn watching_a_missing_directory_is_an_error() {
-    let e = Chaos::new().watch_file("/nonexistent-chaos-dir/rules.yaml").unwrap_err();
+    let e = Chaos::new()
+        .watch_file("/nonexistent-chaos-dir/rules.yaml")
+        .unwrap_err();
     assert!(e.is_io(), "{e}");
 }
 
@@ -174,7 +204,11 @@ fn chaos_rules_and_chaos_disabled_from_the_environment() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("1 passed"), "child ran no test:\n{stdout}");
     }
 }
@@ -187,7 +221,11 @@ fn from_env_child() {
     let disabled = std::env::var("CHAOS_DISABLED").unwrap() == "1";
     assert_eq!(chaos.is_killed(), disabled);
     chaos.resume();
-    assert_eq!(chaos.is_killed(), disabled, "CHAOS_DISABLED cannot be resumed");
+    assert_eq!(
+        chaos.is_killed(),
+        disabled,
+        "CHAOS_DISABLED cannot be resumed"
+    );
     // The watch lives as long as the engine.
     std::fs::write(std::env::var("CHAOS_RULES").unwrap(), rules("changed")).unwrap();
     wait_until("changed", || ids(&chaos) == ["changed"]);

@@ -314,6 +314,17 @@ impl Pattern {
         &self.source
     }
 
+    /// The text before the first wildcard (all of it for an exact pattern).
+    pub fn literal_prefix(&self) -> &str {
+        let end = self.source.find(['*', '?']).unwrap_or(self.source.len());
+        &self.source[..end]
+    }
+
+    /// Whether the pattern has no wildcard.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.kind, PatternKind::Exact { .. })
+    }
+
     /// Whether `text` matches. Never allocates.
     #[inline]
     pub fn matches(&self, text: &str) -> bool {
