@@ -401,18 +401,21 @@ impl Chaos {
             return None;
         }
         let rate = rule.rate_now(now);
-        if rate.fraction() < 1.0 {
+        if rate.fraction() < 1.0 || rule.sticky.is_some() {
+            // Sticky: the key's hash is the draw, so a key always gets the same decision and
+            // a cohort at 1% is inside the cohort at 5%. A request without the key is never
+            // in the cohort.
             let draw = match &rule.sticky {
-                Some(Sticky::Header(h)) => req
-                    .headers
-                    .and_then(|m| m.get(h))
-                    .map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())),
-                Some(Sticky::Scenario) => {
-                    scope_name.map(|s| xxhash_rust::xxh3::xxh3_64(s.as_bytes()))
-                }
-                None => None,
-            }
-            .unwrap_or_else(|| self.shared.rng.next());
+                Some(Sticky::Header(h)) => match req.headers.and_then(|m| m.get(h)) {
+                    Some(v) => xxhash_rust::xxh3::xxh3_64(v.as_bytes()),
+                    None => return None,
+                },
+                Some(Sticky::Scenario) => match scope_name {
+                    Some(s) => xxhash_rust::xxh3::xxh3_64(s.as_bytes()),
+                    None => return None,
+                },
+                None => self.shared.rng.next(),
+            };
             if !rate.admits(draw) {
                 return None;
             }

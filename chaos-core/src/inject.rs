@@ -201,24 +201,22 @@ impl Chaos {
     /// The decision is taken when the future is first polled, in the task that polls it, so
     /// the task-local context is the one in force there (`ctx.scope(chaos.inject(..))`
     /// works). Nothing is cloned or allocated when nothing matches.
-    pub fn inject<'a, F: Future + 'a>(
-        &'a self,
-        point: &'a str,
-        target: &'a str,
+    pub async fn inject<F: Future>(
+        &self,
+        point: &str,
+        target: &str,
         work: F,
-    ) -> impl Future<Output = Result<F::Output, InjectedFault>> + 'a {
-        async move {
-            let decision = if self.is_armed() {
-                ChaosContext::with_current(|ctx| {
-                    self.decide(&RequestView::new(Point::from_name(point), target).context(ctx))
-                })
-            } else {
-                Decision::Pass
-            };
-            match decision {
-                Decision::Pass => Ok(work.await),
-                Decision::Inject(i) => i.run(work).await,
-            }
+    ) -> Result<F::Output, InjectedFault> {
+        let decision = if self.is_armed() {
+            ChaosContext::with_current(|ctx| {
+                self.decide(&RequestView::new(Point::from_name(point), target).context(ctx))
+            })
+        } else {
+            Decision::Pass
+        };
+        match decision {
+            Decision::Pass => Ok(work.await),
+            Decision::Inject(i) => i.run(work).await,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The rules schema: one model read from JSON, TOML or YAML, validated as a whole.
 //!
-//! See the [reference rules file](reference) for every field, with comments.
+//! See the [reference rules file](mod@reference) for every field, with comments.
 //!
 //! ```
 //! use chaos_core::rules::{Format, RuleSet};
@@ -174,7 +174,8 @@ pub struct Rule {
     #[serde(default = "always")]
     pub rate: Rate,
     /// Decide by a hash of this header (or `scenario`) instead of a random draw, so the same
-    /// key always gets the same decision.
+    /// key always gets the same decision, and cohorts nest as the rate grows. A request
+    /// without the key is never in the cohort.
     #[serde(
         default,
         deserialize_with = "sticky_key",
@@ -954,10 +955,10 @@ fn yaml_error(e: &serde_saphyr::Error) -> RulesError {
     } else {
         RulesError::syntax(reason)
     };
-    if let Some(loc) = e.location() {
-        if loc.line() > 0 {
-            err = err.with_position(loc.line() as usize, loc.column() as usize);
-        }
+    if let Some(loc) = e.location()
+        && loc.line() > 0
+    {
+        err = err.with_position(loc.line() as usize, loc.column() as usize);
     }
     err
 }
