@@ -265,6 +265,29 @@ impl Chaos {
         Builder::default()
     }
 
+    /// An engine with no rules whose random draws are deterministic: the same seed and the
+    /// same order of decisions give the same decisions (for tests).
+    ///
+    /// ```
+    /// use chaos_core::{Chaos, Point, RequestView};
+    /// use chaos_core::rules::{Abort, Fault, Rate, Rule};
+    ///
+    /// let run = || {
+    ///     let chaos = Chaos::from_seed(42);
+    ///     let rule = Rule::new("half", "server", Fault::Abort(Abort::http(503)));
+    ///     chaos.add_rule(rule.with_rate(Rate::new(0.5).unwrap())).unwrap();
+    ///     let view = RequestView::new(Point::Server, "");
+    ///     (0..32).map(|_| chaos.decide(&view).is_inject()).collect::<Vec<_>>()
+    /// };
+    /// assert_eq!(run(), run());
+    /// ```
+    pub fn from_seed(seed: u64) -> Chaos {
+        Builder::default()
+            .seed(seed)
+            .build()
+            .expect("no rules to refuse")
+    }
+
     /// An engine configured from the environment:
     ///
     /// * `CHAOS_DISABLED=1` (or `true`): the kill switch is on for good;
@@ -677,6 +700,7 @@ impl Chaos {
         let compiled = self.shared.compiled.load();
         let rule = compiled.rule(id).ok_or_else(|| RulesError::not_found(id))?;
         if rule.state.abort(reason) {
+            self.shared.version.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(target: "chaos", rule = id, reason, "rule aborted");
             self.emit(Event::RuleAborted {
                 rule: id.to_owned(),
@@ -721,10 +745,25 @@ impl Chaos {
 
     /// Flips the kill switch on: no new injection happens, and every in-flight delay, hang
     /// and pause returns at once.
+    ///
+    /// ```
+    /// use chaos_core::{Chaos, Point, RequestView};
+    /// use chaos_core::rules::{Abort, Fault, Rule};
+    ///
+    /// let chaos = Chaos::new();
+    /// chaos.add_rule(Rule::new("all-503", "server", Fault::Abort(Abort::http(503)))).unwrap();
+    /// let view = RequestView::new(Point::Server, "");
+    /// assert!(chaos.decide(&view).is_inject());
+    /// chaos.kill();
+    /// assert!(!chaos.decide(&view).is_inject());
+    /// chaos.resume();
+    /// assert!(chaos.decide(&view).is_inject());
+    /// ```
     pub fn kill(&self) {
         let _w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.runtime_killed.store(true, Ordering::SeqCst);
         self.refresh_flags(&self.shared.compiled.load());
+        self.shared.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Flips the kill switch off (unless the rules say `kill_switch: true` or the engine
@@ -733,6 +772,7 @@ impl Chaos {
         let _w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.runtime_killed.store(false, Ordering::SeqCst);
         self.refresh_flags(&self.shared.compiled.load());
+        self.shared.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether the kill switch is on.
@@ -740,7 +780,8 @@ impl Chaos {
         self.shared.killed.load(Ordering::SeqCst)
     }
 
-    /// The rules version: bumped by every change.
+    /// The version of the engine's state: bumped by every change of rules, by the kill
+    /// switch (both ways) and by aborting a rule.
     pub fn version(&self) -> u64 {
         self.shared.version.load(Ordering::Acquire)
     }

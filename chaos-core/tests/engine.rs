@@ -643,6 +643,11 @@ fn events_and_versions() {
     assert_eq!(got[3], Event::Killed);
     assert_eq!(got[4], Event::Resumed);
     assert_eq!(
+        chaos.version(),
+        v2 + 3,
+        "kill, resume and abort each bump the version"
+    );
+    assert_eq!(
         got[5],
         Event::RuleAborted {
             rule: "b".into(),
