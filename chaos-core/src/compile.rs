@@ -407,13 +407,21 @@ impl Compiled {
         let default_ttl = set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
         let mut index = Index::default();
         let mut rules = Vec::with_capacity(set.rules.len());
-        for (i, r) in set.rules.iter().enumerate() {
-            let reused = prev.and_then(|p| {
+        let previous: HashMap<&str, usize> = prev
+            .map(|p| {
                 p.set
                     .rules
                     .iter()
-                    .position(|old| old == r)
-                    .map(|j| p.rules[j].state.clone())
+                    .enumerate()
+                    .map(|(j, r)| (r.id.as_str(), j))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (i, r) in set.rules.iter().enumerate() {
+            // An unchanged rule (same id, same definition) keeps its counters and expiry.
+            let reused = prev.and_then(|p| {
+                let j = *previous.get(r.id.as_str())?;
+                (p.set.rules[j] == *r).then(|| p.rules[j].state.clone())
             });
             let state = reused.unwrap_or_else(|| {
                 let expires_at = match (r.ttl, r.expires_at) {

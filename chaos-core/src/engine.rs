@@ -116,6 +116,18 @@ impl RngSource {
 }
 
 /// Something that happened in the engine, for [`Chaos::subscribe`].
+///
+/// ```
+/// use chaos_core::{Chaos, Event};
+/// use chaos_core::rules::{Abort, Fault, Rule};
+///
+/// let chaos = Chaos::new();
+/// let mut events = chaos.subscribe();
+/// chaos.add_rule(Rule::new("a", "server", Fault::Abort(Abort::http(503)))).unwrap();
+/// chaos.kill();
+/// assert!(matches!(events.try_recv(), Ok(Event::RulesChanged { rules: 1, .. })));
+/// assert_eq!(events.try_recv().ok(), Some(Event::Killed));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -160,6 +172,20 @@ pub enum Event {
 }
 
 /// Builds a [`Chaos`] engine.
+///
+/// ```
+/// use chaos_core::Chaos;
+/// use chaos_core::context::signature::SigningKeys;
+/// use chaos_core::rules::{Format, RuleSet};
+///
+/// let chaos = Chaos::builder()
+///     .rules(RuleSet::parse(Format::Yaml, "rules: []")?)
+///     .signing_keys(SigningKeys::new("a long random secret"))
+///     .seed(7)
+///     .build()?;
+/// assert!(!chaos.is_killed());
+/// # Ok::<(), chaos_core::rules::RulesError>(())
+/// ```
 #[derive(Debug, Default)]
 #[must_use]
 pub struct Builder {
@@ -867,6 +893,20 @@ impl Chaos {
 }
 
 /// The engine at one moment: see [`Chaos::snapshot`]. Serializes to the admin API's JSON.
+///
+/// ```
+/// use chaos_core::{Chaos, Point, RequestView, RuleStatus};
+/// use chaos_core::rules::{Abort, Fault, Rule};
+///
+/// let chaos = Chaos::new();
+/// chaos.add_rule(Rule::new("a", "server", Fault::Abort(Abort::http(503))).with_max_hits(1)).unwrap();
+/// let _ = chaos.decide(&RequestView::new(Point::Server, ""));
+/// let snap = chaos.snapshot();
+/// assert_eq!(snap.rules[0].counters.injected, 1);
+/// assert_eq!(snap.rules[0].state, RuleStatus::Retired);
+/// let json = serde_json::to_value(&snap).unwrap();
+/// assert_eq!(json["rules"][0]["state"], "retired");
+/// ```
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct Snapshot {

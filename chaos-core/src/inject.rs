@@ -13,6 +13,21 @@ use crate::rules::{AbortKind, DropKind, ErrorKind, Fault};
 use crate::{Chaos, ChaosContext};
 
 /// What to do with a request.
+///
+/// An adapter matches on it: [`Decision::Pass`] costs nothing, an [`Injection`] says what
+/// to do and holds the concurrency slot while it is done.
+///
+/// ```
+/// use chaos_core::{Chaos, Decision, Point, RequestView};
+/// use chaos_core::rules::{Fault, Rule, DropKind};
+///
+/// let chaos = Chaos::new();
+/// chaos.add_rule(Rule::new("reset", "client", Fault::Drop(DropKind::Reset)).with_target("payments")).unwrap();
+/// match chaos.decide(&RequestView::new(Point::Client, "payments")) {
+///     Decision::Inject(i) => assert!(matches!(i.fault(), Fault::Drop(DropKind::Reset))),
+///     Decision::Pass => unreachable!(),
+/// }
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub enum Decision {
@@ -119,6 +134,21 @@ impl Injection {
     ///
     /// Every wait ends early with [`WaitOutcome::Killed`] when the kill switch is flipped.
     /// Honours `tokio::time::pause`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chaos_core::{Chaos, Decision, Point, RequestView, WaitOutcome};
+    /// use chaos_core::rules::{Delay, Fault, Rule};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let chaos = Chaos::new();
+    /// chaos.add_rule(Rule::new("slow", "server", Fault::Delay(Delay::Fixed(Duration::from_secs(2))))).unwrap();
+    /// let Decision::Inject(i) = chaos.decide(&RequestView::new(Point::Server, "")) else { unreachable!() };
+    /// let start = tokio::time::Instant::now();
+    /// assert_eq!(i.wait().await, WaitOutcome::Elapsed);
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// # }
+    /// ```
     pub async fn wait(&self) -> WaitOutcome {
         let killed = self.i.shared.killed();
         tokio::pin!(killed);
@@ -293,6 +323,18 @@ impl InjectedFault {
     }
 
     /// Finds an injected fault in an error or its `source()` chain.
+    ///
+    /// ```
+    /// use chaos_core::{Chaos, InjectedFault};
+    /// use chaos_core::rules::{ErrorKind, Fault, Rule};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let chaos = Chaos::new();
+    /// chaos.add_rule(Rule::new("down", "cache", Fault::Error(ErrorKind::Unavailable))).unwrap();
+    /// let err: Box<dyn std::error::Error> = chaos.inject("cache", "", async {}).await.unwrap_err().into();
+    /// assert!(InjectedFault::find(&*err).is_some_and(InjectedFault::is_unavailable));
+    /// # }
+    /// ```
     pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a InjectedFault> {
         let mut cur = Some(err);
         while let Some(e) = cur {

@@ -10,6 +10,18 @@ use tokio::sync::Notify;
 ///
 /// Made by the `testing` helpers (feature `test-util`); a rule with this fault can only be
 /// built in code, never read from a file.
+///
+/// ```
+/// use chaos_core::PauseGate;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let gate = PauseGate::new("hold");
+/// assert!(!gate.is_released());
+/// gate.release();
+/// gate.wait_arrived(0).await; // returns at once: nobody needs to have arrived
+/// assert!(gate.is_released());
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct PauseGate {
     inner: Arc<Inner>,

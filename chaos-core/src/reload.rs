@@ -6,6 +6,22 @@
 //! re-check covers missed events. A bad, partial or deleted file never replaces good rules:
 //! the error is logged (rate-limited), counted, and sent as [`Event::ReloadFailed`].
 //!
+//! ```
+//! use chaos_core::Chaos;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("rules.yaml");
+//! std::fs::write(&path, "rules:\n  - { id: a, point: server, fault: { abort: 503 } }\n")?;
+//!
+//! let chaos = Chaos::new();
+//! let watch = chaos.watch_file(&path)?; // loaded before this returns; followed afterwards
+//! assert_eq!(chaos.rules().rules[0].id, "a");
+//! assert_eq!(watch.reloads(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! In a service, `Chaos::from_env()` does this for `CHAOS_RULES=path`.
+//!
 //! [`Event::ReloadFailed`]: crate::Event::ReloadFailed
 
 use std::fmt;

@@ -5,6 +5,12 @@ use http::{HeaderMap, Method};
 use crate::ChaosContext;
 
 /// Where a decision is taken.
+///
+/// ```
+/// use chaos_core::Point;
+/// assert_eq!(Point::from_name("sql"), Point::Sql);
+/// assert_eq!(Point::from_name("queue.publish").name(), "queue.publish");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Point<'a> {

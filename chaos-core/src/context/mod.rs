@@ -46,6 +46,23 @@ pub use self::scope::{ChaosFutureExt, WithContext};
 use crate::rules::{Fault, Limits, Rate};
 
 /// A parsed `x-chaos` header: scenario tags and directives.
+///
+/// ```
+/// use chaos_core::context::XChaos;
+/// use chaos_core::rules::Limits;
+///
+/// let x = XChaos::parse("scenario=gameday-7, delay=300ms;point=client;target=payments", &Limits::default())?;
+/// assert_eq!(x.scenarios, ["gameday-7"]);
+/// assert_eq!(x.directives[0].target.as_deref(), Some("payments"));
+/// // Formatting gives the canonical value back.
+/// assert_eq!(x.to_string(), "scenario=gameday-7, delay=300ms;point=client;target=payments");
+///
+/// // Lenient parsing skips bad items and says why.
+/// let (x, errors) = XChaos::parse_lossy(b"scenario=ok, explode=1", &Limits::default());
+/// assert_eq!(x.scenarios, ["ok"]);
+/// assert_eq!(errors[0].code(), "unknown_key");
+/// # Ok::<(), chaos_core::context::HeaderError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct XChaos {
@@ -56,6 +73,13 @@ pub struct XChaos {
 }
 
 /// A per-request fault asked for in `x-chaos`.
+///
+/// ```
+/// use chaos_core::context::Directive;
+/// use chaos_core::rules::{Abort, Fault};
+/// let d = Directive::new(Fault::Abort(Abort::http(503))).target("orders").hops(2);
+/// assert_eq!(d.point_name(), "server");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Directive {
@@ -452,6 +476,12 @@ impl fmt::Display for XChaos {
 }
 
 /// Parses `x-test-traffic`: `1` / `true` mean yes, `0` / `false` no (any ASCII case).
+///
+/// ```
+/// use chaos_core::context::parse_test_traffic;
+/// assert_eq!(parse_test_traffic(b"1"), Ok(true));
+/// assert!(parse_test_traffic(b"maybe").is_err());
+/// ```
 pub fn parse_test_traffic(value: &[u8]) -> Result<bool, HeaderError> {
     let v = value.trim_ascii();
     if v == b"1" || v.eq_ignore_ascii_case(b"true") {
@@ -661,6 +691,22 @@ impl ChaosContext {
     /// The headers for the next hop: hops advanced, spent directives dropped, untrusted
     /// directives never forwarded. A signed context is forwarded byte for byte with its
     /// signature, and the hop counter travels in the signature header (`h=N`).
+    ///
+    /// ```
+    /// use chaos_core::ChaosContext;
+    /// use chaos_core::context::Directive;
+    /// use chaos_core::rules::{Abort, Fault};
+    ///
+    /// let ctx = ChaosContext::builder()
+    ///     .scenario("gameday-7")
+    ///     .test_traffic(true)
+    ///     .directive(Directive::new(Fault::Abort(Abort::http(503))).target("orders").hops(2))
+    ///     .trusted(true)
+    ///     .build();
+    /// let next = ctx.next_hop();
+    /// assert_eq!(next.x_chaos.unwrap(), "scenario=gameday-7, abort=503;target=orders;hops=1");
+    /// assert_eq!(next.test_traffic.unwrap(), "1");
+    /// ```
     pub fn next_hop(&self) -> NextHop {
         let i = &self.inner;
         let test_traffic = i.test_traffic.then(|| HeaderValue::from_static("1"));

@@ -47,6 +47,8 @@ pub mod reference {}
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// A whole rules document: settings and the rules, in order (first match wins).
+///
+/// See the [module docs](self) for an example and [`mod@reference`] for every field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -139,6 +141,20 @@ impl Default for Limits {
 }
 
 /// One rule: where it applies, what it matches, what it injects, and its limits.
+///
+/// Rules come from files (see [`RuleSet::parse`]) or are built in code:
+///
+/// ```
+/// use std::time::Duration;
+/// use chaos_core::rules::{Delay, Fault, Match, Rate, Rule};
+///
+/// let rule = Rule::new("payments-slow", "client", Fault::Delay(Delay::Fixed(Duration::from_millis(300))))
+///     .with_target("payments")
+///     .with_match(Match::default().scenario("gameday-7"))
+///     .with_rate(Rate::new(0.25).unwrap())
+///     .with_ttl(Duration::from_secs(1800));
+/// assert_eq!(rule.target.as_deref(), Some("payments"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -360,6 +376,17 @@ impl Rule {
 }
 
 /// Conditions on a request. All that are given must hold.
+///
+/// ```
+/// use chaos_core::rules::{HeaderMatch, Match};
+///
+/// let m = Match::default()
+///     .method(http::Method::POST)
+///     .path("/api/checkout/*")
+///     .header("x-tenant", HeaderMatch::Glob(chaos_core::rules::Pattern::new("test-*")))
+///     .test_traffic(true);
+/// assert_eq!(m.method, [http::Method::POST]);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -630,6 +657,13 @@ pub enum Mode {
 }
 
 /// A rules document format.
+///
+/// ```
+/// use std::path::Path;
+/// use chaos_core::rules::Format;
+/// assert_eq!(Format::from_path(Path::new("rules.yml")), Some(Format::Yaml));
+/// assert_eq!(Format::from_path(Path::new("rules.ini")), None);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {

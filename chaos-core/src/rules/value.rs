@@ -58,7 +58,13 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// A probability in `[0, 1]`, written `25%` or `0.25`.
 ///
-/// Stored as a fraction of `u64::MAX` so a draw is one integer comparison.
+/// ```
+/// use chaos_core::rules::Rate;
+/// let r: Rate = "25%".parse().unwrap();
+/// assert_eq!(r.fraction(), 0.25);
+/// assert_eq!(r.to_string(), "25%");
+/// assert_eq!("125%".parse::<Rate>().unwrap_err(), "rate 125% is above 100%");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate(f64);
 
@@ -261,6 +267,13 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// A glob over text: `*` matches any run of characters, `?` any one character; a
 /// pattern without wildcards matches exactly.
+///
+/// ```
+/// use chaos_core::rules::Pattern;
+/// assert!(Pattern::new("/api/checkout/*").matches("/api/checkout/42"));
+/// assert!(!Pattern::new("/health").matches("/healthz"));
+/// assert!(Pattern::case_insensitive("UPDATE orders*").matches("update orders set paid = true"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Pattern {
     source: String,
