@@ -55,7 +55,7 @@
 //!
 //! Name | Description | Default?
 //! ---|---|---
-//! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points | no
+//! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points. Keeps a journal of every injection in memory (the last 100 000): for tests, not production | no
 //!
 //! # Cancel safety
 //!
