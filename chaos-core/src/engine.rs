@@ -16,7 +16,7 @@ use crate::context::signature::SigningKeys;
 use crate::context::{ChaosContext, Trust, XChaos, parse_test_traffic};
 use crate::log::RateLimited;
 use crate::request::RequestView;
-use crate::rules::{DropKind, Dur, Fault, Mode, Rule, RuleSet, RulesError};
+use crate::rules::{Dur, Fault, Mode, Rule, RuleSet, RulesError};
 use crate::{Decision, Injection, headers};
 
 /// The chaos engine: rules, kill switch, decisions. Cheap to clone; every clone is the same
@@ -1028,10 +1028,15 @@ impl Shared {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Chaos>();
-    f::<Injection>();
-    let _ = DropKind::Hang;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Chaos>();
+        check::<Injection>();
+        check::<Snapshot>();
+    }
 }

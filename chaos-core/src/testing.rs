@@ -27,7 +27,6 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::Shared;
@@ -113,7 +112,7 @@ impl Chaos {
             .journal
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        j.iter().cloned().collect::<VecDeque<_>>().into()
+        j.iter().cloned().collect()
     }
 
     /// The injections recorded in one scope (scenario tag).

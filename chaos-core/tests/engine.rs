@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use chaos_core::context::signature::SigningKeys;
 use chaos_core::rules::{
-    Abort, Delay, ErrorKind, Fault, Format, HeaderMatch, Match, Mode, Rate, Rule, RuleSet, Step,
+    Abort, Delay, ErrorKind, Fault, Format, Match, Mode, Rate, Rule, RuleSet, Step,
 };
 use chaos_core::testing::Scenario;
 use chaos_core::{
@@ -514,7 +514,6 @@ rules:
     h.insert("x-tenant", HeaderValue::from_static("test-42"));
     h.insert("x-debug", HeaderValue::from_static("1"));
     h.insert("x-region", HeaderValue::from_static("eu"));
-    let post = Method::POST;
     let view =
         |m: &'static Method, path: &'static str, h: &HeaderMap, ctx: Option<&ChaosContext>| {
             injects(
@@ -526,7 +525,6 @@ rules:
                     .context(ctx),
             )
         };
-    let _ = post;
     assert!(view(&Method::POST, "/api/checkout/1", &h, Some(&tt)));
     assert!(
         !view(&Method::GET, "/api/checkout/1", &h, Some(&tt)),
@@ -570,7 +568,6 @@ rules:
         &chaos,
         &RequestView::new(Point::Sql, "db").sql("SELECT * FROM orders")
     ));
-    let _ = HeaderMatch::Present;
 }
 
 #[test]
