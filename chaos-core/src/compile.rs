@@ -230,9 +230,9 @@ pub(crate) struct CompiledRule {
 impl CompiledRule {
     /// Whether the request meets every condition except the scenario, which the index checked.
     #[inline]
-    pub(crate) fn matches(&self, req: &RequestView<'_>, ctx: Option<&ChaosContext>) -> bool {
+    pub(crate) fn matches(&self, req: &RequestView<'_>) -> bool {
         if let Some(t) = self.test_traffic
-            && ctx.is_some_and(ChaosContext::is_test_traffic) != t
+            && req.context.is_some_and(ChaosContext::is_test_traffic) != t
         {
             return false;
         }
@@ -534,7 +534,7 @@ impl Compiled {
             }
             last = idx;
             let rule = &self.rules[idx as usize];
-            if rule.matches(req, req.context) && f(rule) {
+            if rule.matches(req) && f(rule) {
                 return;
             }
         }

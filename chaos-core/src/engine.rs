@@ -364,14 +364,14 @@ impl Chaos {
     }
 
     fn decide_armed(&self, req: &RequestView<'_>) -> Decision {
+        let compiled = self.shared.compiled.load();
         if let Some(ctx) = req.context
             && ctx.is_trusted()
             && !ctx.directives().is_empty()
-            && let Some(inj) = self.decide_directives(req, ctx)
+            && let Some(inj) = self.decide_directives(req, ctx, &compiled)
         {
             return Decision::Inject(inj);
         }
-        let compiled = self.shared.compiled.load();
         if compiled.rules.is_empty() {
             return Decision::Pass;
         }
@@ -387,7 +387,12 @@ impl Chaos {
     }
 
     #[cold]
-    fn decide_directives(&self, req: &RequestView<'_>, ctx: &ChaosContext) -> Option<Injection> {
+    fn decide_directives(
+        &self,
+        req: &RequestView<'_>,
+        ctx: &ChaosContext,
+        compiled: &Compiled,
+    ) -> Option<Injection> {
         let point = req.point.name();
         for d in ctx.active_directives() {
             if d.point_name() != point || d.target.as_deref().is_some_and(|t| t != req.target) {
@@ -396,12 +401,12 @@ impl Chaos {
             if !d.rate.admits(self.shared.rng.next()) {
                 continue;
             }
-            let max = self.shared.compiled.load().set.max_active;
-            if !try_acquire(&self.shared.global_active, max) {
+            if !try_acquire(&self.shared.global_active, compiled.set.max_active) {
                 continue;
             }
             let fault = Arc::new(d.fault.clone());
             let inj = self.make_injection(
+                compiled,
                 "x-chaos".into(),
                 fault,
                 req,
@@ -471,8 +476,14 @@ impl Chaos {
         }
         if rule.mode == Mode::Shadow {
             st.shadowed.fetch_add(1, Ordering::Relaxed);
-            let inj =
-                self.make_injection(rule.id.clone(), rule.fault.clone(), req, scope_name, None);
+            let inj = self.make_injection(
+                compiled,
+                rule.id.clone(),
+                rule.fault.clone(),
+                req,
+                scope_name,
+                None,
+            );
             self.record(&inj, true);
             // Not injected: release without counting as active.
             inj.disarm();
@@ -503,6 +514,7 @@ impl Chaos {
         }
         st.injected.fetch_add(1, Ordering::Relaxed);
         let inj = self.make_injection(
+            compiled,
             rule.id.clone(),
             rule.fault.clone(),
             req,
@@ -515,13 +527,14 @@ impl Chaos {
 
     fn make_injection(
         &self,
+        compiled: &Compiled,
         rule: Arc<str>,
         fault: Arc<Fault>,
         req: &RequestView<'_>,
         scope: Option<&str>,
         state: Option<Arc<crate::compile::RuleState>>,
     ) -> Injection {
-        let limits = &self.shared.compiled.load().set.limits;
+        let limits = &compiled.set.limits;
         let delay = match &*fault {
             Fault::Delay(d) => Some(d.sample(
                 self.shared.rng.next(),

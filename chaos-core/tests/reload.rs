@@ -151,34 +151,44 @@ fn a_deleted_file_keeps_the_rules_and_a_new_one_is_picked_up() {
     assert_eq!(ids(&chaos), ["j2"]);
 }
 
+/// The rules file is a symlink into another directory, and the change is made there: the
+/// directory watch sees no event, so only the periodic re-check can pick it up. A control
+/// engine with a slow re-check proves the event path did not.
+#[cfg(unix)]
 #[test]
 fn the_periodic_recheck_catches_changes_without_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.toml");
-    std::fs::write(
-        &path,
-        "[[rules]]\nid = \"t1\"\npoint = \"server\"\nfault = { abort = 503 }\n",
-    )
-    .unwrap();
-    let chaos = Chaos::new();
-    // No events at all would be delivered for a file in another directory; the recheck
-    // must still see the change. Here events do arrive, so this checks the timer path
-    // does not break anything and picks the change up either way.
-    let _watch = chaos
+    let watched = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("real.toml");
+    let toml = |id: &str| {
+        format!("[[rules]]\nid = \"{id}\"\npoint = \"server\"\nfault = {{ abort = 503 }}\n")
+    };
+    std::fs::write(&target, toml("t1")).unwrap();
+    let link = watched.path().join("rules.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    let fast = Chaos::new();
+    let _w1 = fast
         .watch_file_with(
-            &path,
+            &link,
             WatchOptions::default()
                 .debounce(Duration::from_millis(20))
                 .recheck(Duration::from_millis(100)),
         )
         .unwrap();
-    assert_eq!(ids(&chaos), ["t1"]);
-    std::fs::write(
-        &path,
-        "[[rules]]\nid = \"t2\"\npoint = \"server\"\nfault = { abort = 503 }\n",
-    )
-    .unwrap();
-    wait_until("t2", || ids(&chaos) == ["t2"]);
+    let control = Chaos::new();
+    let _w2 = control.watch_file_with(&link, opts()).unwrap();
+    assert_eq!(ids(&fast), ["t1"]);
+    assert_eq!(ids(&control), ["t1"]);
+
+    std::fs::write(&target, toml("t2")).unwrap();
+    wait_until("t2 by the re-check", || ids(&fast) == ["t2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        ids(&control),
+        ["t1"],
+        "no event reached the watcher; only the re-check sees the change"
+    );
 }
 
 #[test]
