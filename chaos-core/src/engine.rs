@@ -819,6 +819,12 @@ impl Chaos {
         self.shared.killed.load(Ordering::SeqCst)
     }
 
+    /// Resolves when the kill switch is on (at once if it already is). Adapters use it to
+    /// cut their own waits short, as [`Injection::wait`] does.
+    pub async fn killed(&self) {
+        self.shared.killed().await;
+    }
+
     /// The version of the engine's state: bumped by every change of rules, by the kill
     /// switch (both ways) and by aborting a rule.
     pub fn version(&self) -> u64 {

@@ -129,6 +129,21 @@ impl Injection {
         self.i.max_hang
     }
 
+    /// The error this fault stands for where a call fails with an error rather than a
+    /// response: `error: KIND`, `abort` (carrying its status), `drop: reset` (a reset
+    /// connection) and `drop: hang` (a timeout, for when the hang reached its ceiling).
+    /// `None` for faults that are not errors (delay, body, pause).
+    pub fn to_error(&self) -> Option<InjectedFault> {
+        let kind = match &*self.i.fault {
+            Fault::Error(k) => FaultKind::Error(*k),
+            Fault::Abort(a) => FaultKind::Abort(a.kind),
+            Fault::Drop(DropKind::Reset) => FaultKind::Reset,
+            Fault::Drop(DropKind::Hang) => FaultKind::Timeout,
+            Fault::Delay(_) | Fault::Body(_) | Fault::Pause(_) => return None,
+        };
+        Some(InjectedFault::new(self.i.rule.clone(), kind))
+    }
+
     /// Waits as the fault asks: a delay for its drawn duration, a hang or pause until the
     /// kill switch, a release, or the `limits.max_hang` ceiling. Other faults return at once.
     ///

@@ -732,57 +732,11 @@ impl RuleSet {
         text: &str,
         name: Option<&str>,
     ) -> Result<RuleSet, RulesError> {
-        let parsed = match format {
-            Format::Json => {
-                let mut de = serde_json::Deserializer::from_str(text);
-                let json_err = |e: serde_json::Error, path: String| {
-                    let kind = if e.is_syntax() || e.is_eof() {
-                        RulesError::syntax
-                    } else {
-                        RulesError::invalid
-                    };
-                    let mut err = kind(json_reason(&e));
-                    if e.line() > 0 {
-                        err = err.with_position(e.line(), e.column());
-                    }
-                    (err, path)
-                };
-                serde_path_to_error::deserialize::<_, RuleSet>(&mut de)
-                    .map_err(|e| {
-                        let path = e.path().to_string();
-                        json_err(e.into_inner(), path)
-                    })
-                    .and_then(|v| de.end().map(|()| v).map_err(|e| json_err(e, String::new())))
-            }
-            Format::Toml => {
-                let de = toml::Deserializer::parse(text)
-                    .map_err(|e| (toml_error(text, &e, true), String::new()));
-                de.and_then(|de| {
-                    serde_path_to_error::deserialize::<_, RuleSet>(de).map_err(|e| {
-                        let path = e.path().to_string();
-                        (toml_error(text, e.inner(), false), path)
-                    })
-                })
-            }
-            Format::Yaml => {
-                let mut path = String::new();
-                let r = serde_saphyr::with_deserializer_from_str(text, |de| {
-                    serde_path_to_error::deserialize::<_, RuleSet>(de).map_err(|e| {
-                        path = e.path().to_string();
-                        e.into_inner()
-                    })
-                });
-                r.map_err(|e| (yaml_error(&e), path))
-            }
-        };
-        let set = match parsed {
+        let set = match parse_doc::<RuleSet>(format, text) {
             Ok(set) => set,
             Err((err, path)) => {
                 let err = locate_rule(format, text, err, &path);
-                return Err(match name {
-                    Some(n) => err.with_source(n),
-                    None => err.with_source("<string>"),
-                });
+                return Err(err.with_source(name.unwrap_or("<string>")));
             }
         };
         set.validate()
@@ -1005,6 +959,86 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Turns a serde path (`rules[2].fault.delay`) into the rule's id and the field within it.
+
+impl Rule {
+    /// Parses one rule, as a document of its own (the body of the admin API's
+    /// `POST /chaos/rules`). Checks across rules (unique ids, ceilings) happen when it is
+    /// added, in [`Chaos::add_rule`](crate::Chaos::add_rule).
+    ///
+    /// ```
+    /// use chaos_core::rules::{Format, Rule};
+    /// let rule = Rule::parse(Format::Json, r#"{"id": "a", "point": "server", "fault": {"abort": 503}}"#)?;
+    /// assert_eq!(rule.id, "a");
+    /// let err = Rule::parse(Format::Json, r#"{"id": "a", "point": "server", "fault": {"abort": 99}}"#).unwrap_err();
+    /// assert_eq!(err.field(), Some("fault.abort"));
+    /// # Ok::<(), chaos_core::rules::RulesError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The document does not parse as one rule; the error has the position and the field.
+    pub fn parse(format: Format, text: &str) -> Result<Rule, RulesError> {
+        parse_doc::<Rule>(format, text).map_err(|(err, path)| {
+            let err = if path.is_empty() || path == "." {
+                err
+            } else {
+                err.with_field(path)
+            };
+            err.with_source("<string>")
+        })
+    }
+}
+
+/// Parses a document of any schema type, keeping the position and the path of a failure.
+fn parse_doc<T: serde::de::DeserializeOwned>(
+    format: Format,
+    text: &str,
+) -> Result<T, (RulesError, String)> {
+    match format {
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let json_err = |e: serde_json::Error, path: String| {
+                let kind = if e.is_syntax() || e.is_eof() {
+                    RulesError::syntax
+                } else {
+                    RulesError::invalid
+                };
+                let mut err = kind(json_reason(&e));
+                if e.line() > 0 {
+                    err = err.with_position(e.line(), e.column());
+                }
+                (err, path)
+            };
+            serde_path_to_error::deserialize::<_, T>(&mut de)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    json_err(e.into_inner(), path)
+                })
+                .and_then(|v| de.end().map(|()| v).map_err(|e| json_err(e, String::new())))
+        }
+        Format::Toml => {
+            let de = toml::Deserializer::parse(text)
+                .map_err(|e| (toml_error(text, &e, true), String::new()));
+            de.and_then(|de| {
+                serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+                    let path = e.path().to_string();
+                    (toml_error(text, e.inner(), false), path)
+                })
+            })
+        }
+        Format::Yaml => {
+            let mut path = String::new();
+            let r = serde_saphyr::with_deserializer_from_str(text, |de| {
+                serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+                    path = e.path().to_string();
+                    e.into_inner()
+                })
+            });
+            r.map_err(|e| (yaml_error(&e), path))
+        }
+    }
+}
+
 fn locate_rule(format: Format, text: &str, err: RulesError, path: &str) -> RulesError {
     let Some(rest) = path.strip_prefix("rules[") else {
         return err.with_field(path);

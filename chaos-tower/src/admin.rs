@@ -1,0 +1,307 @@
+//! The control API (feature `admin`): a tower service to mount on an internal port.
+//!
+//! | route | does | answers |
+//! |---|---|---|
+//! | `GET /chaos/rules` | rules with their state and counters, engine counters | 200, the engine's [`Snapshot`](chaos_core::Snapshot) as JSON |
+//! | `PUT /chaos/rules` | replaces every rule (a rules document) | 200 `{"version": N}`; 400 with the reason, rules unchanged |
+//! | `POST /chaos/rules` | adds one rule | 201 `{"version": N}`; 400 with the reason (bad rule, id taken) |
+//! | `DELETE /chaos/rules/{id}` | removes a rule | 200 `{"version": N}`; 404 for an unknown id |
+//! | `POST /chaos/kill` | kill switch on: nothing injected, in-flight delays and hangs released | 200 `{"killed": true}` |
+//! | `POST /chaos/resume` | kill switch off | 200 `{"killed": false}` (stays `true` under `CHAOS_DISABLED`) |
+//!
+//! Every request needs `Authorization: Bearer TOKEN` (compared in constant time); without
+//! it the answer is 401. Bodies are JSON, or YAML / TOML when the `content-type` says so
+//! (`application/yaml`, `application/toml`), at most 1 MiB (413 above). Errors are
+//! `{"error": "..."}` with the precise reason, e.g.
+//! `{"error": "<string>:1:56: rule `a`, field `fault.abort`: ..."}`. Unknown routes get
+//! 404, known routes with another method 405.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use chaos_core::Chaos;
+//! use chaos_tower::admin::AdminService;
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let chaos = Chaos::from_env();
+//! let admin = AdminService::new(&chaos, std::env::var("CHAOS_ADMIN_TOKEN").unwrap());
+//! let internal = tokio::net::TcpListener::bind("127.0.0.1:9901").await?;
+//! axum::serve(internal, Router::new().fallback_service(admin)).await
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use chaos_core::Chaos;
+use chaos_core::rules::{Format, Rule, RuleSet, RulesError};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::body::ChaosBody;
+
+/// The largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// The admin control service. See the [module docs](self).
+///
+/// `B` is the response body type; the default suits hyper and axum's
+/// `Router::fallback_service` / `route_service`.
+pub struct AdminService<B = UnsyncBoxBody<Bytes, BoxError>> {
+    inner: Arc<Inner>,
+    _body: PhantomData<fn() -> B>,
+}
+
+struct Inner {
+    chaos: Chaos,
+    token: Box<[u8]>,
+}
+
+impl<B> Clone for AdminService<B> {
+    fn clone(&self) -> Self {
+        AdminService {
+            inner: self.inner.clone(),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<B> fmt::Debug for AdminService<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminService")
+            .field("chaos", &self.inner.chaos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> AdminService<B> {
+    /// An admin service for `chaos`, protected by a bearer token.
+    ///
+    /// # Panics
+    ///
+    /// If the token is empty or shorter than 16 bytes: an admin API that anyone can guess
+    /// would let an outside caller switch faults on.
+    #[track_caller]
+    pub fn new(chaos: &Chaos, token: impl Into<String>) -> Self {
+        let token = token.into();
+        assert!(
+            token.len() >= 16,
+            "the chaos admin token must be at least 16 bytes long"
+        );
+        AdminService {
+            inner: Arc::new(Inner {
+                chaos: chaos.clone(),
+                token: token.into_bytes().into_boxed_slice(),
+            }),
+            _body: PhantomData,
+        }
+    }
+
+    /// An admin service whose token is the environment variable `var`; `None` when it is
+    /// unset or shorter than 16 bytes (the API is then not served at all).
+    pub fn from_env(chaos: &Chaos, var: &str) -> Option<Self> {
+        let token = std::env::var(var).ok().filter(|t| t.len() >= 16)?;
+        Some(AdminService::new(chaos, token))
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<ReqB, B> Service<Request<ReqB>> for AdminService<B>
+where
+    ReqB: http_body::Body + Send + 'static,
+    ReqB::Data: Send,
+    ReqB::Error: Into<BoxError>,
+    B: ChaosBody + Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<B>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(handle(&inner, req).await) })
+    }
+}
+
+fn reply<B: ChaosBody>(status: StatusCode, body: serde_json::Value) -> Response<B> {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut res = Response::new(B::from_bytes(Bytes::from(bytes)));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn error<B: ChaosBody>(status: StatusCode, msg: impl fmt::Display) -> Response<B> {
+    reply(status, json!({ "error": msg.to_string() }))
+}
+
+fn authorized<ReqB>(inner: &Inner, req: &Request<ReqB>) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    bool::from(inner.token.as_ref().ct_eq(given))
+}
+
+/// The format of a request body, from its `content-type` (JSON unless YAML or TOML).
+fn format_of<ReqB>(req: &Request<ReqB>) -> Format {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.contains("yaml") {
+        Format::Yaml
+    } else if ct.contains("toml") {
+        Format::Toml
+    } else {
+        Format::Json
+    }
+}
+
+async fn read_body<ReqB, B>(body: ReqB) -> Result<String, Response<B>>
+where
+    ReqB: http_body::Body,
+    ReqB::Error: Into<BoxError>,
+    B: ChaosBody,
+{
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            ));
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            ));
+        }
+    };
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the body is not UTF-8"))
+}
+
+fn refused<B: ChaosBody>(e: &RulesError) -> Response<B> {
+    if e.is_not_found() {
+        error(StatusCode::NOT_FOUND, e)
+    } else {
+        error(StatusCode::BAD_REQUEST, e)
+    }
+}
+
+fn method_not_allowed<B: ChaosBody>(allow: &'static str) -> Response<B> {
+    let mut res = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this route takes {allow}"),
+    );
+    res.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+async fn handle<ReqB, B>(inner: &Inner, req: Request<ReqB>) -> Response<B>
+where
+    ReqB: http_body::Body,
+    ReqB::Error: Into<BoxError>,
+    B: ChaosBody,
+{
+    if !authorized(inner, &req) {
+        let mut res = error(
+            StatusCode::UNAUTHORIZED,
+            "a valid `Authorization: Bearer TOKEN` header is required",
+        );
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return res;
+    }
+    let chaos = &inner.chaos;
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let method = req.method().clone();
+    match path.as_str() {
+        "/chaos/rules" => match method {
+            Method::GET => match serde_json::to_value(chaos.snapshot()) {
+                Ok(v) => reply(StatusCode::OK, v),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            },
+            Method::PUT => {
+                let format = format_of(&req);
+                let text = match read_body(req.into_body()).await {
+                    Ok(t) => t,
+                    Err(res) => return res,
+                };
+                match RuleSet::parse(format, &text).and_then(|set| chaos.replace(set)) {
+                    Ok(version) => {
+                        tracing::info!(target: "chaos", version, "rules replaced through the admin API");
+                        reply(StatusCode::OK, json!({ "version": version }))
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            Method::POST => {
+                let format = format_of(&req);
+                let text = match read_body(req.into_body()).await {
+                    Ok(t) => t,
+                    Err(res) => return res,
+                };
+                match Rule::parse(format, &text).and_then(|rule| {
+                    let id = rule.id.clone();
+                    chaos.add_rule(rule).map(|v| (id, v))
+                }) {
+                    Ok((id, version)) => {
+                        tracing::info!(target: "chaos", rule = %id, version, "rule added through the admin API");
+                        reply(StatusCode::CREATED, json!({ "version": version }))
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            _ => method_not_allowed("GET, PUT, POST"),
+        },
+        "/chaos/kill" | "/chaos/resume" if method != Method::POST => method_not_allowed("POST"),
+        "/chaos/kill" => {
+            chaos.kill();
+            reply(StatusCode::OK, json!({ "killed": chaos.is_killed() }))
+        }
+        "/chaos/resume" => {
+            chaos.resume();
+            reply(StatusCode::OK, json!({ "killed": chaos.is_killed() }))
+        }
+        p => match p.strip_prefix("/chaos/rules/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => {
+                if method != Method::DELETE {
+                    return method_not_allowed("DELETE");
+                }
+                match chaos.remove_rule(id) {
+                    Ok(version) => {
+                        tracing::info!(target: "chaos", rule = id, version, "rule removed through the admin API");
+                        reply(StatusCode::OK, json!({ "version": version }))
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            _ => error(StatusCode::NOT_FOUND, format!("no route {method} {p}")),
+        },
+    }
+}

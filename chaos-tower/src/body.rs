@@ -1,0 +1,304 @@
+//! Body faults: a response body that resets, truncates, stalls or throttles.
+//!
+//! [`ChaosBody`] is what the layers need of a response body type: a default (empty) body,
+//! a body from bytes (for aborts), and a way to wrap the body in a [`FaultBody`]. It is
+//! implemented for `axum::body::Body` (feature `axum`), `tonic::body::Body` (feature
+//! `tonic`) and `http_body_util`'s `UnsyncBoxBody<Bytes, BoxError>` (raw hyper).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use chaos_core::rules::BodyFault;
+use chaos_core::{Chaos, Injection};
+use http_body::{Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::BoxError;
+
+/// A response body type the chaos layers can answer with and wrap.
+///
+/// Implement it for your own body type if it is not one of the provided ones: `from_bytes`
+/// builds an abort body, and `from_fault` type-erases a [`FaultBody`] wrapping a body of
+/// this type (usually with the type's own boxing constructor).
+pub trait ChaosBody: http_body::Body + Default + Sized {
+    /// A body holding these bytes.
+    fn from_bytes(bytes: Bytes) -> Self;
+
+    /// This body type, made from a fault-injecting wrapper around one of its own.
+    fn from_fault(body: FaultBody<Self>) -> Self;
+}
+
+#[cfg(feature = "axum")]
+impl ChaosBody for axum_core::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        axum_core::body::Body::from(bytes)
+    }
+
+    fn from_fault(body: FaultBody<Self>) -> Self {
+        axum_core::body::Body::new(body)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl ChaosBody for tonic::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        tonic::body::Body::new(http_body_util::Full::new(bytes))
+    }
+
+    fn from_fault(body: FaultBody<Self>) -> Self {
+        tonic::body::Body::new(body)
+    }
+}
+
+impl ChaosBody for http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt;
+        http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    fn from_fault(body: FaultBody<Self>) -> Self {
+        http_body_util::combinators::UnsyncBoxBody::new(body)
+    }
+}
+
+type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pin_project! {
+    /// A response body with a fault applied: reset before the first byte, cut after some
+    /// bytes, stalled after some bytes, or throttled to some bytes per second.
+    ///
+    /// Made by the layers; users meet it only when implementing [`ChaosBody`]. A reset
+    /// body errors on its first poll, so hyper closes an HTTP/1 connection having written
+    /// nothing and resets an HTTP/2 stream. Flipping the kill switch ends stalls and
+    /// throttling: the rest of the body flows untouched.
+    pub struct FaultBody<B> {
+        #[pin]
+        inner: B,
+        mode: Mode,
+        sent: u64,
+        held: Option<Bytes>,
+        wait: Option<Wait>,
+        chaos: &'static Chaos,
+        // The concurrency slot of the rule, held until the body ends.
+        injection: Option<Injection>,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Error at once.
+    Reset,
+    /// Error after this many bytes.
+    Truncate(u64),
+    /// Hold after this many bytes.
+    Stall(u64),
+    /// This many bytes per second.
+    Throttle(u64),
+    /// The fault is spent or the kill switch is on: pass the rest through.
+    Off,
+    /// An error was returned; the body is over.
+    Done,
+}
+
+impl<B: fmt::Debug> fmt::Debug for FaultBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultBody")
+            .field("inner", &self.inner)
+            .field("mode", &self.mode)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a throttled body waits between chunks, at most: chunks are sized so that a
+/// second's worth of bytes goes out in about ten steps.
+const THROTTLE_STEPS_PER_SEC: u64 = 10;
+
+impl<B> FaultBody<B> {
+    /// A body that fails on its first poll (a dropped connection).
+    pub(crate) fn reset(inner: B, chaos: &'static Chaos, injection: Injection) -> FaultBody<B> {
+        FaultBody::new(inner, Mode::Reset, chaos, injection)
+    }
+
+    /// `inner` with a body fault applied.
+    pub(crate) fn with_fault(
+        inner: B,
+        fault: BodyFault,
+        chaos: &'static Chaos,
+        injection: Injection,
+    ) -> FaultBody<B> {
+        let mode = match fault {
+            BodyFault::TruncateAfter(n) => Mode::Truncate(n),
+            BodyFault::StallAfter(n) => Mode::Stall(n),
+            BodyFault::BytesPerSec(r) => Mode::Throttle(r.max(1)),
+            // New kinds are passed through by this version.
+            _ => Mode::Off,
+        };
+        FaultBody::new(inner, mode, chaos, injection)
+    }
+
+    fn new(inner: B, mode: Mode, chaos: &'static Chaos, injection: Injection) -> FaultBody<B> {
+        FaultBody {
+            inner,
+            mode,
+            sent: 0,
+            held: None,
+            wait: None,
+            chaos,
+            injection: Some(injection),
+        }
+    }
+}
+
+/// The error of a reset or truncated body.
+fn cut(injection: Option<&Injection>) -> BoxError {
+    match injection.and_then(Injection::to_error) {
+        Some(e) => Box::new(e),
+        None => Box::new(BodyCut),
+    }
+}
+
+/// The body was cut by an injected fault.
+#[derive(Debug)]
+struct BodyCut;
+
+impl fmt::Display for BodyCut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("injected fault: response body cut")
+    }
+}
+
+impl std::error::Error for BodyCut {}
+
+/// A wait that ends after `d`, or at once when the kill switch is flipped.
+fn wait(chaos: &'static Chaos, d: Duration) -> Wait {
+    Box::pin(async move {
+        tokio::select! {
+            biased;
+            () = chaos.killed() => {}
+            () = tokio::time::sleep(d) => {}
+        }
+    })
+}
+
+impl<B> http_body::Body for FaultBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if let Some(w) = this.wait.as_mut() {
+                ready!(w.as_mut().poll(cx));
+                *this.wait = None;
+            }
+            match *this.mode {
+                Mode::Done => return Poll::Ready(None),
+                Mode::Reset => {
+                    *this.mode = Mode::Done;
+                    let err = cut(this.injection.as_ref());
+                    *this.injection = None;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Mode::Throttle(rate) if !this.chaos.is_killed() => {
+                    if let Some(mut rest) = this.held.take() {
+                        let step = (rate / THROTTLE_STEPS_PER_SEC).max(1) as usize;
+                        let chunk = rest.split_to(step.min(rest.len()));
+                        if !rest.is_empty() {
+                            *this.held = Some(rest);
+                        }
+                        *this.sent += chunk.len() as u64;
+                        let secs = chunk.len() as f64 / rate as f64;
+                        *this.wait = Some(wait(this.chaos, Duration::from_secs_f64(secs)));
+                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                    }
+                }
+                Mode::Throttle(_) => {
+                    // Killed: the rest flows untouched.
+                    *this.mode = Mode::Off;
+                    if let Some(rest) = this.held.take() {
+                        return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    }
+                }
+                Mode::Stall(_) if this.held.is_some() => {
+                    // The stall is over: the kill switch lets the rest through, the hang
+                    // ceiling cuts the body.
+                    let rest = this.held.take().unwrap_or_default();
+                    if this.chaos.is_killed() {
+                        *this.mode = Mode::Off;
+                        return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    }
+                    *this.mode = Mode::Reset;
+                    continue;
+                }
+                _ => {}
+            }
+            let frame = match ready!(this.inner.as_mut().poll_frame(cx)) {
+                None => {
+                    *this.mode = Mode::Done;
+                    *this.injection = None;
+                    return Poll::Ready(None);
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Some(Ok(f)) => f,
+            };
+            let mut data = match frame.into_data() {
+                Ok(d) => d,
+                Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+            };
+            match *this.mode {
+                Mode::Truncate(n) | Mode::Stall(n) if *this.sent + data.len() as u64 > n => {
+                    let rest = data.split_off((n - *this.sent) as usize);
+                    *this.sent += data.len() as u64;
+                    if let Mode::Stall(_) = *this.mode {
+                        let limit = this
+                            .injection
+                            .as_ref()
+                            .map_or(Duration::from_secs(300), Injection::max_hang);
+                        *this.held = Some(rest);
+                        *this.wait = Some(wait(this.chaos, limit));
+                    } else {
+                        *this.mode = Mode::Reset;
+                    }
+                    if data.has_remaining() {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Mode::Throttle(_) if !data.is_empty() => *this.held = Some(data),
+                _ => {
+                    *this.sent += data.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self.mode {
+            Mode::Done => true,
+            Mode::Off => self.inner.is_end_stream(),
+            _ => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.mode {
+            Mode::Off | Mode::Throttle(_) => self.inner.size_hint(),
+            _ => SizeHint::default(),
+        }
+    }
+}
+

@@ -1,0 +1,101 @@
+//! `async fn(Request) -> Result<Response, Error>`, failing on purpose: failure injection
+//! for tower stacks (axum, hyper, tonic), driven by [`chaos_core`] rules and the chaos
+//! headers that travel with each request.
+//!
+//! # Overview
+//!
+//! * [`ChaosLayer`] is the server-side injection point (`server`). Per request it reads
+//!   `x-chaos`, `x-chaos-signature` and `x-test-traffic` (and W3C `baggage` with the
+//!   `otel` feature), builds the [`ChaosContext`](chaos_core::ChaosContext), puts it in the
+//!   request's extensions and runs the inner service inside its task-local scope, so
+//!   handlers and client layers below see it. Then it asks the engine and applies the
+//!   fault, always as a *response*, so the service's error type is unchanged and it fits
+//!   `axum::serve`, `Router::layer`, hyper and `tonic::transport::Server::builder().layer`.
+//! * [`ChaosClientLayer`] is the client-side point (`client`) for tower clients: it
+//!   injects faults into calls to one dependency and forwards the context.
+//! * [`admin`] (feature `admin`) is a control API to mount on an internal port.
+//!
+//! # Faults at the server
+//!
+//! | fault | what the caller sees |
+//! |---|---|
+//! | `delay` | the real response, later. The inner service's readiness reservation is held during the delay (the instance that was made ready is the one called). |
+//! | `abort` | a response with the rule's status, body, content type and headers, without calling the service. For gRPC requests (`content-type: application/grpc*`), a trailers-only response: HTTP 200 with `grpc-status` / `grpc-message`. |
+//! | `error: KIND` | `unavailable` → 503 (gRPC `UNAVAILABLE`), `timeout` → 504 (`DEADLINE_EXCEEDED`), a SQLSTATE → 500 (`INTERNAL`). |
+//! | `drop: reset` | no response: the body errors on its first poll, so hyper closes an HTTP/1 connection having written 0 bytes and resets an HTTP/2 stream. |
+//! | `drop: hang` | nothing until the client gives up (hyper then drops the future), the kill switch (then the request is served), or `limits.max_hang` (then the connection is dropped). |
+//! | `body` | the real response, its body truncated (an error after N bytes), stalled after N bytes, or throttled to N bytes per second. |
+//!
+//! Every injected response carries `x-chaos-injected: RULE_ID` (`x-chaos` for a
+//! per-request directive), unless turned off with
+//! [`ChaosLayerBuilder::injected_header`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use chaos_core::Chaos;
+//! use chaos_tower::ChaosLayer;
+//! use tower_layer::Layer;
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let chaos = Chaos::from_env(); // CHAOS_RULES=rules.yaml, watched
+//! let app = Router::new().route("/checkout", get(|| async { "ok" }));
+//! let app = ChaosLayer::builder(&chaos).target("checkout").build().layer(app);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! # Where to put the layer
+//!
+//! Wrap the whole `Router` from outside, `ChaosLayer::new(&chaos).layer(router)`, rather
+//! than `router.layer(ChaosLayer::new(&chaos))`: axum's `Router::layer` boxes every route
+//! and adds about three allocations and 100 ns per request for *any* layer, while a layer
+//! around the router adds none. Put it outermost, so injected latency is seen by every
+//! timeout and metric of the service and a dropped request never reaches a handler.
+//!
+//! # Performance
+//!
+//! When no rule is loaded and no directive is possible, a request costs two header
+//! look-ups (to carry a context to the next hop) and one relaxed atomic load. With rules
+//! loaded and none matching, add one `ArcSwap` load and an indexed look-up: no heap
+//! allocation, no lock, no random draw and no boxed future. The service holds one
+//! `&'static` pointer, so the per-request clone that hyper makes is a copy. The
+//! `benches/` crate measures all of this against a bare service, a peer chaos layer and a
+//! tower-http layer.
+//!
+//! # Cancel safety
+//!
+//! Dropping a response future (the client went away, a timeout above fired) cancels the
+//! delay or hang and frees the rule's `max_active` slot at once.
+//!
+//! # Feature flags
+//!
+//! Name | Description | Default?
+//! ---|---|---
+//! `axum` | [`ChaosBody`] for `axum::body::Body` | no
+//! `tonic` | [`ChaosBody`] for `tonic::body::Body` | no
+//! `admin` | the [`admin`] control service | no
+//! `otel` | read the context from W3C `baggage` (`chaos=...`, `test-traffic=1`) too | no
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod client;
+mod observe;
+mod respond;
+pub mod server;
+
+#[cfg(feature = "admin")]
+pub mod admin;
+#[cfg(feature = "otel")]
+mod baggage;
+
+pub use self::body::{ChaosBody, FaultBody};
+pub use self::client::{ChaosClient, ChaosClientLayer};
+pub use self::observe::{Observed, SteadyState};
+pub use self::server::{ChaosLayer, ChaosLayerBuilder, ChaosService};
+
+/// A type-erased error, as tower's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

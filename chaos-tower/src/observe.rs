@@ -1,0 +1,278 @@
+//! Steady-state observation: every response's outcome and latency, counted cheaply.
+//!
+//! The server layer records each response while any chaos is possible (the engine is
+//! armed): whether it was an error (HTTP 5xx, or a failing gRPC trailers-only status),
+//! how long the inner service took to answer, and whether chaos injected it. Injected
+//! responses are counted apart, so the organic steady state is never polluted by the
+//! experiment. Counters are atomics in per-second slots, spread over a few shards so
+//! threads rarely share a cache line; a snapshot sums the slots of a window.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// One-second slots kept: the longest window a snapshot can cover.
+const SLOTS: usize = 64;
+/// Shards, so concurrent threads mostly write to different cache lines.
+const SHARDS: usize = 4;
+/// Latency buckets: two per power of two, from 64 µs to about a minute.
+const BUCKETS: usize = 40;
+
+/// The steady state observed by one server layer.
+///
+/// Get it from [`ChaosLayer::steady_state`](crate::ChaosLayer::steady_state).
+pub struct SteadyState {
+    base: Instant,
+    shards: Box<[Shard]>,
+}
+
+#[repr(align(128))]
+struct Shard {
+    slots: [Slot; SLOTS],
+}
+
+struct Slot {
+    /// The second (since `base`) this slot counts, plus one; 0 = never used.
+    epoch: AtomicU64,
+    organic: AtomicU64,
+    organic_errors: AtomicU64,
+    injected: AtomicU64,
+    injected_errors: AtomicU64,
+    /// Organic latencies.
+    hist: [AtomicU64; BUCKETS],
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            epoch: AtomicU64::new(0),
+            organic: AtomicU64::new(0),
+            organic_errors: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            injected_errors: AtomicU64::new(0),
+            hist: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.organic,
+            &self.organic_errors,
+            &self.injected,
+            &self.injected_errors,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for b in &self.hist {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A summary of the responses in a window.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Observed {
+    /// Organic responses (nothing injected).
+    pub requests: u64,
+    /// Organic responses that were errors.
+    pub errors: u64,
+    /// Responses to requests chaos injected a fault into.
+    pub injected: u64,
+    /// Injected responses that were errors (including dropped connections).
+    pub injected_errors: u64,
+    /// The organic 99th percentile latency (the upper bound of its bucket, within 41%),
+    /// `None` without organic responses.
+    pub p99: Option<Duration>,
+}
+
+impl Observed {
+    /// Organic errors over organic requests, `0.0` without requests.
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+}
+
+impl fmt::Debug for SteadyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SteadyState")
+            .field("last_minute", &self.snapshot(Duration::from_secs(60)))
+            .finish()
+    }
+}
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+fn shard_index() -> usize {
+    SHARD.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(i);
+        }
+        i
+    })
+}
+
+fn bucket(latency: Duration) -> usize {
+    let us = latency.as_micros().min(u64::MAX as u128) as u64;
+    if us < 64 {
+        return 0;
+    }
+    let log2 = 63 - us.leading_zeros() as usize;
+    let half = ((us >> (log2 - 1)) & 1) as usize;
+    (1 + (log2 - 6) * 2 + half).min(BUCKETS - 1)
+}
+
+fn bucket_upper(i: usize) -> Duration {
+    if i == 0 {
+        return Duration::from_micros(64);
+    }
+    let octave = (i - 1) / 2;
+    let half = (i - 1) % 2;
+    let low = 1u64 << (octave + 6);
+    Duration::from_micros(low + low / 2 * (half as u64 + 1))
+}
+
+impl SteadyState {
+    pub(crate) fn new() -> SteadyState {
+        SteadyState {
+            base: Instant::now(),
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    slots: std::array::from_fn(|_| Slot::new()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records one response that began at `start`.
+    #[inline]
+    pub(crate) fn record(&self, start: Instant, error: bool, injected: bool) {
+        let now = Instant::now();
+        let sec = now.duration_since(self.base).as_secs();
+        let slot = &self.shards[shard_index()].slots[(sec % SLOTS as u64) as usize];
+        let epoch = sec + 1;
+        let seen = slot.epoch.load(Ordering::Acquire);
+        if seen != epoch
+            && slot
+                .epoch
+                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // A new second: whoever moves the slot forward clears it. A count racing the
+            // clear may be lost; the figures are a steady-state estimate, not a ledger.
+            slot.reset();
+        }
+        if injected {
+            slot.injected.fetch_add(1, Ordering::Relaxed);
+            if error {
+                slot.injected_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            slot.organic.fetch_add(1, Ordering::Relaxed);
+            if error {
+                slot.organic_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            slot.hist[bucket(now.saturating_duration_since(start))]
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The responses of the last `window` (whole seconds, at most 64 s).
+    pub fn snapshot(&self, window: Duration) -> Observed {
+        let now = Instant::now().duration_since(self.base).as_secs() + 1;
+        let span = window.as_secs().clamp(1, SLOTS as u64);
+        let mut out = Observed::default();
+        let mut hist = [0u64; BUCKETS];
+        for shard in self.shards.iter() {
+            for slot in &shard.slots {
+                let e = slot.epoch.load(Ordering::Acquire);
+                if e == 0 || e + span <= now || e > now {
+                    continue;
+                }
+                out.requests += slot.organic.load(Ordering::Relaxed);
+                out.errors += slot.organic_errors.load(Ordering::Relaxed);
+                out.injected += slot.injected.load(Ordering::Relaxed);
+                out.injected_errors += slot.injected_errors.load(Ordering::Relaxed);
+                for (h, b) in hist.iter_mut().zip(&slot.hist) {
+                    *h += b.load(Ordering::Relaxed);
+                }
+            }
+        }
+        let total: u64 = hist.iter().sum();
+        if total > 0 {
+            let want = total - total / 100;
+            let mut acc = 0;
+            for (i, n) in hist.iter().enumerate() {
+                acc += n;
+                if acc >= want {
+                    out.p99 = Some(bucket_upper(i));
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_bound_their_values() {
+        for us in [0u64, 63, 64, 95, 96, 127, 128, 1_000, 250_000, 2_000_000, 60_000_000] {
+            let d = Duration::from_micros(us);
+            let b = bucket(d);
+            assert!(d <= bucket_upper(b), "{us} µs in bucket {b}");
+            if b > 0 && b < BUCKETS - 1 {
+                assert!(d >= bucket_upper(b - 1), "{us} µs above bucket {}", b - 1);
+            }
+        }
+        for i in 1..BUCKETS {
+            assert!(bucket_upper(i) > bucket_upper(i - 1));
+        }
+    }
+
+    #[test]
+    fn counts_organic_and_injected_apart() {
+        let s = SteadyState::new();
+        let start = Instant::now();
+        for i in 0..200 {
+            s.record(start, i % 10 == 0, false);
+        }
+        s.record(start, true, true);
+        s.record(start, false, true);
+        let o = s.snapshot(Duration::from_secs(30));
+        assert_eq!((o.requests, o.errors), (200, 20));
+        assert_eq!((o.injected, o.injected_errors), (2, 1));
+        assert!((o.error_rate() - 0.1).abs() < 1e-9);
+        assert!(o.p99.is_some());
+    }
+
+    #[test]
+    fn p99_tracks_the_slow_tail() {
+        let s = SteadyState::new();
+        let now = Instant::now();
+        // 95 fast responses and 5 that took two seconds: p99 is in the slow bucket.
+        for _ in 0..95 {
+            s.record(now, false, false);
+        }
+        let slow = now - Duration::from_secs(2);
+        for _ in 0..5 {
+            s.record(slow, false, false);
+        }
+        let p99 = s.snapshot(Duration::from_secs(10)).p99.unwrap();
+        assert!(p99 >= Duration::from_secs(2) && p99 < Duration::from_secs(3), "{p99:?}");
+    }
+}

@@ -1,0 +1,128 @@
+use std::fmt;
+
+use chaos_core::Chaos;
+use http::HeaderName;
+use tower_layer::Layer;
+
+use super::ChaosService;
+use crate::observe::SteadyState;
+
+/// Settings shared by every clone of a server layer's service, allocated once per layer
+/// and kept for the life of the process, so a per-request clone of the service is a
+/// pointer copy.
+pub(crate) struct Shared {
+    pub(crate) chaos: Chaos,
+    pub(crate) target: Box<str>,
+    pub(crate) trust_boundary: bool,
+    pub(crate) injected_header: Option<HeaderName>,
+    pub(crate) steady: SteadyState,
+}
+
+/// A [`Layer`] that makes requests fail on purpose: the server-side injection point
+/// (point `server`).
+///
+/// See the [crate docs](crate) for an example and for where to put it.
+///
+/// A layer is cheap to copy. Its settings are allocated once, when it is built, and live
+/// for the rest of the process: build layers at start-up, not per request.
+#[derive(Clone, Copy)]
+pub struct ChaosLayer {
+    pub(crate) shared: &'static Shared,
+}
+
+impl fmt::Debug for ChaosLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChaosLayer")
+            .field("target", &self.shared.target)
+            .field("trust_boundary", &self.shared.trust_boundary)
+            .field("injected_header", &self.shared.injected_header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChaosLayer {
+    /// A layer with the default settings: no target name, not a trust boundary,
+    /// `x-chaos-injected` on injected responses.
+    pub fn new(chaos: &Chaos) -> ChaosLayer {
+        ChaosLayer::builder(chaos).build()
+    }
+
+    /// Starts building a layer.
+    pub fn builder(chaos: &Chaos) -> ChaosLayerBuilder {
+        ChaosLayerBuilder {
+            chaos: chaos.clone(),
+            target: String::new(),
+            trust_boundary: false,
+            injected_header: Some(chaos_core::headers::X_CHAOS_INJECTED),
+        }
+    }
+
+    /// The engine the layer decides with.
+    pub fn chaos(&self) -> &'static Chaos {
+        &self.shared.chaos
+    }
+
+    /// The steady state this layer has observed (only while the engine is armed: rules
+    /// loaded or directives possible).
+    pub fn steady_state(&self) -> &'static SteadyState {
+        &self.shared.steady
+    }
+}
+
+impl<S> Layer<S> for ChaosLayer {
+    type Service = ChaosService<S>;
+
+    fn layer(&self, inner: S) -> ChaosService<S> {
+        ChaosService {
+            inner,
+            shared: self.shared,
+        }
+    }
+}
+
+/// Builds a [`ChaosLayer`].
+#[derive(Debug)]
+#[must_use]
+pub struct ChaosLayerBuilder {
+    chaos: Chaos,
+    target: String,
+    trust_boundary: bool,
+    injected_header: Option<HeaderName>,
+}
+
+impl ChaosLayerBuilder {
+    /// The service's name, matched by a rule's `target` (and a directive's `target=`).
+    /// Without one, only rules and directives that name no target apply.
+    pub fn target(mut self, name: impl Into<String>) -> Self {
+        self.target = name.into();
+        self
+    }
+
+    /// Marks this layer as a trust boundary (an edge facing the internet): `x-chaos`,
+    /// `x-chaos-signature` and `x-test-traffic` are removed from requests before the
+    /// inner service sees them, unless they carry a valid signature. Nothing outside can
+    /// tag a request with a scenario, mark it as test traffic or forward a directive.
+    pub fn trust_boundary(mut self, yes: bool) -> Self {
+        self.trust_boundary = yes;
+        self
+    }
+
+    /// The response header naming the rule that injected a response
+    /// (`x-chaos-injected` by default); `None` turns attribution headers off.
+    pub fn injected_header(mut self, name: Option<HeaderName>) -> Self {
+        self.injected_header = name;
+        self
+    }
+
+    /// Builds the layer (one allocation, kept for the life of the process).
+    pub fn build(self) -> ChaosLayer {
+        let shared = Box::leak(Box::new(Shared {
+            chaos: self.chaos,
+            target: self.target.into_boxed_str(),
+            trust_boundary: self.trust_boundary,
+            injected_header: self.injected_header,
+            steady: SteadyState::new(),
+        }));
+        ChaosLayer { shared }
+    }
+}
