@@ -94,6 +94,8 @@ pin_project! {
 enum Mode {
     /// Error at once.
     Reset,
+    /// Let what was sent be flushed (one yield), then error.
+    Cut,
     /// Error after this many bytes.
     Truncate(u64),
     /// Hold after this many bytes.
@@ -213,6 +215,13 @@ where
                     *this.injection = None;
                     return Poll::Ready(Some(Err(err)));
                 }
+                Mode::Cut => {
+                    // Yield once so the server writes out the bytes sent so far; an error
+                    // in the same poll would make hyper drop them with the connection.
+                    *this.mode = Mode::Reset;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Mode::Throttle(rate) if !this.chaos.is_killed() => {
                     if let Some(mut rest) = this.held.take() {
                         let step = (rate / THROTTLE_STEPS_PER_SEC).max(1) as usize;
@@ -241,7 +250,7 @@ where
                         *this.mode = Mode::Off;
                         return Poll::Ready(Some(Ok(Frame::data(rest))));
                     }
-                    *this.mode = Mode::Reset;
+                    *this.mode = Mode::Cut;
                     continue;
                 }
                 _ => {}
@@ -271,7 +280,7 @@ where
                         *this.held = Some(rest);
                         *this.wait = Some(wait(this.chaos, limit));
                     } else {
-                        *this.mode = Mode::Reset;
+                        *this.mode = Mode::Cut;
                     }
                     if data.has_remaining() {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
