@@ -85,7 +85,7 @@ impl<B> fmt::Debug for AdminService<B> {
     }
 }
 
-impl<B> AdminService<B> {
+impl AdminService {
     /// An admin service for `chaos`, protected by a bearer token.
     ///
     /// # Panics
@@ -113,6 +113,17 @@ impl<B> AdminService<B> {
     pub fn from_env(chaos: &Chaos, var: &str) -> Option<Self> {
         let token = std::env::var(var).ok().filter(|t| t.len() >= 16)?;
         Some(AdminService::new(chaos, token))
+    }
+}
+
+impl<B> AdminService<B> {
+    /// The same service answering with another body type, e.g. `axum::body::Body` to
+    /// pass it to `axum::serve` on its own.
+    pub fn with_body<B2: ChaosBody>(self) -> AdminService<B2> {
+        AdminService {
+            inner: self.inner,
+            _body: PhantomData,
+        }
     }
 }
 
