@@ -1,0 +1,110 @@
+//! A request that nothing is injected into costs the server and client layers no heap
+//! allocation: counted with a global allocator that records every allocation of this test
+//! binary, against the same service without the layer. One test, so no other test
+//! allocates meanwhile.
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use chaos_core::Chaos;
+use chaos_core::rules::{Format, RuleSet};
+use chaos_tower::{ChaosClientLayer, ChaosLayer};
+use http::{HeaderValue, Request, Response};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower::{Layer, Service, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+type Body = axum::body::Body;
+
+fn hundred_rules() -> RuleSet {
+    let mut yaml = String::from("rules:\n");
+    for i in 0..100 {
+        let extra = match i % 3 {
+            0 => format!("match: {{ path: /svc{i}/*, method: POST }}"),
+            1 => format!("match: {{ scenario: gameday-{i} }}"),
+            _ => format!("match: {{ headers: {{ x-tenant: tenant-{i} }} }}"),
+        };
+        yaml.push_str(&format!(
+            "  - id: r{i}\n    point: server\n    fault: {{ abort: 503 }}\n    {extra}\n"
+        ));
+    }
+    RuleSet::parse(Format::Yaml, &yaml).unwrap()
+}
+
+fn realistic() -> Request<()> {
+    let mut req = Request::get("/api/v1/orders/123").body(()).unwrap();
+    for (k, v) in [
+        ("host", "orders.internal"),
+        ("user-agent", "svc/1.0"),
+        ("accept", "application/json"),
+        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("x-tenant", "tenant-unmatched"),
+        ("x-request-id", "7b0c1d"),
+        ("authorization", "Bearer abc.def.ghi"),
+    ] {
+        req.headers_mut().insert(k, HeaderValue::from_static(v));
+    }
+    req
+}
+
+/// Allocations made by 5 000 calls of `svc` (requests built beforehand).
+fn allocations<S>(svc: &mut S, make: fn() -> Request<()>) -> usize
+where
+    S: Service<Request<()>, Response = Response<Body>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut call = |svc: &mut S, req| {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let fut = pin!(svc.call(req));
+        match fut.poll(&mut cx) {
+            Poll::Ready(r) => drop(r.unwrap()),
+            Poll::Pending => panic!("the test service is always ready"),
+        }
+    };
+    for _ in 0..100 {
+        call(svc, make());
+    }
+    let reqs: Vec<_> = (0..5_000).map(|_| make()).collect();
+    let reg = Region::new(GLOBAL);
+    for req in reqs {
+        call(svc, req);
+    }
+    reg.change().allocations
+}
+
+#[test]
+fn pass_through_adds_no_allocation() {
+    let bare = || service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    let trivial = || Request::new(());
+    let baseline_trivial = allocations(&mut bare(), trivial);
+    let baseline_realistic = allocations(&mut bare(), realistic);
+
+    let empty = Chaos::new();
+    let mut svc = ChaosLayer::new(&empty).layer(bare());
+    assert_eq!(allocations(&mut svc, trivial), baseline_trivial, "no rules, trivial request");
+    assert_eq!(allocations(&mut svc, realistic), baseline_realistic, "no rules, realistic request");
+
+    let chaos = Chaos::new();
+    chaos.replace(hundred_rules()).unwrap();
+    let mut svc = ChaosLayer::builder(&chaos).target("orders").build().layer(bare());
+    assert_eq!(allocations(&mut svc, trivial), baseline_trivial, "100 rules, trivial request");
+    assert_eq!(allocations(&mut svc, realistic), baseline_realistic, "100 rules, realistic request");
+    assert!(chaos.snapshot().rules.iter().all(|r| r.counters.injected == 0));
+
+    let mut client = ChaosClientLayer::new(&chaos, "payments").layer(bare());
+    assert_eq!(allocations(&mut client, realistic), baseline_realistic, "client layer, 100 rules");
+
+    // The counter works: a layer that injects is counted.
+    let abort = Chaos::new();
+    abort
+        .replace(RuleSet::parse(Format::Yaml, "rules: [{ id: a, point: server, fault: { abort: 503 } }]").unwrap())
+        .unwrap();
+    let mut svc = ChaosLayer::new(&abort).layer(bare());
+    assert!(allocations(&mut svc, trivial) > baseline_trivial);
+}
