@@ -31,7 +31,11 @@ pub(crate) fn context(chaos: &Chaos, headers: &HeaderMap) -> Option<ChaosContext
             let Ok(value) = HeaderValue::from_str(&decoded) else {
                 continue;
             };
-            let name = if k == "chaos" { X_CHAOS } else { X_TEST_TRAFFIC };
+            let name = if k == "chaos" {
+                X_CHAOS
+            } else {
+                X_TEST_TRAFFIC
+            };
             found.insert(name, value);
         }
     }

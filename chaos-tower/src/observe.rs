@@ -183,8 +183,7 @@ impl SteadyState {
             if error {
                 slot.organic_errors.fetch_add(1, Ordering::Relaxed);
             }
-            slot.hist[bucket(now.saturating_duration_since(start))]
-                .fetch_add(1, Ordering::Relaxed);
+            slot.hist[bucket(now.saturating_duration_since(start))].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -231,7 +230,9 @@ mod tests {
 
     #[test]
     fn buckets_are_ordered_and_bound_their_values() {
-        for us in [0u64, 63, 64, 95, 96, 127, 128, 1_000, 250_000, 2_000_000, 60_000_000] {
+        for us in [
+            0u64, 63, 64, 95, 96, 127, 128, 1_000, 250_000, 2_000_000, 60_000_000,
+        ] {
             let d = Duration::from_micros(us);
             let b = bucket(d);
             assert!(d <= bucket_upper(b), "{us} µs in bucket {b}");
@@ -273,6 +274,9 @@ mod tests {
             s.record(slow, false, false);
         }
         let p99 = s.snapshot(Duration::from_secs(10)).p99.unwrap();
-        assert!(p99 >= Duration::from_secs(2) && p99 < Duration::from_secs(3), "{p99:?}");
+        assert!(
+            p99 >= Duration::from_secs(2) && p99 < Duration::from_secs(3),
+            "{p99:?}"
+        );
     }
 }

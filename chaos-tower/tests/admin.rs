@@ -25,7 +25,10 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let res = req.bearer_auth(TOKEN).send().await.unwrap();
     let status = res.status().as_u16();
     let body = res.text().await.unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 #[tokio::test]
@@ -33,7 +36,11 @@ async fn requests_without_the_token_are_refused() {
     let chaos = Chaos::new();
     let addr = admin(&chaos).await;
     let c = client();
-    let none = c.get(format!("http://{addr}/chaos/rules")).send().await.unwrap();
+    let none = c
+        .get(format!("http://{addr}/chaos/rules"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), 401);
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     let wrong = c
@@ -65,10 +72,9 @@ async fn every_route_works() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["version"], chaos.version());
 
-    let (s, v) = send(
-        c.post(url("/chaos/rules"))
-            .body(r#"{"id": "b", "point": "client", "target": "payments", "fault": {"delay": "300ms"}}"#),
-    )
+    let (s, v) = send(c.post(url("/chaos/rules")).body(
+        r#"{"id": "b", "point": "client", "target": "payments", "fault": {"delay": "300ms"}}"#,
+    ))
     .await;
     assert_eq!(s, 201, "{v}");
 
@@ -83,7 +89,12 @@ async fn every_route_works() {
 
     let (s, v) = send(c.get(url("/chaos/rules"))).await;
     assert_eq!(s, 200);
-    let ids: Vec<_> = v["rules"].as_array().unwrap().iter().map(|r| r["rule"]["id"].clone()).collect();
+    let ids: Vec<_> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"]["id"].clone())
+        .collect();
     assert_eq!(ids, ["a", "b", "c"]);
     assert_eq!(v["rules"][0]["state"], "active");
     assert_eq!(v["killed"], false);
@@ -106,7 +117,11 @@ async fn bad_input_is_a_400_with_the_reason_and_the_rules_stay() {
     let addr = admin(&chaos).await;
     let c = client();
     let url = |p: &str| format!("http://{addr}{p}");
-    send(c.put(url("/chaos/rules")).body(r#"{"rules": [{"id": "keep", "point": "server", "fault": {"abort": 503}}]}"#)).await;
+    send(
+        c.put(url("/chaos/rules"))
+            .body(r#"{"rules": [{"id": "keep", "point": "server", "fault": {"abort": 503}}]}"#),
+    )
+    .await;
     let before = chaos.rules();
     let version = chaos.version();
 
@@ -117,17 +132,34 @@ async fn bad_input_is_a_400_with_the_reason_and_the_rules_stay() {
     .await;
     assert_eq!(s, 400);
     let msg = v["error"].as_str().unwrap();
-    assert!(msg.contains("rule `bad`") && msg.contains("fault.abort"), "{msg}");
+    assert!(
+        msg.contains("rule `bad`") && msg.contains("fault.abort"),
+        "{msg}"
+    );
 
     let (s, v) = send(c.put(url("/chaos/rules")).body("{not json")).await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("1:2"), "{v}");
 
-    let (s, v) = send(c.post(url("/chaos/rules")).body(r#"{"id": "keep", "point": "server", "fault": {"abort": 500}}"#)).await;
+    let (s, v) = send(
+        c.post(url("/chaos/rules"))
+            .body(r#"{"id": "keep", "point": "server", "fault": {"abort": 500}}"#),
+    )
+    .await;
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("duplicate rule id `keep`"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate rule id `keep`"),
+        "{v}"
+    );
 
-    let (s, v) = send(c.post(url("/chaos/rules")).body(r#"{"id": "x", "point": "server", "fault": {"delay": "soon"}}"#)).await;
+    let (s, v) = send(
+        c.post(url("/chaos/rules"))
+            .body(r#"{"id": "x", "point": "server", "fault": {"delay": "soon"}}"#),
+    )
+    .await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("fault.delay"), "{v}");
 
@@ -149,7 +181,12 @@ async fn unknown_ids_routes_and_methods() {
     assert!(v["error"].as_str().unwrap().contains("nope"), "{v}");
     let (s, _) = send(c.get(url("/chaos/other"))).await;
     assert_eq!(s, 404);
-    let res = c.get(url("/chaos/kill")).bearer_auth(TOKEN).send().await.unwrap();
+    let res = c
+        .get(url("/chaos/kill"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     assert_eq!(res.headers()["allow"], "POST");
     let (s, _) = send(c.patch(url("/chaos/rules"))).await;

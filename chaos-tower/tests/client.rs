@@ -28,7 +28,11 @@ async fn dependency(hits: Arc<AtomicUsize>) -> SocketAddr {
     let echo = |State(hits): State<Arc<AtomicUsize>>, req: Request| async move {
         hits.fetch_add(1, Ordering::SeqCst);
         let h = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-        format!("x-chaos={:?} x-test-traffic={:?}", h("x-chaos"), h("x-test-traffic"))
+        format!(
+            "x-chaos={:?} x-test-traffic={:?}",
+            h("x-chaos"),
+            h("x-test-traffic")
+        )
     };
     let app = Router::new().route("/echo", get(echo)).with_state(hits);
     serve(app, ChaosLayer::new(&Chaos::new())).await
@@ -54,12 +58,20 @@ async fn caller(chaos: &Chaos, dep: SocketAddr) -> SocketAddr {
                 let status = res.status();
                 let injected = res.headers().get("x-chaos-injected").cloned();
                 let body: Body = res.into_body();
-                let text = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                let text = body
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
                 format!("{status} {injected:?} {}", String::from_utf8_lossy(&text))
             }
             Err(e) => {
                 let f = InjectedFault::find(&*e);
-                format!("error reset={} rule={:?}", f.is_some_and(|f| f.is_reset()), f.map(|f| f.rule_id().to_owned()))
+                format!(
+                    "error reset={} rule={:?}",
+                    f.is_some_and(|f| f.is_reset()),
+                    f.map(|f| f.rule_id().to_owned())
+                )
             }
         }
     };
@@ -90,7 +102,14 @@ async fn context_is_forwarded_to_the_next_hop() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Without a context nothing is added.
-    let body = client().get(format!("http://{addr}/call")).send().await.unwrap().text().await.unwrap();
+    let body = client()
+        .get(format!("http://{addr}/call"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "200 OK None x-chaos=None x-test-traffic=None");
 }
 
@@ -123,7 +142,14 @@ async fn client_reset_is_a_connection_error() {
     let hits = Arc::new(AtomicUsize::new(0));
     let dep = dependency(hits.clone()).await;
     let addr = caller(&chaos, dep).await;
-    let body = client().get(format!("http://{addr}/call")).send().await.unwrap().text().await.unwrap();
+    let body = client()
+        .get(format!("http://{addr}/call"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, r#"error reset=true rule=Some("prices-reset")"#);
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }

@@ -53,7 +53,9 @@ mod tokio_stream_shim {
 
 fn engine(yaml: &str) -> Chaos {
     let chaos = Chaos::new();
-    chaos.replace(RuleSet::parse(Format::Yaml, yaml).unwrap()).unwrap();
+    chaos
+        .replace(RuleSet::parse(Format::Yaml, yaml).unwrap())
+        .unwrap();
     chaos
 }
 
@@ -71,15 +73,29 @@ rules:
     );
     let mut client = serve(&chaos).await;
 
-    let ok = client.check(HealthCheckRequest { service: String::new() }).await;
+    let ok = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
     assert!(ok.is_ok(), "{ok:?}");
 
-    let mut req = tonic::Request::new(HealthCheckRequest { service: String::new() });
-    req.metadata_mut().insert("x-chaos", "scenario=grpc-test".parse().unwrap());
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.metadata_mut()
+        .insert("x-chaos", "scenario=grpc-test".parse().unwrap());
     let status = client.check(req).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().contains("health-down"), "{}", status.message());
-    assert_eq!(status.metadata().get("x-chaos-injected").unwrap(), "health-down");
+    assert!(
+        status.message().contains("health-down"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        status.metadata().get("x-chaos-injected").unwrap(),
+        "health-down"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +105,9 @@ async fn http_abort_on_a_grpc_request_maps_to_a_grpc_code() {
     );
     let mut client = serve(&chaos).await;
     let status = client
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
@@ -100,7 +118,9 @@ async fn http_abort_on_a_grpc_request_maps_to_a_grpc_code() {
 async fn delay_beyond_the_deadline_is_cancelled() {
     let chaos = engine("rules: [{ id: slow, point: server, fault: { delay: 2s } }]");
     let mut client = serve(&chaos).await;
-    let mut req = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
     req.set_timeout(Duration::from_millis(200));
     let status = client.check(req).await.unwrap_err();
     assert_eq!(status.code(), Code::Cancelled, "{status:?}");
@@ -111,13 +131,18 @@ async fn grpc_reset_is_seen_as_a_transport_failure() {
     let chaos = engine("rules: [{ id: cut, point: server, fault: { drop: reset } }]");
     let mut client = serve(&chaos).await;
     let status = client
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap_err();
     // The HTTP/2 stream is reset with INTERNAL_ERROR: tonic reports it as Internal
     // (or Unknown), never as an answer from the service.
     assert!(
-        matches!(status.code(), Code::Internal | Code::Unknown | Code::Unavailable),
+        matches!(
+            status.code(),
+            Code::Internal | Code::Unknown | Code::Unavailable
+        ),
         "{status:?}"
     );
 }

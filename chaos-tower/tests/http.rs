@@ -23,7 +23,11 @@ rules:
 "#,
     );
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
-    let res = client().get(format!("http://{addr}/orders/1")).send().await.unwrap();
+    let res = client()
+        .get(format!("http://{addr}/orders/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["x-chaos-injected"], "orders-down");
     assert_eq!(res.headers()["retry-after"], "7");
@@ -31,7 +35,11 @@ rules:
     assert_eq!(res.text().await.unwrap(), "orders are down");
 
     // Other paths are untouched, and carry no attribution header.
-    let res = client().get(format!("http://{addr}/hello")).send().await.unwrap();
+    let res = client()
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("x-chaos-injected").is_none());
     assert_eq!(res.text().await.unwrap(), "hello");
@@ -42,7 +50,11 @@ async fn attribution_header_can_be_renamed_or_turned_off() {
     let chaos = engine("rules: [{ id: a, point: server, fault: { abort: 500 } }]");
     let off = ChaosLayer::builder(&chaos).injected_header(None).build();
     let addr = serve(app(), off).await;
-    let res = client().get(format!("http://{addr}/hello")).send().await.unwrap();
+    let res = client()
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 500);
     assert!(res.headers().get("x-chaos-injected").is_none());
 
@@ -50,7 +62,11 @@ async fn attribution_header_can_be_renamed_or_turned_off() {
         .injected_header(Some(http::HeaderName::from_static("x-fault")))
         .build();
     let addr = serve(app(), renamed).await;
-    let res = client().get(format!("http://{addr}/hello")).send().await.unwrap();
+    let res = client()
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-fault"], "a");
 }
 
@@ -62,7 +78,11 @@ async fn delay_is_measured_by_the_client() {
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
     let c = client();
     let t = Instant::now();
-    let res = c.get(format!("http://{addr}/orders/1")).send().await.unwrap();
+    let res = c
+        .get(format!("http://{addr}/orders/1"))
+        .send()
+        .await
+        .unwrap();
     let slow = t.elapsed();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-chaos-injected"], "slow");
@@ -77,7 +97,11 @@ async fn reset_closes_http1_with_no_bytes_written() {
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
 
     // reqwest sees a connection error, not a response.
-    let err = client().get(format!("http://{addr}/hello")).send().await.unwrap_err();
+    let err = client()
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_request(), "{err:?}");
     assert!(err.status().is_none());
 
@@ -85,7 +109,8 @@ async fn reset_closes_http1_with_no_bytes_written() {
     let got = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).unwrap();
         buf
@@ -107,7 +132,11 @@ async fn reset_resets_the_http2_stream_and_the_connection_survives() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let err = h2.get(format!("http://{addr}/orders/1")).send().await.unwrap_err();
+    let err = h2
+        .get(format!("http://{addr}/orders/1"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_request(), "{err:?}");
     let ok = h2.get(format!("http://{addr}/hello")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
@@ -124,7 +153,11 @@ async fn hang_is_cut_by_the_client_timeout_and_frees_its_slot() {
         .build()
         .unwrap();
     let t = Instant::now();
-    let err = c.get(format!("http://{addr}/hello")).send().await.unwrap_err();
+    let err = c
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert!(t.elapsed() >= Duration::from_millis(300));
     // The client went away: hyper drops the future, which frees the slot.
@@ -163,7 +196,11 @@ async fn truncated_body_stops_after_the_given_bytes() {
         "rules: [{ id: cut-body, point: server, match: { path: /big }, fault: { body: { truncate_after: 100 } } }]",
     );
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
-    let mut res = client().get(format!("http://{addr}/big")).send().await.unwrap();
+    let mut res = client()
+        .get(format!("http://{addr}/big"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-chaos-injected"], "cut-body");
     let mut got = 0;
@@ -175,14 +212,23 @@ async fn truncated_body_stops_after_the_given_bytes() {
         }
     };
     assert_eq!(got, 100);
-    assert!(err.is_body() || err.is_decode() || err.is_request(), "{err:?}");
+    assert!(
+        err.is_body() || err.is_decode() || err.is_request(),
+        "{err:?}"
+    );
 
     // A body shorter than the limit passes whole.
     let chaos = engine(
         "rules: [{ id: cut-body, point: server, fault: { body: { truncate_after: 5000 } } }]",
     );
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
-    let body = client().get(format!("http://{addr}/big")).send().await.unwrap().text().await;
+    let body = client()
+        .get(format!("http://{addr}/big"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await;
     assert_eq!(body.unwrap().len(), BIG);
 }
 
@@ -193,7 +239,14 @@ async fn throttled_body_arrives_whole_and_slowly() {
     );
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
     let t = Instant::now();
-    let body = client().get(format!("http://{addr}/big")).send().await.unwrap().text().await.unwrap();
+    let body = client()
+        .get(format!("http://{addr}/big"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let took = t.elapsed();
     assert_eq!(body.len(), BIG);
     // 1000 bytes at 2048 B/s: about half a second.
@@ -206,7 +259,11 @@ async fn stalled_body_is_cut_by_the_client_and_released_by_the_kill_switch() {
         "rules: [{ id: stall, point: server, match: { path: /big }, fault: { body: { stall_after: 10 } } }]",
     );
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
-    let mut res = client().get(format!("http://{addr}/big")).send().await.unwrap();
+    let mut res = client()
+        .get(format!("http://{addr}/big"))
+        .send()
+        .await
+        .unwrap();
     let first = res.chunk().await.unwrap().unwrap();
     assert_eq!(first.len(), 10);
     let more = tokio::time::timeout(Duration::from_millis(300), res.chunk()).await;
@@ -235,9 +292,17 @@ rules:
     );
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
     let c = client();
-    let a = c.get(format!("http://{addr}/orders/1")).send().await.unwrap();
+    let a = c
+        .get(format!("http://{addr}/orders/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(a.status(), 503);
-    let b = c.get(format!("http://{addr}/orders/2")).send().await.unwrap();
+    let b = c
+        .get(format!("http://{addr}/orders/2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(b.status(), 504);
 }
 
@@ -260,7 +325,14 @@ async fn context_is_visible_in_the_handler() {
         r#"ext=Some("checkout-test") current=Some("checkout-test") test_traffic=true header=Some("scenario=checkout-test")"#
     );
     // Without headers there is no context.
-    let body = client().get(format!("http://{addr}/ctx")).send().await.unwrap().text().await.unwrap();
+    let body = client()
+        .get(format!("http://{addr}/ctx"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "ext=None current=None test_traffic=false header=None");
 }
 
@@ -286,7 +358,9 @@ async fn scenario_selects_operator_rules_only_for_tagged_requests() {
 #[tokio::test]
 async fn unsigned_directives_are_ignored_by_default() {
     let chaos = Chaos::builder()
-        .signing_keys(chaos_core::context::signature::SigningKeys::new("k3y-for-tests"))
+        .signing_keys(chaos_core::context::signature::SigningKeys::new(
+            "k3y-for-tests",
+        ))
         .build()
         .unwrap();
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
@@ -312,7 +386,10 @@ async fn unsigned_directives_are_ignored_by_default() {
 
     // A valid signature lets the directive through.
     let keys = chaos_core::context::signature::SigningKeys::new("k3y-for-tests");
-    let sig = keys.sign("abort=503", std::time::SystemTime::now() + Duration::from_secs(60));
+    let sig = keys.sign(
+        "abort=503",
+        std::time::SystemTime::now() + Duration::from_secs(60),
+    );
     let signed = c
         .get(format!("http://{addr}/hello"))
         .header("x-chaos", "abort=503")
@@ -366,7 +443,10 @@ async fn trust_boundary_keeps_signed_contexts() {
     let edge = ChaosLayer::builder(&chaos).trust_boundary(true).build();
     let addr = serve(app(), edge).await;
     let value = "scenario=gameday-7, delay=1ms";
-    let sig = keys.sign(value, std::time::SystemTime::now() + Duration::from_secs(60));
+    let sig = keys.sign(
+        value,
+        std::time::SystemTime::now() + Duration::from_secs(60),
+    );
     let body = client()
         .get(format!("http://{addr}/ctx"))
         .header("x-chaos", value)
@@ -382,7 +462,8 @@ async fn trust_boundary_keeps_signed_contexts() {
 
 #[tokio::test]
 async fn bad_headers_never_fail_the_request() {
-    let chaos = engine("rules: [{ id: a, point: server, match: { scenario: s1 }, fault: { abort: 503 } }]");
+    let chaos =
+        engine("rules: [{ id: a, point: server, match: { scenario: s1 }, fault: { abort: 503 } }]");
     let addr = serve(app(), ChaosLayer::new(&chaos)).await;
     let res = client()
         .get(format!("http://{addr}/hello"))
@@ -406,7 +487,10 @@ async fn steady_state_counts_injected_responses_apart() {
     let c = client();
     for _ in 0..5 {
         c.get(format!("http://{addr}/hello")).send().await.unwrap();
-        c.get(format!("http://{addr}/orders/1")).send().await.unwrap();
+        c.get(format!("http://{addr}/orders/1"))
+            .send()
+            .await
+            .unwrap();
     }
     let seen = layer.steady_state().snapshot(Duration::from_secs(30));
     assert_eq!(seen.requests, 5);

@@ -18,13 +18,17 @@ type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 fn engine(yaml: &str) -> Chaos {
     let chaos = Chaos::new();
-    chaos.replace(RuleSet::parse(Format::Yaml, yaml).unwrap()).unwrap();
+    chaos
+        .replace(RuleSet::parse(Format::Yaml, yaml).unwrap())
+        .unwrap();
     chaos
 }
 
 async fn hello<B>(_req: Request<B>) -> Result<Response<Body>, Infallible> {
     Ok(Response::new(
-        Full::new(Bytes::from_static(b"hello")).map_err(|n| match n {}).boxed_unsync(),
+        Full::new(Bytes::from_static(b"hello"))
+            .map_err(|n| match n {})
+            .boxed_unsync(),
     ))
 }
 
@@ -57,7 +61,11 @@ rules:
     let tea = c.get(format!("http://{addr}/tea")).send().await.unwrap();
     assert_eq!(tea.status(), 418);
     assert_eq!(tea.headers()["x-chaos-injected"], "teapot");
-    let err = c.get(format!("http://{addr}/cut")).send().await.unwrap_err();
+    let err = c
+        .get(format!("http://{addr}/cut"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_request(), "{err:?}");
 }
 
@@ -83,15 +91,22 @@ async fn kill_switch_cuts_a_delay_short() {
     chaos.kill();
     let res = call.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn throttled_body_takes_its_time() {
-    let chaos = engine("rules: [{ id: slow-body, point: server, fault: { body: { bytes_per_sec: 10 } } }]");
+    let chaos =
+        engine("rules: [{ id: slow-body, point: server, fault: { body: { bytes_per_sec: 10 } } }]");
     let big = |_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(
-            Full::new(Bytes::from(vec![b'x'; 50])).map_err(|n| match n {}).boxed_unsync(),
+            Full::new(Bytes::from(vec![b'x'; 50]))
+                .map_err(|n| match n {})
+                .boxed_unsync(),
         ))
     };
     let svc = ChaosLayer::new(&chaos).layer(service_fn(big));
@@ -101,18 +116,26 @@ async fn throttled_body_takes_its_time() {
     assert_eq!(body.len(), 50);
     // 50 bytes at 10 B/s, one byte per step: the last step's wait ends the body.
     let took = start.elapsed();
-    assert!(took >= Duration::from_secs(4) && took <= Duration::from_secs(6), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(6),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn max_active_limits_concurrent_injections() {
-    let chaos = engine("rules: [{ id: slow, point: server, max_active: 1, fault: { delay: 10s } }]");
+    let chaos =
+        engine("rules: [{ id: slow, point: server, max_active: 1, fault: { delay: 10s } }]");
     let layer = ChaosLayer::new(&chaos);
     let first = tokio::spawn(layer.layer(service_fn(hello)).oneshot(Request::new(())));
     tokio::time::sleep(Duration::from_millis(10)).await;
     // The slot is taken: the second request passes at once.
     let start = tokio::time::Instant::now();
-    let second = layer.layer(service_fn(hello)).oneshot(Request::new(())).await.unwrap();
+    let second = layer
+        .layer(service_fn(hello))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
     assert!(second.headers().get("x-chaos-injected").is_none());
     assert_eq!(start.elapsed(), Duration::ZERO);
     let first = first.await.unwrap().unwrap();

@@ -42,7 +42,10 @@ fn realistic() -> Request<()> {
         ("host", "orders.internal"),
         ("user-agent", "svc/1.0"),
         ("accept", "application/json"),
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
         ("x-tenant", "tenant-unmatched"),
         ("x-request-id", "7b0c1d"),
         ("authorization", "Bearer abc.def.ghi"),
@@ -80,30 +83,67 @@ where
 
 #[test]
 fn pass_through_adds_no_allocation() {
-    let bare = || service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    let bare = || {
+        service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(Body::empty())) })
+    };
     let trivial = || Request::new(());
     let baseline_trivial = allocations(&mut bare(), trivial);
     let baseline_realistic = allocations(&mut bare(), realistic);
 
     let empty = Chaos::new();
     let mut svc = ChaosLayer::new(&empty).layer(bare());
-    assert_eq!(allocations(&mut svc, trivial), baseline_trivial, "no rules, trivial request");
-    assert_eq!(allocations(&mut svc, realistic), baseline_realistic, "no rules, realistic request");
+    assert_eq!(
+        allocations(&mut svc, trivial),
+        baseline_trivial,
+        "no rules, trivial request"
+    );
+    assert_eq!(
+        allocations(&mut svc, realistic),
+        baseline_realistic,
+        "no rules, realistic request"
+    );
 
     let chaos = Chaos::new();
     chaos.replace(hundred_rules()).unwrap();
-    let mut svc = ChaosLayer::builder(&chaos).target("orders").build().layer(bare());
-    assert_eq!(allocations(&mut svc, trivial), baseline_trivial, "100 rules, trivial request");
-    assert_eq!(allocations(&mut svc, realistic), baseline_realistic, "100 rules, realistic request");
-    assert!(chaos.snapshot().rules.iter().all(|r| r.counters.injected == 0));
+    let mut svc = ChaosLayer::builder(&chaos)
+        .target("orders")
+        .build()
+        .layer(bare());
+    assert_eq!(
+        allocations(&mut svc, trivial),
+        baseline_trivial,
+        "100 rules, trivial request"
+    );
+    assert_eq!(
+        allocations(&mut svc, realistic),
+        baseline_realistic,
+        "100 rules, realistic request"
+    );
+    assert!(
+        chaos
+            .snapshot()
+            .rules
+            .iter()
+            .all(|r| r.counters.injected == 0)
+    );
 
     let mut client = ChaosClientLayer::new(&chaos, "payments").layer(bare());
-    assert_eq!(allocations(&mut client, realistic), baseline_realistic, "client layer, 100 rules");
+    assert_eq!(
+        allocations(&mut client, realistic),
+        baseline_realistic,
+        "client layer, 100 rules"
+    );
 
     // The counter works: a layer that injects is counted.
     let abort = Chaos::new();
     abort
-        .replace(RuleSet::parse(Format::Yaml, "rules: [{ id: a, point: server, fault: { abort: 503 } }]").unwrap())
+        .replace(
+            RuleSet::parse(
+                Format::Yaml,
+                "rules: [{ id: a, point: server, fault: { abort: 503 } }]",
+            )
+            .unwrap(),
+        )
         .unwrap();
     let mut svc = ChaosLayer::new(&abort).layer(bare());
     assert!(allocations(&mut svc, trivial) > baseline_trivial);

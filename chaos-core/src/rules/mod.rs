@@ -958,8 +958,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Turns a serde path (`rules[2].fault.delay`) into the rule's id and the field within it.
-
 impl Rule {
     /// Parses one rule, as a document of its own (the body of the admin API's
     /// `POST /chaos/rules`). Checks across rules (unique ids, ceilings) happen when it is
@@ -1039,6 +1037,7 @@ fn parse_doc<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Turns a serde path (`rules[2].fault.delay`) into the rule's id and the field within it.
 fn locate_rule(format: Format, text: &str, err: RulesError, path: &str) -> RulesError {
     let Some(rest) = path.strip_prefix("rules[") else {
         return err.with_field(path);

@@ -41,9 +41,7 @@ use std::task::{Context, Poll, ready};
 
 use chaos_core::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
 use chaos_core::rules::{DropKind, ErrorKind, Fault};
-use chaos_core::{
-    Chaos, ChaosContext, Decision, Injection, Point, RequestView, WaitOutcome,
-};
+use chaos_core::{Chaos, ChaosContext, Decision, Injection, Point, RequestView, WaitOutcome};
 use http::{HeaderMap, HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -367,9 +365,7 @@ where
                     let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
                         panic!("future polled after completion");
                     };
-                    this.state.set(State::Called {
-                        fut: svc.call(req),
-                    });
+                    this.state.set(State::Called { fut: svc.call(req) });
                 }
                 StateProj::Ready { res } => {
                     let res = res.take().expect("future polled after completion");
@@ -397,4 +393,3 @@ fn finish<ResB: ChaosBody>(
     }
     res
 }
-

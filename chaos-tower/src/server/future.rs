@@ -148,7 +148,12 @@ where
                     }
                     return Poll::Ready(out);
                 }
-                StateProj::Waiting { wait, svc, req, ctx } => {
+                StateProj::Waiting {
+                    wait,
+                    svc,
+                    req,
+                    ctx,
+                } => {
                     let (inj, outcome) = ready!(wait.as_mut().poll(cx));
                     let sh = *this.shared;
                     *this.injected = true;
@@ -158,7 +163,8 @@ where
                         // The hang reached its ceiling: drop the connection.
                         let mut res = respond::empty::<ResB>();
                         respond::mark(&mut res, sh.injected_header.as_ref(), inj.rule_id());
-                        let res = res.map(|b| ResB::from_fault(FaultBody::reset(b, &sh.chaos, inj)));
+                        let res =
+                            res.map(|b| ResB::from_fault(FaultBody::reset(b, &sh.chaos, inj)));
                         *this.dropped = true;
                         this.state.set(State::Ready { res: Some(res) });
                         continue;

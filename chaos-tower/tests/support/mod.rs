@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
-use axum::{Router, ServiceExt};
 use axum::extract::Request;
 use axum::routing::get;
+use axum::{Router, ServiceExt};
 use chaos_core::rules::{Format, RuleSet};
 use chaos_core::{Chaos, ChaosContext};
 use chaos_tower::ChaosLayer;
@@ -21,7 +21,10 @@ pub async fn seen(req: Request) -> String {
         .map(|c| c.scenarios().join("+"));
     let current = ChaosContext::current().map(|c| c.scenarios().join("+"));
     let tt = ChaosContext::current().is_some_and(|c| c.is_test_traffic());
-    let header = req.headers().get("x-chaos").map(|v| v.to_str().unwrap().to_owned());
+    let header = req
+        .headers()
+        .get("x-chaos")
+        .map(|v| v.to_str().unwrap().to_owned());
     format!("ext={ext:?} current={current:?} test_traffic={tt} header={header:?}")
 }
 
@@ -38,7 +41,14 @@ pub async fn serve(router: Router, layer: ChaosLayer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = layer.layer(router);
-    tokio::spawn(async move { axum::serve(listener, ServiceExt::<axum::extract::Request>::into_make_service(svc)).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            ServiceExt::<axum::extract::Request>::into_make_service(svc),
+        )
+        .await
+        .unwrap()
+    });
     addr
 }
 
