@@ -18,7 +18,9 @@ use crate::rules::{DEFAULT_TTL, Fault, HeaderMatch, Mode, Pattern, Rate, Rule, R
 pub(crate) const MAX_SCENARIOS: usize = 8;
 /// Scopes tracked per rule; past this the rule-wide counters are used.
 const MAX_SCOPES: usize = 4096;
-const MAX_LISTS: usize = 2 * (2 + MAX_SCENARIOS);
+/// Header names indexed per group; rules keyed on further names are scanned plainly.
+const MAX_HEADER_KEYS: usize = 4;
+const MAX_LISTS: usize = 2 * (2 + MAX_SCENARIOS + MAX_HEADER_KEYS);
 
 pub(crate) struct Compiled {
     pub(crate) set: RuleSet,
@@ -41,12 +43,15 @@ struct TargetIndex {
 }
 
 /// The rules of one point and target, split so a request only visits those that could
-/// match it: by scenario tag, else by the first path segment the rule pins, else plain.
+/// match it: by scenario tag, else by the first path segment the rule pins, else by the
+/// value of a header it must have exactly, else plain. A request looks each indexed header
+/// name up once, however many rules use it.
 #[derive(Default)]
 struct Group {
     plain: Vec<u32>,
     by_scenario: Keyed<Vec<u32>>,
     by_segment: Keyed<Vec<u32>>,
+    by_header: Vec<(HeaderName, Keyed<Vec<u32>>)>,
 }
 
 /// A table keyed by name: a short list scanned in place (cheaper than hashing at a few
@@ -469,10 +474,25 @@ impl Compiled {
                 Some(t) => ti.named.entry(t),
             };
             let segment = r.matcher.path.as_ref().and_then(pinned_segment);
-            let list = match (&r.matcher.scenario, segment) {
-                (Some(s), _) => group.by_scenario.entry(s),
-                (None, Some(seg)) => group.by_segment.entry(seg),
-                (None, None) => &mut group.plain,
+            let exact = rules[i].headers.iter().find_map(|(n, m)| match m {
+                HeaderMatch::Exact(v) => Some((n.clone(), v.clone())),
+                _ => None,
+            });
+            let list = match (&r.matcher.scenario, segment, exact) {
+                (Some(s), _, _) => group.by_scenario.entry(s),
+                (None, Some(seg), _) => group.by_segment.entry(seg),
+                (None, None, Some((name, value))) => {
+                    match group.by_header.iter().position(|(n, _)| *n == name) {
+                        Some(k) => group.by_header[k].1.entry(&value),
+                        None if group.by_header.len() < MAX_HEADER_KEYS => {
+                            group.by_header.push((name, Keyed::default()));
+                            let last = group.by_header.len() - 1;
+                            group.by_header[last].1.entry(&value)
+                        }
+                        None => &mut group.plain,
+                    }
+                }
+                (None, None, None) => &mut group.plain,
             };
             list.push(i as u32);
         }
@@ -502,6 +522,17 @@ impl Compiled {
             if let Some(l) = segment.and_then(|seg| g.by_segment.get(seg)) {
                 lists[n] = l;
                 n += 1;
+            }
+            for (name, by_value) in &g.by_header {
+                if let Some(l) = req
+                    .headers
+                    .and_then(|h| h.get(name))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| by_value.get(v))
+                {
+                    lists[n] = l;
+                    n += 1;
+                }
             }
             if g.by_scenario.is_empty() {
                 continue;

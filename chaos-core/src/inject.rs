@@ -168,6 +168,10 @@ impl Injection {
         let killed = self.i.shared.killed();
         tokio::pin!(killed);
         let limit = match &*self.i.fault {
+            // A zero delay does not wait for the timer's next tick.
+            Fault::Delay(_) if self.i.delay.is_none_or(|d| d.is_zero()) => {
+                return WaitOutcome::Elapsed;
+            }
             Fault::Delay(_) => self.i.delay.unwrap_or_default(),
             Fault::Drop(DropKind::Hang) | Fault::Pause(_) => self.i.max_hang,
             _ => return WaitOutcome::Elapsed,

@@ -111,7 +111,3 @@ pub mod headers {
     /// `x-chaos-injected`: set on injected responses, the rule id.
     pub const X_CHAOS_INJECTED: HeaderName = HeaderName::from_static("x-chaos-injected");
 }
-
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -43,7 +43,7 @@
 //! let app = Router::new().route("/checkout", get(|| async { "ok" }));
 //! let app = ChaosLayer::builder(&chaos).target("checkout").build().layer(app);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app).await
+//! axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app)).await
 //! # }
 //! ```
 //!
@@ -99,3 +99,8 @@ pub use self::server::{ChaosLayer, ChaosLayerBuilder, ChaosService};
 
 /// A type-erased error, as tower's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The workspace README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -18,7 +18,7 @@
 //! | `drop: hang` | nothing until the caller gives up, the kill switch, or `limits.max_hang` (then a timeout error) |
 //! | `body` | the real response with its body truncated, stalled or throttled |
 //!
-//! The error type is [`BoxError`](crate::BoxError), like tower's own `Timeout`: find the
+//! The error type is [`BoxError`], like tower's own `Timeout`: find the
 //! injected fault with [`InjectedFault::find`](chaos_core::InjectedFault::find).
 //!
 //! ```
@@ -231,9 +231,11 @@ impl<S> ChaosClient<S> {
                     (inj, outcome)
                 });
                 let state = State::Waiting {
-                    wait,
-                    svc: Some(svc),
-                    req: Some(req),
+                    waiting: Box::new(Waiting {
+                        wait,
+                        svc: Some(svc),
+                        req: Some(req),
+                    }),
                 };
                 (state, None)
             }
@@ -291,6 +293,12 @@ impl std::error::Error for Unexpected {}
 
 type BoxWait = Pin<Box<dyn Future<Output = (Injection, WaitOutcome)> + Send>>;
 
+struct Waiting<S, ReqB> {
+    wait: BoxWait,
+    svc: Option<S>,
+    req: Option<Request<ReqB>>,
+}
+
 pin_project! {
     /// Response future of [`ChaosClient`]: the inner future, unboxed, when nothing is
     /// injected.
@@ -313,7 +321,8 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         Called { #[pin] fut: S::Future },
-        Waiting { wait: BoxWait, svc: Option<S>, req: Option<Request<ReqB>> },
+        // Boxed, so the future stays small on the path that passes.
+        Waiting { waiting: Box<Waiting<S, ReqB>> },
         Ready { res: Option<S::Response> },
         Failed { err: Option<BoxError> },
     }
@@ -347,7 +356,8 @@ where
                     let res = ready!(fut.poll(cx)).map_err(Into::into)?;
                     return Poll::Ready(Ok(finish(res, this.injection.take(), this.shared)));
                 }
-                StateProj::Waiting { wait, svc, req } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting { wait, svc, req } = &mut **waiting;
                     let (inj, outcome) = ready!(wait.as_mut().poll(cx));
                     if matches!(inj.fault(), Fault::Drop(DropKind::Hang))
                         && outcome != WaitOutcome::Killed

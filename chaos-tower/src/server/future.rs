@@ -47,14 +47,17 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         Called { #[pin] fut: WithContext<S::Future> },
-        Waiting {
-            wait: BoxWait,
-            svc: Option<S>,
-            req: Option<Request<ReqB>>,
-            ctx: Option<ChaosContext>,
-        },
+        // Boxed, so the future stays small on the path that passes.
+        Waiting { waiting: Box<Waiting<S, ReqB>> },
         Ready { res: Option<S::Response> },
     }
+}
+
+pub(crate) struct Waiting<S, ReqB> {
+    wait: BoxWait,
+    svc: Option<S>,
+    req: Option<Request<ReqB>>,
+    ctx: Option<ChaosContext>,
 }
 
 impl<S, ReqB> State<S, ReqB>
@@ -68,13 +71,15 @@ where
         ctx: Option<ChaosContext>,
     ) -> Self {
         State::Waiting {
-            wait: Box::pin(async move {
-                let outcome = inj.wait().await;
-                (inj, outcome)
+            waiting: Box::new(Waiting {
+                wait: Box::pin(async move {
+                    let outcome = inj.wait().await;
+                    (inj, outcome)
+                }),
+                svc: Some(svc),
+                req: Some(req),
+                ctx,
             }),
-            svc: Some(svc),
-            req: Some(req),
-            ctx,
         }
     }
 }
@@ -148,12 +153,13 @@ where
                     }
                     return Poll::Ready(out);
                 }
-                StateProj::Waiting {
-                    wait,
-                    svc,
-                    req,
-                    ctx,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting {
+                        wait,
+                        svc,
+                        req,
+                        ctx,
+                    } = &mut **waiting;
                     let (inj, outcome) = ready!(wait.as_mut().poll(cx));
                     let sh = *this.shared;
                     *this.injected = true;

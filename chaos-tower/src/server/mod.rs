@@ -7,7 +7,7 @@
 //! use tower_layer::Layer;
 //!
 //! let chaos = Chaos::from_env();
-//! let app = Router::new().route("/orders/{id}", get(|| async { "order" }));
+//! let app: Router = Router::new().route("/orders/{id}", get(|| async { "order" }));
 //! // Wrap the whole router from outside: no per-route boxing (see the crate docs).
 //! let app = ChaosLayer::builder(&chaos).target("orders").build().layer(app);
 //! # let _ = app;

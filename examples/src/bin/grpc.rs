@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
-use chaos_core::{Chaos, ChaosContext};
 use chaos_core::rules::{Format, RuleSet};
+use chaos_core::{Chaos, ChaosContext};
 use chaos_tower::{ChaosClientLayer, ChaosLayer};
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::HealthCheckRequest;
@@ -63,7 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(server);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let channel = Channel::from_shared(format!("http://{addr}"))?.connect().await?;
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
     let mut client = HealthClient::new(ChaosClientLayer::new(&chaos, "health").layer(channel));
 
     let mut failures = 0;
@@ -73,7 +75,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some("server-slow"), tonic::Code::Cancelled),
         (Some("link-cut"), tonic::Code::Unavailable),
     ] {
-        let mut req = tonic::Request::new(HealthCheckRequest { service: String::new() });
+        let mut req = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
         req.set_timeout(Duration::from_millis(300));
         if let Some(s) = scenario {
             // The context of the call: the client layer decides with it and forwards it

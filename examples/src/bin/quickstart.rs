@@ -54,7 +54,9 @@ fn checkout_app(prices: SocketAddr) -> Router {
         .with_state((http, prices))
 }
 
-async fn checkout(State((http, prices)): State<(reqwest::Client, SocketAddr)>) -> impl IntoResponse {
+async fn checkout(
+    State((http, prices)): State<(reqwest::Client, SocketAddr)>,
+) -> impl IntoResponse {
     let mut call = http.get(format!("http://{prices}/price"));
     // Forward the chaos context to the next hop (chaos-reqwest will do this for you).
     if let Some(ctx) = ChaosContext::current() {
@@ -74,8 +76,16 @@ async fn checkout(State((http, prices)): State<(reqwest::Client, SocketAddr)>) -
         _ => None,
     };
     match live {
-        Some(price) => (StatusCode::OK, [("x-fallback", "no")], format!("price {price} (live)")),
-        None => (StatusCode::OK, [("x-fallback", "yes")], "price 40.00 (cached)".to_owned()),
+        Some(price) => (
+            StatusCode::OK,
+            [("x-fallback", "no")],
+            format!("price {price} (live)"),
+        ),
+        None => (
+            StatusCode::OK,
+            [("x-fallback", "yes")],
+            "price 40.00 (cached)".to_owned(),
+        ),
     }
 }
 
@@ -107,12 +117,23 @@ fn injected(events: &mut [&mut Receiver<Event>]) -> String {
     let mut out = Vec::new();
     for rx in events.iter_mut() {
         while let Ok(e) = rx.try_recv() {
-            if let Event::Injected { rule, fault, target, shadow: false, .. } = e {
+            if let Event::Injected {
+                rule,
+                fault,
+                target,
+                shadow: false,
+                ..
+            } = e
+            {
                 out.push(format!("{rule}: {fault} @ {target}"));
             }
         }
     }
-    if out.is_empty() { "-".to_owned() } else { out.join("; ") }
+    if out.is_empty() {
+        "-".to_owned()
+    } else {
+        out.join("; ")
+    }
 }
 
 struct Row {
@@ -130,8 +151,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let prices_chaos = engine(&rules);
     let checkout_chaos = engine(&rules);
-    let prices = serve(prices_app(), ChaosLayer::builder(&prices_chaos).target("prices").build()).await?;
-    let checkout_layer = ChaosLayer::builder(&checkout_chaos).target("checkout").build();
+    let prices = serve(
+        prices_app(),
+        ChaosLayer::builder(&prices_chaos).target("prices").build(),
+    )
+    .await?;
+    let checkout_layer = ChaosLayer::builder(&checkout_chaos)
+        .target("checkout")
+        .build();
     let checkout = serve(checkout_app(prices), checkout_layer).await?;
 
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -156,11 +183,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cases: Vec<(&str, Vec<(&str, String)>, Option<bool>)> = vec![
         ("normal request", plain.clone(), Some(false)),
         ("normal request", plain.clone(), Some(false)),
-        ("x-chaos: scenario=prices-slow", vec![("x-chaos", "scenario=prices-slow".into())], Some(true)),
-        ("x-chaos: scenario=prices-down", vec![("x-chaos", "scenario=prices-down".into()), ("x-test-traffic", "1".into())], Some(true)),
-        ("x-chaos: scenario=checkout-reset", vec![("x-chaos", "scenario=checkout-reset".into())], None),
-        ("unsigned x-chaos: abort=503;target=prices", vec![("x-chaos", directive.into())], Some(false)),
-        ("signed x-chaos: abort=503;target=prices", vec![("x-chaos", directive.into()), ("x-chaos-signature", signature)], Some(true)),
+        (
+            "x-chaos: scenario=prices-slow",
+            vec![("x-chaos", "scenario=prices-slow".into())],
+            Some(true),
+        ),
+        (
+            "x-chaos: scenario=prices-down",
+            vec![
+                ("x-chaos", "scenario=prices-down".into()),
+                ("x-test-traffic", "1".into()),
+            ],
+            Some(true),
+        ),
+        (
+            "x-chaos: scenario=checkout-reset",
+            vec![("x-chaos", "scenario=checkout-reset".into())],
+            None,
+        ),
+        (
+            "unsigned x-chaos: abort=503;target=prices",
+            vec![("x-chaos", directive.into())],
+            Some(false),
+        ),
+        (
+            "signed x-chaos: abort=503;target=prices",
+            vec![
+                ("x-chaos", directive.into()),
+                ("x-chaos-signature", signature),
+            ],
+            Some(true),
+        ),
     ];
 
     let mut rows = Vec::new();
@@ -172,11 +225,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (saw, fallback) = match req.send().await {
             Ok(res) => {
                 let status = res.status().as_u16();
-                let fb = res.headers().get("x-fallback").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                let fb = res
+                    .headers()
+                    .get("x-fallback")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
                 let body = res.text().await.unwrap_or_default();
                 (format!("{status} {body}"), fb)
             }
-            Err(e) => (format!("connection error ({})", if e.is_request() { "no response" } else { "other" }), "-".to_owned()),
+            Err(e) => (
+                format!(
+                    "connection error ({})",
+                    if e.is_request() {
+                        "no response"
+                    } else {
+                        "other"
+                    }
+                ),
+                "-".to_owned(),
+            ),
         };
         let ok = match expect {
             Some(true) => saw.starts_with("200") && fallback == "yes",
@@ -211,9 +279,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     row.ok &= killed;
     rows.push(row);
 
-    let w = |f: fn(&Row) -> &str, title: &str| rows.iter().map(|r| f(r).len()).chain([title.len()]).max().unwrap_or(0);
-    let (w0, w1, w2) = (w(|r| &r.request, "request"), w(|r| &r.injected, "injected"), w(|r| &r.saw, "caller saw"));
-    println!("{:<w0$}  {:<w1$}  {:<w2$}  {:<8}  result", "request", "injected", "caller saw", "fallback");
+    let w = |f: fn(&Row) -> &str, title: &str| {
+        rows.iter()
+            .map(|r| f(r).len())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (
+        w(|r| &r.request, "request"),
+        w(|r| &r.injected, "injected"),
+        w(|r| &r.saw, "caller saw"),
+    );
+    println!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  {:<8}  result",
+        "request", "injected", "caller saw", "fallback"
+    );
     println!("{}", "-".repeat(w0 + w1 + w2 + 26));
     for r in &rows {
         println!(
@@ -226,7 +307,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let failed = rows.iter().filter(|r| !r.ok).count();
-    let seen = checkout_layer.steady_state().snapshot(Duration::from_secs(60));
+    let seen = checkout_layer
+        .steady_state()
+        .snapshot(Duration::from_secs(60));
     println!(
         "\ncheckout steady state: {} organic responses ({} errors), {} injected",
         seen.requests, seen.errors, seen.injected

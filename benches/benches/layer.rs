@@ -1,0 +1,231 @@
+//! The server layer against a bare service, a peer chaos layer and a tower-http layer, in
+//! one criterion run, printed as ratios to the bare service.
+//!
+//! Every variant gets the same realistic request (13 headers), moved in by value, and is
+//! driven the way `axum::serve` drives a service: clone the service, `oneshot` it, await
+//! the response on a current-thread tokio runtime.
+//!
+//! Run with `cargo bench -p chaos-benches`.
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::body::Body;
+use chaos_core::Chaos;
+use chaos_core::rules::{Format, RuleSet};
+use chaos_tower::ChaosLayer;
+use criterion::{BatchSize, Criterion, criterion_group};
+use http::{HeaderValue, Request, Response, header::HOST};
+use tower::{Service, ServiceExt, service_fn};
+use tower_layer::Layer;
+
+type Err = std::io::Error;
+
+fn realistic(x_chaos: bool) -> Request<()> {
+    let mut req = Request::get("/api/v1/orders/123").body(()).unwrap();
+    for (k, v) in [
+        ("host", "orders.internal"),
+        ("user-agent", "svc/1.0 (+https://example.invalid)"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, br"),
+        ("accept-language", "en"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "vendor=abc"),
+        ("baggage", "user=1,tenant=acme"),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"),
+        ("x-request-id", "7b0c1d9e"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("cookie", "session=abc"),
+    ] {
+        req.headers_mut().insert(k, HeaderValue::from_static(v));
+    }
+    if x_chaos {
+        req.headers_mut().insert(
+            "x-chaos",
+            HeaderValue::from_static("scenario=some-other-test"),
+        );
+    }
+    req
+}
+
+/// A hundred rules, none of which matches the request.
+fn hundred_rules() -> RuleSet {
+    let mut yaml = String::from("rules:\n");
+    for i in 0..100 {
+        let extra = match i % 4 {
+            0 => format!("match: {{ path: /svc{i}/*, method: POST }}"),
+            1 => format!("match: {{ scenario: gameday-{i} }}"),
+            2 => format!("target: svc{i}"),
+            _ => format!("match: {{ headers: {{ x-tenant: tenant-{i} }} }}"),
+        };
+        yaml.push_str(&format!(
+            "  - id: r{i}\n    point: server\n    fault: {{ abort: 503 }}\n    {extra}\n"
+        ));
+    }
+    RuleSet::parse(Format::Yaml, &yaml).unwrap()
+}
+
+fn engine(set: RuleSet) -> Chaos {
+    let chaos = Chaos::new();
+    chaos.replace(set).unwrap();
+    chaos
+}
+
+fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Err, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(|req: Request<()>| async move {
+        black_box(&req);
+        Ok::<_, Err>(Response::new(Body::empty()))
+    })
+}
+
+fn bench<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, svc: S, x_chaos: bool)
+where
+    S: Service<Request<()>, Response = Response<Body>, Error = Err> + Clone,
+{
+    let req = realistic(x_chaos);
+    c.bench_function(&format!("layer/{name}"), |b| {
+        b.to_async(rt).iter_batched(
+            || req.clone(),
+            |req| {
+                let svc = svc.clone();
+                async move { black_box(svc.oneshot(req).await.unwrap()) }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    bench(c, &rt, "baseline_bare", bare(), false);
+
+    let empty = Chaos::new();
+    bench(
+        c,
+        &rt,
+        "no_rules",
+        ChaosLayer::new(&empty).layer(bare()),
+        false,
+    );
+
+    let hundred = engine(hundred_rules());
+    let layer = ChaosLayer::builder(&hundred).target("orders").build();
+    bench(c, &rt, "rules_100_no_match", layer.layer(bare()), false);
+    bench(
+        c,
+        &rt,
+        "rules_100_no_match_x_chaos",
+        layer.layer(bare()),
+        true,
+    );
+
+    let delay0 = engine(
+        RuleSet::parse(
+            Format::Yaml,
+            "rules: [{ id: d0, point: server, fault: { delay: 0ms } }]",
+        )
+        .unwrap(),
+    );
+    bench(
+        c,
+        &rt,
+        "match_delay_0",
+        ChaosLayer::new(&delay0).layer(bare()),
+        false,
+    );
+
+    let peer = tower_resilience_chaos::ChaosLayer::builder()
+        .name("peer")
+        .error_rate(0.0)
+        .error_fn(|_req: &Request<()>| std::io::Error::other("chaos"))
+        .latency_rate(0.0)
+        .build();
+    bench(
+        c,
+        &rt,
+        "tower_resilience_chaos_rate_0",
+        peer.layer(bare()),
+        false,
+    );
+
+    let set_header = tower_http::set_header::SetRequestHeaderLayer::if_not_present(
+        HOST,
+        HeaderValue::from_static("fallback.internal"),
+    );
+    bench(
+        c,
+        &rt,
+        "tower_http_set_request_header",
+        set_header.layer(bare()),
+        false,
+    );
+}
+
+criterion_group! {
+    name = group;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+
+fn main() {
+    group();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}
+
+/// Reads criterion's estimates back and prints each median as a ratio to the bare service.
+fn print_ratios() {
+    let dirs = [
+        std::env::var("CARGO_TARGET_DIR")
+            .map(|d| format!("{d}/criterion"))
+            .unwrap_or_default(),
+        "target/criterion".to_owned(),
+        "../target/criterion".to_owned(),
+    ];
+    let Some(root) = dirs
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|d| d.join("layer_baseline_bare").is_dir())
+    else {
+        return; // `cargo test --benches` runs each bench once and writes no estimates
+    };
+    let median = |name: &str| -> Option<f64> {
+        let path = root
+            .join(format!("layer_{name}"))
+            .join("new/estimates.json");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        v["median"]["point_estimate"].as_f64()
+    };
+    let Some(base) = median("baseline_bare") else {
+        return;
+    };
+    println!("\n{:<34} {:>10} {:>8}", "layer/…", "median", "× bare");
+    for name in [
+        "baseline_bare",
+        "no_rules",
+        "rules_100_no_match",
+        "rules_100_no_match_x_chaos",
+        "match_delay_0",
+        "tower_resilience_chaos_rate_0",
+        "tower_http_set_request_header",
+    ] {
+        if let Some(m) = median(name) {
+            println!("{name:<34} {:>8.1}ns {:>8.2}", m, m / base);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Criterion benches for the chaos layers; see `benches/layer.rs`. Run with
+//! `cargo bench -p chaos-benches`.
