@@ -527,7 +527,8 @@ impl Compiled {
                 if let Some(l) = req
                     .headers
                     .and_then(|h| h.get(name))
-                    .and_then(|v| v.to_str().ok())
+                    // Bytes, not `to_str`: an exact match compares bytes, UTF-8 included.
+                    .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .and_then(|v| by_value.get(v))
                 {
                     lists[n] = l;

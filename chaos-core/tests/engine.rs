@@ -487,6 +487,40 @@ fn rules_only_see_their_point_and_target() {
     assert!(!injects(&chaos, &RequestView::new(Point::Sql, "payments")));
 }
 
+/// Rules keyed only on an exact header value are found through an index on that value:
+/// the matching value fires, others do not, file order still decides between lists, and
+/// the comparison is on bytes (a UTF-8 value matches too).
+#[test]
+fn rules_keyed_on_an_exact_header_value() {
+    let chaos = Chaos::new();
+    let mut text = String::from("rules:\n  - { id: first, point: server, match: { method: [DELETE] }, fault: { abort: 500 } }\n");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "  - {{ id: t{i}, point: server, match: {{ headers: {{ x-tenant: tenant-{i} }} }}, fault: {{ abort: 503 }} }}\n"
+        ));
+    }
+    text.push_str("  - { id: utf8, point: server, match: { headers: { x-tenant: \"café\" } }, fault: { abort: 503 } }\n");
+    chaos.replace(yaml(&text)).unwrap();
+    let decided = |tenant: &[u8], method: &'static Method| {
+        let mut h = HeaderMap::new();
+        h.insert("x-tenant", HeaderValue::from_bytes(tenant).unwrap());
+        match chaos.decide(&server().method(method).headers(&h)) {
+            Decision::Inject(i) => Some(i.rule_id().to_owned()),
+            Decision::Pass => None,
+        }
+    };
+    assert_eq!(decided(b"tenant-7", &Method::GET).as_deref(), Some("t7"));
+    assert_eq!(decided(b"tenant-19", &Method::GET).as_deref(), Some("t19"));
+    assert_eq!(decided(b"tenant-20", &Method::GET), None);
+    assert_eq!(decided(b"TENANT-7", &Method::GET), None);
+    // An earlier rule in the file wins over an indexed one.
+    assert_eq!(decided(b"tenant-7", &Method::DELETE).as_deref(), Some("first"));
+    assert_eq!(decided("café".as_bytes(), &Method::GET).as_deref(), Some("utf8"));
+    let mut none = HeaderMap::new();
+    none.insert("x-other", HeaderValue::from_static("tenant-7"));
+    assert!(!injects(&chaos, &server().headers(&none)));
+}
+
 #[test]
 fn request_conditions() {
     let chaos = Chaos::new();
