@@ -144,6 +144,12 @@ impl Injection {
         Some(InjectedFault::new(self.i.rule.clone(), kind))
     }
 
+    /// The error of a connection this injection broke: a `drop: reset`, or a body cut
+    /// short by a `body` fault ([`InjectedFault::is_reset`]).
+    pub fn reset_error(&self) -> InjectedFault {
+        InjectedFault::new(self.i.rule.clone(), FaultKind::Reset)
+    }
+
     /// Waits as the fault asks: a delay for its drawn duration, a hang or pause until the
     /// kill switch, a release, or the `limits.max_hang` ceiling. Other faults return at once.
     ///

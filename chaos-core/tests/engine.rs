@@ -493,7 +493,9 @@ fn rules_only_see_their_point_and_target() {
 #[test]
 fn rules_keyed_on_an_exact_header_value() {
     let chaos = Chaos::new();
-    let mut text = String::from("rules:\n  - { id: first, point: server, match: { method: [DELETE] }, fault: { abort: 500 } }\n");
+    let mut text = String::from(
+        "rules:\n  - { id: first, point: server, match: { method: [DELETE] }, fault: { abort: 500 } }\n",
+    );
     for i in 0..20 {
         text.push_str(&format!(
             "  - {{ id: t{i}, point: server, match: {{ headers: {{ x-tenant: tenant-{i} }} }}, fault: {{ abort: 503 }} }}\n"
@@ -514,8 +516,14 @@ fn rules_keyed_on_an_exact_header_value() {
     assert_eq!(decided(b"tenant-20", &Method::GET), None);
     assert_eq!(decided(b"TENANT-7", &Method::GET), None);
     // An earlier rule in the file wins over an indexed one.
-    assert_eq!(decided(b"tenant-7", &Method::DELETE).as_deref(), Some("first"));
-    assert_eq!(decided("café".as_bytes(), &Method::GET).as_deref(), Some("utf8"));
+    assert_eq!(
+        decided(b"tenant-7", &Method::DELETE).as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        decided("café".as_bytes(), &Method::GET).as_deref(),
+        Some("utf8")
+    );
     let mut none = HeaderMap::new();
     none.insert("x-other", HeaderValue::from_static("tenant-7"));
     assert!(!injects(&chaos, &server().headers(&none)));

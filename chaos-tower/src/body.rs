@@ -158,25 +158,14 @@ impl<B> FaultBody<B> {
     }
 }
 
-/// The error of a reset or truncated body.
+/// The error of a reset or cut body: a broken connection, attributed to its rule.
 fn cut(injection: Option<&Injection>) -> BoxError {
-    match injection.and_then(Injection::to_error) {
-        Some(e) => Box::new(e),
-        None => Box::new(BodyCut),
+    match injection {
+        Some(i) => Box::new(i.reset_error()),
+        // The injection is only given up with the last frame; kept for robustness.
+        None => "injected fault: connection reset".into(),
     }
 }
-
-/// The body was cut by an injected fault.
-#[derive(Debug)]
-struct BodyCut;
-
-impl fmt::Display for BodyCut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("injected fault: response body cut")
-    }
-}
-
-impl std::error::Error for BodyCut {}
 
 /// A wait that ends after `d`, or at once when the kill switch is flipped.
 fn wait(chaos: &'static Chaos, d: Duration) -> Wait {

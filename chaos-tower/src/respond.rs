@@ -4,11 +4,12 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use chaos_core::rules::{Abort, AbortKind, ErrorKind};
+use chaos_core::rules::{Abort, AbortKind, ErrorKind, Fault};
+use chaos_core::{Chaos, Injection};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use crate::body::ChaosBody;
+use crate::body::{ChaosBody, FaultBody};
 
 /// Whether a request is gRPC: `content-type: application/grpc` or `application/grpc+...`.
 #[inline]
@@ -133,9 +134,33 @@ pub(crate) fn error<B: ChaosBody>(kind: ErrorKind, rule: &str, grpc: bool) -> Re
     res
 }
 
-/// A response to a request that is dropped: its body errors at once, so nothing is sent.
-pub(crate) fn empty<B: Default>() -> Response<B> {
-    Response::new(B::default())
+/// The answer to a dropped request: an empty response whose body errors on its first
+/// poll, so nothing is sent. The body holds the injection (its concurrency slot).
+pub(crate) fn dropped<B: ChaosBody>(
+    inj: Injection,
+    header: Option<&HeaderName>,
+    chaos: &'static Chaos,
+) -> Response<B> {
+    let mut res = Response::new(B::default());
+    mark(&mut res, header, inj.rule_id());
+    res.map(|b| B::from_fault(FaultBody::reset(b, chaos, inj)))
+}
+
+/// Marks an injected response and applies a body fault; the body then holds the
+/// injection until it ends.
+pub(crate) fn finish<B: ChaosBody>(
+    mut res: Response<B>,
+    injection: Option<Injection>,
+    header: Option<&HeaderName>,
+    chaos: &'static Chaos,
+) -> Response<B> {
+    let Some(inj) = injection else { return res };
+    mark(&mut res, header, inj.rule_id());
+    if let Fault::Body(b) = inj.fault() {
+        let b = *b;
+        return res.map(|body| B::from_fault(FaultBody::with_fault(body, b, chaos, inj)));
+    }
+    res
 }
 
 /// Adds the attribution header (`x-chaos-injected: RULE_ID`).

@@ -1,10 +1,12 @@
 //! A real tonic server and client: gRPC faults arrive as gRPC statuses.
 
+mod support;
+
 use std::time::Duration;
 
 use chaos_core::Chaos;
-use chaos_core::rules::{Format, RuleSet};
 use chaos_tower::ChaosLayer;
+use support::engine;
 use tonic::Code;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::HealthCheckRequest;
@@ -49,14 +51,6 @@ mod tokio_stream_shim {
             self.0.poll_accept(cx).map(|r| Some(r.map(|(s, _)| s)))
         }
     }
-}
-
-fn engine(yaml: &str) -> Chaos {
-    let chaos = Chaos::new();
-    chaos
-        .replace(RuleSet::parse(Format::Yaml, yaml).unwrap())
-        .unwrap();
-    chaos
 }
 
 #[tokio::test]

@@ -1,28 +1,22 @@
 //! A raw hyper 1 server (no axum) and in-process calls under paused time.
 
+mod support;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chaos_core::Chaos;
-use chaos_core::rules::{Format, RuleSet};
 use chaos_tower::{BoxError, ChaosLayer};
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use support::engine;
 use tower::{Layer, ServiceExt, service_fn};
 
 type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-fn engine(yaml: &str) -> Chaos {
-    let chaos = Chaos::new();
-    chaos
-        .replace(RuleSet::parse(Format::Yaml, yaml).unwrap())
-        .unwrap();
-    chaos
-}
 
 async fn hello<B>(_req: Request<B>) -> Result<Response<Body>, Infallible> {
     Ok(Response::new(
@@ -140,4 +134,34 @@ async fn max_active_limits_concurrent_injections() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     let first = first.await.unwrap().unwrap();
     assert_eq!(first.headers()["x-chaos-injected"], "slow");
+}
+
+#[tokio::test]
+async fn a_cut_body_fails_with_an_attributed_reset() {
+    let chaos =
+        engine("rules: [{ id: cut-body, point: server, fault: { body: { truncate_after: 3 } } }]");
+    let svc = ChaosLayer::new(&chaos).layer(service_fn(hello));
+    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "hel");
+    let err = loop {
+        match body.frame().await {
+            Some(Err(e)) => break e,
+            Some(Ok(f)) => assert!(f.data_ref().is_none_or(|d| d.is_empty()), "{f:?}"),
+            None => panic!("the body ended cleanly"),
+        }
+    };
+    let fault = chaos_core::InjectedFault::find(&*err).expect("an injected fault");
+    assert!(fault.is_reset());
+    assert_eq!(fault.rule_id(), "cut-body");
+    assert_eq!(active(&chaos), 0, "the slot is freed with the body");
+}
+
+fn active(chaos: &Chaos) -> u32 {
+    chaos
+        .snapshot()
+        .rules
+        .iter()
+        .map(|r| r.counters.active)
+        .sum()
 }

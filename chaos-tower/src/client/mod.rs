@@ -48,7 +48,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::body::{ChaosBody, FaultBody};
+use crate::body::ChaosBody;
 use crate::respond;
 
 struct Shared {
@@ -271,25 +271,11 @@ impl<S> ChaosClient<S> {
     }
 }
 
-/// The error for a fault that fails the call.
+/// The error for a fault that fails the call; a fault this version does not know breaks
+/// the connection, as it does at the server.
 fn error_of(inj: &Injection) -> BoxError {
-    match inj.to_error() {
-        Some(e) => Box::new(e),
-        None => Box::new(Unexpected),
-    }
+    Box::new(inj.to_error().unwrap_or_else(|| inj.reset_error()))
 }
-
-/// A fault this version cannot express as an error (never built by known faults).
-#[derive(Debug)]
-struct Unexpected;
-
-impl fmt::Display for Unexpected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("injected fault")
-    }
-}
-
-impl std::error::Error for Unexpected {}
 
 type BoxWait = Pin<Box<dyn Future<Output = (Injection, WaitOutcome)> + Send>>;
 
@@ -391,15 +377,9 @@ where
 
 /// Marks an injected response and applies a body fault.
 fn finish<ResB: ChaosBody>(
-    mut res: Response<ResB>,
+    res: Response<ResB>,
     injection: Option<Injection>,
     sh: &'static Shared,
 ) -> Response<ResB> {
-    let Some(inj) = injection else { return res };
-    respond::mark(&mut res, sh.injected_header.as_ref(), inj.rule_id());
-    if let Fault::Body(b) = inj.fault() {
-        let b = *b;
-        return res.map(|body| ResB::from_fault(FaultBody::with_fault(body, b, &sh.chaos, inj)));
-    }
-    res
+    respond::finish(res, injection, sh.injected_header.as_ref(), &sh.chaos)
 }

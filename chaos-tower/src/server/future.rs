@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::layer::Shared;
 use super::service::call_in;
-use crate::body::{ChaosBody, FaultBody};
+use crate::body::ChaosBody;
 use crate::respond;
 
 type BoxWait = Pin<Box<dyn Future<Output = (Injection, WaitOutcome)> + Send>>;
@@ -167,10 +167,7 @@ where
                         && outcome != WaitOutcome::Killed
                     {
                         // The hang reached its ceiling: drop the connection.
-                        let mut res = respond::empty::<ResB>();
-                        respond::mark(&mut res, sh.injected_header.as_ref(), inj.rule_id());
-                        let res =
-                            res.map(|b| ResB::from_fault(FaultBody::reset(b, &sh.chaos, inj)));
+                        let res = respond::dropped(inj, sh.injected_header.as_ref(), &sh.chaos);
                         *this.dropped = true;
                         this.state.set(State::Ready { res: Some(res) });
                         continue;
@@ -201,15 +198,9 @@ where
 
 /// Marks an injected response and applies a body fault.
 fn finish<ResB: ChaosBody>(
-    mut res: Response<ResB>,
+    res: Response<ResB>,
     injection: Option<Injection>,
     sh: &'static Shared,
 ) -> Response<ResB> {
-    let Some(inj) = injection else { return res };
-    respond::mark(&mut res, sh.injected_header.as_ref(), inj.rule_id());
-    if let Fault::Body(b) = inj.fault() {
-        let b = *b;
-        return res.map(|body| ResB::from_fault(FaultBody::with_fault(body, b, &sh.chaos, inj)));
-    }
-    res
+    respond::finish(res, injection, sh.injected_header.as_ref(), &sh.chaos)
 }

@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::future::{ResponseFuture, State};
 use super::layer::Shared;
-use crate::body::{ChaosBody, FaultBody};
+use crate::body::ChaosBody;
 use crate::respond;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
@@ -163,9 +163,7 @@ impl<S> ChaosService<S> {
             // `drop: reset` and any fault this version does not know: the connection is
             // dropped. The body takes the injection along.
             _ => {
-                let mut res = respond::empty::<ResB>();
-                respond::mark(&mut res, sh.injected_header.as_ref(), inj.rule_id());
-                let res = res.map(|b| ResB::from_fault(FaultBody::reset(b, &sh.chaos, inj)));
+                let res = respond::dropped(inj, sh.injected_header.as_ref(), &sh.chaos);
                 return ResponseFuture::new(State::Ready { res: Some(res) }, sh, started, None)
                     .dropped();
             }
