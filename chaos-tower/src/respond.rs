@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use chaos_core::Injection;
 use chaos_core::rules::{Abort, AbortKind, ErrorKind, Fault};
-use chaos_core::{Chaos, Injection};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
@@ -136,14 +136,10 @@ pub(crate) fn error<B: ChaosBody>(kind: ErrorKind, rule: &str, grpc: bool) -> Re
 
 /// The answer to a dropped request: an empty response whose body errors on its first
 /// poll, so nothing is sent. The body holds the injection (its concurrency slot).
-pub(crate) fn dropped<B: ChaosBody>(
-    inj: Injection,
-    header: Option<&HeaderName>,
-    chaos: &'static Chaos,
-) -> Response<B> {
+pub(crate) fn dropped<B: ChaosBody>(inj: Injection, header: Option<&HeaderName>) -> Response<B> {
     let mut res = Response::new(B::default());
     mark(&mut res, header, inj.rule_id());
-    res.map(|b| B::from_fault(FaultBody::reset(b, chaos, inj)))
+    res.map(|b| B::from_fault(FaultBody::reset(b, inj)))
 }
 
 /// Marks an injected response and applies a body fault; the body then holds the
@@ -152,13 +148,11 @@ pub(crate) fn finish<B: ChaosBody>(
     mut res: Response<B>,
     injection: Option<Injection>,
     header: Option<&HeaderName>,
-    chaos: &'static Chaos,
 ) -> Response<B> {
     let Some(inj) = injection else { return res };
     mark(&mut res, header, inj.rule_id());
-    if let Fault::Body(b) = inj.fault() {
-        let b = *b;
-        return res.map(|body| B::from_fault(FaultBody::with_fault(body, b, chaos, inj)));
+    if let Fault::Body(_) = inj.fault() {
+        return res.map(|body| B::from_fault(FaultBody::new(body, inj)));
     }
     res
 }

@@ -381,5 +381,5 @@ fn finish<ResB: ChaosBody>(
     injection: Option<Injection>,
     sh: &'static Shared,
 ) -> Response<ResB> {
-    respond::finish(res, injection, sh.injected_header.as_ref(), &sh.chaos)
+    respond::finish(res, injection, sh.injected_header.as_ref())
 }

@@ -167,7 +167,7 @@ where
                         && outcome != WaitOutcome::Killed
                     {
                         // The hang reached its ceiling: drop the connection.
-                        let res = respond::dropped(inj, sh.injected_header.as_ref(), &sh.chaos);
+                        let res = respond::dropped(inj, sh.injected_header.as_ref());
                         *this.dropped = true;
                         this.state.set(State::Ready { res: Some(res) });
                         continue;
@@ -202,5 +202,5 @@ fn finish<ResB: ChaosBody>(
     injection: Option<Injection>,
     sh: &'static Shared,
 ) -> Response<ResB> {
-    respond::finish(res, injection, sh.injected_header.as_ref(), &sh.chaos)
+    respond::finish(res, injection, sh.injected_header.as_ref())
 }

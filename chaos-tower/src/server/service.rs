@@ -163,7 +163,7 @@ impl<S> ChaosService<S> {
             // `drop: reset` and any fault this version does not know: the connection is
             // dropped. The body takes the injection along.
             _ => {
-                let res = respond::dropped(inj, sh.injected_header.as_ref(), &sh.chaos);
+                let res = respond::dropped(inj, sh.injected_header.as_ref());
                 return ResponseFuture::new(State::Ready { res: Some(res) }, sh, started, None)
                     .dropped();
             }
