@@ -222,6 +222,7 @@ pub(crate) struct CompiledRule {
     pub(crate) scenario: Option<Box<str>>,
     test_traffic: Option<bool>,
     sql: Option<Pattern>,
+    host: Option<Pattern>,
     pub(crate) schedule: Option<Schedule>,
     pub(crate) rate: Rate,
     pub(crate) sticky: Option<Sticky>,
@@ -251,6 +252,11 @@ impl CompiledRule {
         }
         if let Some(p) = &self.sql
             && !req.sql.is_some_and(|x| p.matches(x))
+        {
+            return false;
+        }
+        if let Some(p) = &self.host
+            && !req.host_name().is_some_and(|x| p.matches(x))
         {
             return false;
         }
@@ -459,6 +465,7 @@ impl Compiled {
                 scenario: r.matcher.scenario.as_deref().map(Into::into),
                 test_traffic: r.matcher.test_traffic,
                 sql: r.matcher.sql.clone(),
+                host: r.matcher.host.clone(),
                 schedule: Schedule::from_rule(r),
                 rate: r.rate,
                 sticky,

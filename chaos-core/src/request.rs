@@ -69,6 +69,8 @@ pub struct RequestView<'a> {
     pub(crate) target: &'a str,
     pub(crate) method: Option<&'a Method>,
     pub(crate) path: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) uri: Option<&'a http::Uri>,
     pub(crate) headers: Option<&'a HeaderMap>,
     pub(crate) sql: Option<&'a str>,
     pub(crate) context: Option<&'a ChaosContext>,
@@ -83,6 +85,8 @@ impl<'a> RequestView<'a> {
             target,
             method: None,
             path: None,
+            host: None,
+            uri: None,
             headers: None,
             sql: None,
             context: None,
@@ -102,6 +106,25 @@ impl<'a> RequestView<'a> {
     #[must_use]
     pub fn path(mut self, p: &'a str) -> Self {
         self.path = Some(p);
+        self
+    }
+
+    /// The request URI: its path, and its host when it has one (a client's absolute
+    /// URI). Without a host in the URI, `match.host` looks at the `Host` header.
+    #[inline]
+    #[must_use]
+    pub fn uri(mut self, u: &'a http::Uri) -> Self {
+        self.path = Some(u.path());
+        self.uri = Some(u);
+        self
+    }
+
+    /// The host called, without the port (matched by `match.host`). Needed only when
+    /// neither the URI nor the `Host` header tells it.
+    #[inline]
+    #[must_use]
+    pub fn host(mut self, h: &'a str) -> Self {
+        self.host = Some(h);
         self
     }
 
@@ -129,6 +152,19 @@ impl<'a> RequestView<'a> {
         self
     }
 
+    /// The host for `match.host`: given, else the URI's, else the `Host` header's
+    /// without its port. Only looked up when a rule asks.
+    pub(crate) fn host_name(&self) -> Option<&'a str> {
+        if let Some(h) = self.host {
+            return Some(h);
+        }
+        if let Some(h) = self.uri.and_then(http::Uri::host) {
+            return Some(h);
+        }
+        let raw = self.headers?.get(http::header::HOST)?.to_str().ok()?;
+        Some(strip_port(raw))
+    }
+
     /// The point.
     pub fn point(&self) -> Point<'a> {
         self.point
@@ -138,4 +174,12 @@ impl<'a> RequestView<'a> {
     pub fn target(&self) -> &'a str {
         self.target
     }
+}
+
+/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map_or(authority, |i| &authority[..=i]);
+    }
+    authority.split_once(':').map_or(authority, |(h, _)| h)
 }

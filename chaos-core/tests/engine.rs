@@ -530,6 +530,61 @@ fn rules_keyed_on_an_exact_header_value() {
 }
 
 #[test]
+fn host_globs_ignore_case_and_refuse_ports() {
+    let chaos = Chaos::new();
+    chaos
+        .replace(yaml(
+            "rules:\n  - { id: eu, point: client, match: { host: \"*.eu.example.com\" }, fault: { abort: 503 } }\n  - { id: local, point: client, match: { host: 127.0.0.1 }, fault: { abort: 502 } }\n",
+        ))
+        .unwrap();
+    let decided = |host: Option<&str>| {
+        let mut view = RequestView::new(Point::Client, "payments");
+        if let Some(h) = host {
+            view = view.host(h);
+        }
+        match chaos.decide(&view) {
+            Decision::Inject(i) => Some(i.rule_id().to_owned()),
+            Decision::Pass => None,
+        }
+    };
+    assert_eq!(decided(Some("pay.eu.example.com")).as_deref(), Some("eu"));
+    assert_eq!(decided(Some("PAY.EU.Example.COM")).as_deref(), Some("eu"));
+    assert_eq!(decided(Some("pay.us.example.com")), None);
+    assert_eq!(decided(Some("127.0.0.1")).as_deref(), Some("local"));
+    // A rule on the host never fires for a request whose host is unknown.
+    assert_eq!(decided(None), None);
+    // Else the host comes from an absolute URI, or from the `Host` header without its port.
+    let uri: http::Uri = "http://api.eu.example.com:8443/v1/pay".parse().unwrap();
+    assert!(injects(
+        &chaos,
+        &RequestView::new(Point::Client, "").uri(&uri)
+    ));
+    let origin_form: http::Uri = "/v1/pay".parse().unwrap();
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("127.0.0.1:3000"));
+    let view = RequestView::new(Point::Client, "")
+        .uri(&origin_form)
+        .headers(&h);
+    assert!(matches!(chaos.decide(&view), Decision::Inject(i) if i.rule_id() == "local"));
+    h.insert("host", HeaderValue::from_static("[::1]:3000"));
+    let view = RequestView::new(Point::Client, "")
+        .uri(&origin_form)
+        .headers(&h);
+    assert!(!injects(&chaos, &view));
+
+    for bad in ["example.com:8080", "http://example.com", "example.com/api"] {
+        let text = format!(
+            "rules:\n  - {{ id: h, point: client, match: {{ host: \"{bad}\" }}, fault: {{ abort: 503 }} }}\n"
+        );
+        let err = RuleSet::parse(Format::Yaml, &text).unwrap_err().to_string();
+        assert!(
+            err.contains("match.host") && err.contains("not a host glob"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn request_conditions() {
     let chaos = Chaos::new();
     chaos

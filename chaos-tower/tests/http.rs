@@ -46,6 +46,30 @@ rules:
 }
 
 #[tokio::test]
+async fn host_rules_match_the_host_the_client_called() {
+    let chaos = engine(
+        r#"
+rules:
+  - { id: by-name, point: server, match: { host: "*.internal" }, fault: { abort: 502 } }
+  - { id: by-ip, point: server, match: { host: 127.0.0.1, path: /orders/* }, fault: { abort: 503 } }
+"#,
+    );
+    let addr = serve(app(), ChaosLayer::new(&chaos)).await;
+    let get = |path: &'static str, host: Option<&'static str>| {
+        let mut req = client().get(format!("http://{addr}{path}"));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // reqwest sends `Host: 127.0.0.1:PORT`; the port is not part of the match.
+    assert_eq!(get("/orders/1", None).await, 503);
+    assert_eq!(get("/hello", None).await, 200);
+    assert_eq!(get("/hello", Some("orders.internal:8080")).await, 502);
+    assert_eq!(get("/hello", Some("orders.example.com")).await, 200);
+}
+
+#[tokio::test]
 async fn attribution_header_can_be_renamed_or_turned_off() {
     let chaos = engine("rules: [{ id: a, point: server, fault: { abort: 500 } }]");
     let off = ChaosLayer::builder(&chaos).injected_header(None).build();

@@ -402,6 +402,14 @@ pub struct Match {
     /// Path glob; exact when it has no `*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<Pattern>,
+    /// Host glob (case-insensitive), without the port: the host a client calls, or the
+    /// `Host` / `:authority` a server was called with.
+    #[serde(
+        default,
+        deserialize_with = "host_pattern",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host: Option<Pattern>,
     /// Header conditions, by header name.
     #[serde(
         default,
@@ -440,6 +448,13 @@ impl Match {
     #[must_use]
     pub fn path(mut self, glob: impl Into<String>) -> Match {
         self.path = Some(Pattern::new(glob));
+        self
+    }
+
+    /// Requires this host glob (case-insensitive, no port).
+    #[must_use]
+    pub fn host(mut self, glob: impl Into<String>) -> Match {
+        self.host = Some(Pattern::case_insensitive(glob));
         self
     }
 
@@ -491,6 +506,19 @@ fn sql_pattern<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Pattern>, D::Er
     let s = String::deserialize(d)?;
     if s.is_empty() {
         return Err(de::Error::custom("pattern is empty"));
+    }
+    Ok(Some(Pattern::case_insensitive(s)))
+}
+
+fn host_pattern<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Pattern>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Err(de::Error::custom("pattern is empty"));
+    }
+    if s.contains('/') || (s.contains(':') && !s.starts_with('[')) {
+        return Err(de::Error::custom(format!(
+            "`{s}` is not a host glob: give the host name alone, without scheme, port or path"
+        )));
     }
     Ok(Some(Pattern::case_insensitive(s)))
 }

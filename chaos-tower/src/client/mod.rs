@@ -191,7 +191,7 @@ where
             sh.chaos.decide(
                 &RequestView::new(Point::Client, &sh.target)
                     .method(req.method())
-                    .path(req.uri().path())
+                    .uri(req.uri())
                     .headers(req.headers())
                     .context(ctx),
             )

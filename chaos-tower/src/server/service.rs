@@ -83,7 +83,7 @@ where
             chaos.decide(
                 &RequestView::new(Point::Server, &sh.target)
                     .method(req.method())
-                    .path(req.uri().path())
+                    .uri(req.uri())
                     .headers(req.headers())
                     .context(ctx.as_ref()),
             )
