@@ -85,6 +85,9 @@ mod log;
 mod pause;
 pub mod reload;
 mod request;
+#[cfg(feature = "http-body")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-body")))]
+pub mod respond;
 pub mod rules;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
