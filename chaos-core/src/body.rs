@@ -22,7 +22,7 @@ use crate::engine::Shared;
 use crate::inject::Injection;
 use crate::rules::{BodyFault, DropKind, Fault};
 
-type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 pin_project! {
     /// A response body with a fault applied: reset before the first byte, cut after some

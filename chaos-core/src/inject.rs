@@ -150,6 +150,12 @@ impl Injection {
         InjectedFault::new(self.i.rule.clone(), FaultKind::Reset)
     }
 
+    /// The error of a call this injection made time out: a hang or a delay that outlasted
+    /// the caller's timeout ([`InjectedFault::is_timeout`]).
+    pub fn timeout_error(&self) -> InjectedFault {
+        InjectedFault::new(self.i.rule.clone(), FaultKind::Timeout)
+    }
+
     /// Waits as the fault asks: a delay for its drawn duration, a hang or pause until the
     /// kill switch, a release, or the `limits.max_hang` ceiling. Other faults return at once.
     ///

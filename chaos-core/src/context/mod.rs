@@ -743,6 +743,36 @@ impl ChaosContext {
             test_traffic,
         }
     }
+
+    /// Writes [`next_hop`](Self::next_hop) into an outbound request's headers, unless the
+    /// request already carries `x-chaos` or `x-test-traffic` of its own (code that sets
+    /// them on purpose wins). This is what every client adapter does.
+    ///
+    /// ```
+    /// use chaos_core::ChaosContext;
+    ///
+    /// let ctx = ChaosContext::builder().scenario("gameday-7").test_traffic(true).build();
+    /// let mut headers = http::HeaderMap::new();
+    /// ctx.forward_to(&mut headers);
+    /// assert_eq!(headers["x-chaos"], "scenario=gameday-7");
+    /// assert_eq!(headers["x-test-traffic"], "1");
+    /// ```
+    pub fn forward_to(&self, headers: &mut http::HeaderMap) {
+        use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
+        if headers.contains_key(&X_CHAOS) || headers.contains_key(&X_TEST_TRAFFIC) {
+            return;
+        }
+        let next = self.next_hop();
+        if let Some(v) = next.x_chaos {
+            headers.insert(X_CHAOS, v);
+            if let Some(s) = next.signature {
+                headers.insert(X_CHAOS_SIGNATURE, s);
+            }
+        }
+        if let Some(v) = next.test_traffic {
+            headers.insert(X_TEST_TRAFFIC, v);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,10 +39,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use chaos_core::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
 use chaos_core::rules::{DropKind, ErrorKind, Fault};
 use chaos_core::{Chaos, ChaosContext, Decision, Injection, Point, RequestView, WaitOutcome};
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -143,23 +142,6 @@ impl<S> ChaosClient<S> {
     }
 }
 
-/// Sends the context on: the next hop's headers, where the request has none of its own.
-fn forward(headers: &mut HeaderMap, ctx: &ChaosContext) {
-    if headers.contains_key(&X_CHAOS) || headers.contains_key(&X_TEST_TRAFFIC) {
-        return;
-    }
-    let next = ctx.next_hop();
-    if let Some(v) = next.x_chaos {
-        headers.insert(X_CHAOS, v);
-        if let Some(s) = next.signature {
-            headers.insert(X_CHAOS_SIGNATURE, s);
-        }
-    }
-    if let Some(v) = next.test_traffic {
-        headers.insert(X_TEST_TRAFFIC, v);
-    }
-}
-
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ChaosClient<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
@@ -183,7 +165,7 @@ where
             if sh.forward
                 && let Some(c) = ctx
             {
-                forward(req.headers_mut(), c);
+                c.forward_to(req.headers_mut());
             }
             if !sh.chaos.is_armed() {
                 return Decision::Pass;

@@ -1,0 +1,308 @@
+//! The reqwest-middleware [`Middleware`]: point `client`.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chaos_core::headers::X_CHAOS_INJECTED;
+use chaos_core::respond::{self, is_grpc};
+use chaos_core::rules::{DropKind, Fault};
+use chaos_core::{Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView};
+use chaos_core::{WaitOutcome, body::FaultBody};
+use http::header::CONTENT_LENGTH;
+use http::{Extensions, HeaderName, HeaderValue};
+use reqwest::{Request, Response, ResponseBuilderExt, Url};
+use reqwest_middleware::{Middleware, Next};
+
+/// Per-request override, set with
+/// [`RequestBuilder::with_extension`](reqwest_middleware::RequestBuilder::with_extension):
+/// this call is outside chaos. No fault is injected and no chaos header is added.
+///
+/// ```
+/// # async fn call(client: reqwest_middleware::ClientWithMiddleware) -> reqwest_middleware::Result<()> {
+/// use chaos_reqwest::SkipChaos;
+/// client.get("http://127.0.0.1:9/health").with_extension(SkipChaos).send().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkipChaos;
+
+/// Per-request override of the dependency name (the rules' `target`) for this call.
+///
+/// ```
+/// # async fn call(client: reqwest_middleware::ClientWithMiddleware) -> reqwest_middleware::Result<()> {
+/// use chaos_reqwest::ChaosTarget;
+/// client
+///     .post("http://127.0.0.1:9/v1/charge")
+///     .with_extension(ChaosTarget::new("payments"))
+///     .send()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChaosTarget(Box<str>);
+
+impl ChaosTarget {
+    /// This call's dependency name.
+    pub fn new(name: impl Into<String>) -> ChaosTarget {
+        ChaosTarget(name.into().into_boxed_str())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Fails chosen reqwest calls on purpose and carries the chaos context to the next
+/// service. See the [crate docs](crate) for what a caller sees of each fault and where to
+/// put it among other middleware.
+#[derive(Clone)]
+pub struct ChaosMiddleware {
+    chaos: Chaos,
+    target: Option<Box<str>>,
+    forward: bool,
+    injected_header: Option<HeaderName>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for ChaosMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChaosMiddleware")
+            .field("target", &self.target)
+            .field("forward", &self.forward)
+            .field("injected_header", &self.injected_header)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChaosMiddleware {
+    /// A middleware for calls to `target` (the rules' `target`), forwarding the context.
+    pub fn new(chaos: &Chaos, target: impl Into<String>) -> ChaosMiddleware {
+        ChaosMiddleware::builder(chaos).target(target).build()
+    }
+
+    /// Starts a middleware whose target is, unless set, each request's host.
+    pub fn builder(chaos: &Chaos) -> ChaosMiddlewareBuilder {
+        ChaosMiddlewareBuilder {
+            inner: ChaosMiddleware {
+                chaos: chaos.clone(),
+                target: None,
+                forward: true,
+                injected_header: Some(X_CHAOS_INJECTED),
+                timeout: None,
+            },
+        }
+    }
+
+    /// The engine.
+    pub fn chaos(&self) -> &Chaos {
+        &self.chaos
+    }
+}
+
+/// Builds a [`ChaosMiddleware`].
+#[derive(Debug)]
+#[must_use]
+pub struct ChaosMiddlewareBuilder {
+    inner: ChaosMiddleware,
+}
+
+impl ChaosMiddlewareBuilder {
+    /// The dependency's name, matched by the rules' `target`. Default: the request's host.
+    pub fn target(mut self, name: impl Into<String>) -> Self {
+        self.inner.target = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Whether to send the chaos context on (`x-chaos`, `x-chaos-signature`,
+    /// `x-test-traffic`). Default `true`; turn it off for calls leaving your fleet.
+    pub fn forward(mut self, yes: bool) -> Self {
+        self.inner.forward = yes;
+        self
+    }
+
+    /// The header naming the rule on injected responses (default `x-chaos-injected`);
+    /// `None` leaves responses unmarked.
+    pub fn injected_header(mut self, name: Option<HeaderName>) -> Self {
+        self.inner.injected_header = name;
+        self
+    }
+
+    /// The client's own total timeout (`reqwest::ClientBuilder::timeout`), which a
+    /// middleware cannot read. With it, an injected delay counts against the timeout and
+    /// an injected hang ends with a timeout error when it runs out, as a slow server would.
+    /// A per-request timeout (`RequestBuilder::timeout`) is read from the request and wins.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.inner.timeout = Some(timeout);
+        self
+    }
+
+    /// The middleware.
+    pub fn build(self) -> ChaosMiddleware {
+        self.inner
+    }
+}
+
+impl ChaosMiddleware {
+    /// Forwards the context and decides. Synchronous, so the task-local is read here.
+    fn prepare(&self, req: &mut Request, ext: &Extensions) -> Decision {
+        let own = ext.get::<ChaosContext>();
+        ChaosContext::with_current(|current| {
+            #[cfg(feature = "otel")]
+            let baggage = match own.or(current) {
+                None => crate::otel::context(&self.chaos),
+                Some(_) => None,
+            };
+            #[cfg(feature = "otel")]
+            let ctx = own.or(current).or(baggage.as_ref());
+            #[cfg(not(feature = "otel"))]
+            let ctx = own.or(current);
+
+            if self.forward
+                && let Some(c) = ctx
+            {
+                c.forward_to(req.headers_mut());
+            }
+            if !self.chaos.is_armed() {
+                return Decision::Pass;
+            }
+            let url = req.url();
+            let host = url.host_str().unwrap_or("");
+            let target = ext
+                .get::<ChaosTarget>()
+                .map(ChaosTarget::as_str)
+                .or(self.target.as_deref())
+                .unwrap_or(host);
+            self.chaos.decide(
+                &RequestView::new(Point::Client, target)
+                    .method(req.method())
+                    .path(url.path())
+                    .host(host)
+                    .headers(req.headers())
+                    .context(ctx),
+            )
+        })
+    }
+
+    /// The time the caller allows this call: the request's own timeout, else the client's
+    /// as configured here.
+    fn budget(&self, req: &Request) -> Option<Duration> {
+        req.timeout().copied().or(self.timeout)
+    }
+
+    fn mark(&self, res: &mut Response, rule: &str) {
+        if let Some(name) = &self.injected_header
+            && let Ok(v) = HeaderValue::from_str(rule)
+        {
+            res.headers_mut().insert(name.clone(), v);
+        }
+    }
+
+    #[cold]
+    async fn inject(
+        &self,
+        inj: Injection,
+        mut req: Request,
+        ext: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        match inj.fault() {
+            Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) => {
+                let hang = matches!(inj.fault(), Fault::Drop(DropKind::Hang));
+                let budget = self.budget(&req);
+                let start = tokio::time::Instant::now();
+                let outcome = match budget {
+                    Some(b) => match tokio::time::timeout(b, inj.wait()).await {
+                        Ok(o) => o,
+                        // The caller's timeout ran out first.
+                        Err(_) => return Err(fail(inj.timeout_error())),
+                    },
+                    None => inj.wait().await,
+                };
+                if hang && outcome != WaitOutcome::Killed {
+                    // The hang reached its ceiling (`limits.max_hang`).
+                    return Err(fail(inj.timeout_error()));
+                }
+                if let Some(b) = budget {
+                    // What is left of the caller's timeout after the delay.
+                    *req.timeout_mut() = Some(b.saturating_sub(start.elapsed()));
+                }
+                let mut res = next.run(req, ext).await?;
+                self.mark(&mut res, inj.rule_id());
+                Ok(res)
+            }
+            Fault::Abort(a) => {
+                let grpc = is_grpc(req.headers());
+                let res = respond::abort(a, inj.rule_id(), grpc);
+                Ok(self.synthesized(res, req.url().clone(), inj.rule_id()))
+            }
+            Fault::Error(k) if is_grpc(req.headers()) => {
+                let res = respond::error(*k, inj.rule_id(), true);
+                Ok(self.synthesized(res, req.url().clone(), inj.rule_id()))
+            }
+            Fault::Body(_) => {
+                let res = next.run(req, ext).await?;
+                Ok(self.with_body_fault(res, inj))
+            }
+            _ => Err(fail(inj.to_error().unwrap_or_else(|| inj.reset_error()))),
+        }
+    }
+
+    /// A response made here, as reqwest would have built it from a server's answer: the
+    /// request's URL, a `content-length`, the attribution header.
+    fn synthesized(&self, res: http::Response<Bytes>, url: Url, rule: &str) -> Response {
+        let (mut parts, body) = res.into_parts();
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        parts.extensions.extend(url_extension(url));
+        let mut res = Response::from(http::Response::from_parts(parts, reqwest::Body::from(body)));
+        self.mark(&mut res, rule);
+        res
+    }
+
+    /// The real response with its body truncated, stalled or throttled. The body holds the
+    /// injection (the rule's concurrency slot) until it ends.
+    fn with_body_fault(&self, res: Response, inj: Injection) -> Response {
+        let url = res.url().clone();
+        let rule: Box<str> = inj.rule_id().into();
+        let (mut parts, body) = http::Response::<reqwest::Body>::from(res).into_parts();
+        parts.extensions.extend(url_extension(url));
+        let body = reqwest::Body::wrap(FaultBody::new(body, inj));
+        let mut res = Response::from(http::Response::from_parts(parts, body));
+        self.mark(&mut res, &rule);
+        res
+    }
+}
+
+/// The extensions that make `reqwest::Response::url` return `url` (reqwest keeps its
+/// type private; its public `ResponseBuilderExt` is the way in).
+fn url_extension(url: Url) -> Extensions {
+    let mut b = http::Response::builder().url(url);
+    b.extensions_mut().map(std::mem::take).unwrap_or_default()
+}
+
+/// An injected fault as a middleware error.
+fn fail(fault: InjectedFault) -> reqwest_middleware::Error {
+    reqwest_middleware::Error::middleware(fault)
+}
+
+#[async_trait::async_trait]
+impl Middleware for ChaosMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        ext: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if ext.get::<SkipChaos>().is_some() {
+            return next.run(req, ext).await;
+        }
+        match self.prepare(&mut req, ext) {
+            Decision::Pass => next.run(req, ext).await,
+            Decision::Inject(inj) => self.inject(inj, req, ext, next).await,
+        }
+    }
+}
