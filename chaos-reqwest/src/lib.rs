@@ -62,7 +62,7 @@
 //! first.
 //!
 //! * **Inside retry, to test retries.** Each attempt passes through chaos, so a rule with
-//!   `sequence: { first: 2 }` fails twice and the third attempt succeeds:
+//!   `first: 2` fails twice and the third attempt succeeds:
 //!
 //! ```
 //! use chaos_core::Chaos;

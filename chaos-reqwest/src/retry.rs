@@ -25,9 +25,18 @@ use crate::ChaosErrorExt;
 /// );
 /// # let _ = retry;
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ChaosRetryableStrategy<S = DefaultRetryableStrategy> {
     inner: S,
+}
+
+impl Default for ChaosRetryableStrategy<DefaultRetryableStrategy> {
+    /// Around reqwest-retry's default strategy.
+    fn default() -> Self {
+        ChaosRetryableStrategy {
+            inner: DefaultRetryableStrategy,
+        }
+    }
 }
 
 impl<S> ChaosRetryableStrategy<S> {

@@ -129,6 +129,6 @@ fn rule(chaos: &Chaos, id: &str) -> chaos_core::RuleCounters {
         .rules
         .iter()
         .find(|r| r.rule.id == id)
-        .map(|r| r.counters.clone())
+        .map(|r| r.counters)
         .unwrap_or_else(|| panic!("no rule {id}"))
 }
