@@ -9,6 +9,8 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -184,48 +186,16 @@ criterion_group! {
 fn main() {
     group();
     Criterion::default().configure_from_args().final_summary();
-    print_ratios();
-}
-
-/// Reads criterion's estimates back and prints each median as a ratio to the bare service.
-fn print_ratios() {
-    let dirs = [
-        std::env::var("CARGO_TARGET_DIR")
-            .map(|d| format!("{d}/criterion"))
-            .unwrap_or_default(),
-        "target/criterion".to_owned(),
-        "../target/criterion".to_owned(),
-    ];
-    let Some(root) = dirs
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|d| d.join("layer_baseline_bare").is_dir())
-    else {
-        return; // `cargo test --benches` runs each bench once and writes no estimates
-    };
-    let median = |name: &str| -> Option<f64> {
-        let path = root
-            .join(format!("layer_{name}"))
-            .join("new/estimates.json");
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-        v["median"]["point_estimate"].as_f64()
-    };
-    let Some(base) = median("baseline_bare") else {
-        return;
-    };
-    println!("\n{:<34} {:>10} {:>8}", "layer/…", "median", "× bare");
-    for name in [
-        "baseline_bare",
-        "no_rules",
-        "rules_100_no_match",
-        "rules_100_no_match_x_chaos",
-        "match_delay_0",
-        "tower_resilience_chaos_rate_0",
-        "tower_http_set_request_header",
-    ] {
-        if let Some(m) = median(name) {
-            println!("{name:<34} {:>8.1}ns {:>8.2}", m, m / base);
-        }
-    }
+    common::print_ratios(
+        "layer",
+        &[
+            "baseline_bare",
+            "no_rules",
+            "rules_100_no_match",
+            "rules_100_no_match_x_chaos",
+            "match_delay_0",
+            "tower_resilience_chaos_rate_0",
+            "tower_http_set_request_header",
+        ],
+    );
 }

@@ -20,6 +20,10 @@ fn reference_parses_in_all_three_formats_to_the_same_rules() {
     assert_eq!(first.id, "payments-slow");
     assert_eq!(first.target.as_deref(), Some("payments"));
     assert_eq!(
+        first.matcher.host.as_ref().map(|h| h.as_str()),
+        Some("*.internal")
+    );
+    assert_eq!(
         first.fault,
         Fault::Delay(Delay::Range(
             Duration::from_millis(300),

@@ -138,6 +138,8 @@
 //! `otel` | the context from OpenTelemetry baggage when the request and task carry none | no
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The docs link to `ChaosRetryableStrategy`, which exists with the `retry` feature.
+#![cfg_attr(not(feature = "retry"), allow(rustdoc::broken_intra_doc_links))]
 
 mod connect;
 mod error;
@@ -156,3 +158,9 @@ pub use self::retry::ChaosRetryableStrategy;
 
 /// A type-erased error, as tower and reqwest's connector use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The workspace README's examples, compiled and run as doctests (here, the crate whose
+/// dev-dependencies cover them all).
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -302,7 +302,8 @@ impl Middleware for ChaosMiddleware {
         }
         match self.prepare(&mut req, ext) {
             Decision::Pass => next.run(req, ext).await,
-            Decision::Inject(inj) => self.inject(inj, req, ext, next).await,
+            // Boxed, so the future of a call that passes stays small.
+            Decision::Inject(inj) => Box::pin(self.inject(inj, req, ext, next)).await,
         }
     }
 }

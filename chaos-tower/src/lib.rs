@@ -99,8 +99,3 @@ pub use self::server::{ChaosLayer, ChaosLayerBuilder, ChaosService};
 
 /// A type-erased error, as tower's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The workspace README's examples, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

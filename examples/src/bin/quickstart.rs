@@ -8,9 +8,10 @@
 //!
 //! * `prices` is an axum service behind the chaos server layer (target `prices`).
 //! * `checkout` is an axum service behind the chaos server layer (target `checkout`). Its
-//!   handler calls `prices` with reqwest (300 ms timeout) and falls back to a cached price
-//!   when the call fails. It forwards the request's chaos context (`x-chaos`,
-//!   `x-test-traffic`) on the call, so a scenario chosen at the edge reaches `prices`.
+//!   handler calls `prices` with reqwest (300 ms timeout) through chaos-reqwest's
+//!   middleware and falls back to a cached price when the call fails. The middleware
+//!   forwards the request's chaos context (`x-chaos`, `x-test-traffic`) on the call, so a
+//!   scenario chosen at the edge reaches `prices`.
 //! * checkout's admin API listens on a second port.
 //!
 //! Both load `examples/quickstart.yaml`. The demo sends normal and tagged requests, a
@@ -28,9 +29,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use chaos_core::context::signature::SigningKeys;
 use chaos_core::rules::RuleSet;
-use chaos_core::{Chaos, ChaosContext, Event};
+use chaos_core::{Chaos, Event};
+use chaos_reqwest::ChaosMiddleware;
 use chaos_tower::ChaosLayer;
 use chaos_tower::admin::AdminService;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use tokio::sync::broadcast::Receiver;
 use tower_layer::Layer;
 
@@ -43,35 +46,31 @@ fn prices_app() -> Router {
 }
 
 /// The `checkout` service: asks `prices`, falls back to a cached price.
-fn checkout_app(prices: SocketAddr) -> Router {
-    let http = reqwest::Client::builder()
+fn checkout_app(prices: SocketAddr, chaos: &Chaos) -> Router {
+    let timeout = Duration::from_millis(300);
+    let reqwest = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_millis(300))
+        .timeout(timeout)
         .build()
         .expect("reqwest client");
+    let http = ClientBuilder::new(reqwest)
+        .with(
+            ChaosMiddleware::builder(chaos)
+                .target("prices")
+                .timeout(timeout)
+                .build(),
+        )
+        .build();
     Router::new()
         .route("/checkout", get(checkout))
         .with_state((http, prices))
 }
 
 async fn checkout(
-    State((http, prices)): State<(reqwest::Client, SocketAddr)>,
+    State((http, prices)): State<(ClientWithMiddleware, SocketAddr)>,
 ) -> impl IntoResponse {
-    let mut call = http.get(format!("http://{prices}/price"));
-    // Forward the chaos context to the next hop (chaos-reqwest will do this for you).
-    if let Some(ctx) = ChaosContext::current() {
-        let next = ctx.next_hop();
-        for (name, value) in [
-            ("x-chaos", next.x_chaos),
-            ("x-chaos-signature", next.signature),
-            ("x-test-traffic", next.test_traffic),
-        ] {
-            if let Some(v) = value {
-                call = call.header(name, v);
-            }
-        }
-    }
-    let live = match call.send().await {
+    // The middleware carries this request's chaos context on to `prices`.
+    let live = match http.get(format!("http://{prices}/price")).send().await {
         Ok(res) if res.status().is_success() => res.text().await.ok(),
         _ => None,
     };
@@ -159,7 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkout_layer = ChaosLayer::builder(&checkout_chaos)
         .target("checkout")
         .build();
-    let checkout = serve(checkout_app(prices), checkout_layer).await?;
+    let checkout = serve(checkout_app(prices, &checkout_chaos), checkout_layer).await?;
 
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let admin = admin_listener.local_addr()?;
