@@ -98,8 +98,11 @@ async fn reqwest_retry_retries_connect_faults_with_its_default_strategy() {
 async fn pooled_connections_bypass_the_connector() {
     let chaos = Chaos::new();
     let (addr, hits) = dependency_at().await;
+    // HTTP/2: the one connection is shared and stays pooled from its handshake on, so the
+    // second call reuses it without racing the first one's return to the pool.
     let pooled = reqwest::Client::builder()
         .no_proxy()
+        .http2_prior_knowledge()
         .connector_layer(ChaosConnectLayer::new(&chaos, "dep"))
         .build()
         .unwrap();
