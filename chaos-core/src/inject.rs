@@ -366,10 +366,21 @@ impl InjectedFault {
     /// assert!(InjectedFault::find(&*err).is_some_and(InjectedFault::is_unavailable));
     /// # }
     /// ```
+    ///
+    /// An `std::io::Error` carrying a fault as its payload (`io::Error::new(kind, fault)`,
+    /// as the sqlx and connector adapters report broken connections) is looked into:
+    /// its own `source()` skips the payload.
     pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a InjectedFault> {
         let mut cur = Some(err);
         while let Some(e) = cur {
             if let Some(f) = e.downcast_ref::<InjectedFault>() {
+                return Some(f);
+            }
+            if let Some(payload) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                && let Some(f) = InjectedFault::find(payload)
+            {
                 return Some(f);
             }
             cur = e.source();

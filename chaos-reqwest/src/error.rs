@@ -55,9 +55,10 @@ fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a InjectedFault> {
         if let Some(f) = e.downcast_ref::<InjectedFault>() {
             return Some(f);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(f) = find(inner)
+        if let Some(f) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|payload| InjectedFault::find(payload))
         {
             return Some(f);
         }

@@ -195,7 +195,9 @@ async fn kill_switch_lets_a_hung_call_through() {
     let (addr, hits) = dependency_at().await;
     let c = client(&chaos, "dep");
     let call = tokio::spawn(async move { c.get(format!("http://{addr}/hello")).send().await });
+    let deadline = Instant::now() + Duration::from_secs(20);
     while active(&chaos, "stuck") == 0 {
+        assert!(Instant::now() < deadline, "the call never hung");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     chaos.kill();
