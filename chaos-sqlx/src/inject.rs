@@ -64,9 +64,15 @@ fn plan(inj: &Injection) -> Plan {
         Fault::Error(ErrorKind::SqlState(_)) => Plan::Fail(database_error(inj)),
         Fault::Error(ErrorKind::Timeout) => Plan::Fail(sqlx::Error::PoolTimedOut),
         Fault::Body(_) => Plan::Run,
-        // unavailable, reset, an abort (no HTTP status means anything here), new kinds:
-        // the server went away. sqlx reports that as an end of file where it expected a
-        // message (seen on PostgreSQL 15 after `pg_terminate_backend`).
+        // A reset connection: what sqlx reports when its next write or read meets the
+        // server's RST.
+        Fault::Drop(DropKind::Reset) => {
+            Plan::Fail(connection_broken(inj, io::ErrorKind::ConnectionReset))
+        }
+        // unavailable, an abort (no HTTP status means anything here), new kinds: the
+        // server went away, which sqlx reports as an end of file where it expected a
+        // message. Both kinds are what PostgreSQL 15 gives after `pg_terminate_backend`,
+        // depending on timing (a test checks).
         _ => Plan::Fail(connection_broken(inj, io::ErrorKind::UnexpectedEof)),
     }
 }

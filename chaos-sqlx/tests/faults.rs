@@ -90,10 +90,14 @@ rules:
 "#,
                 );
                 let pool = ChaosPool::new(raw, &chaos, "orders-db");
-                for (sql, rule) in [("SELECT id FROM orders", "gone"), ("SELECT status FROM orders", "cut")] {
+                use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
+                for (sql, rule, kind) in [
+                    ("SELECT id FROM orders", "gone", UnexpectedEof),
+                    ("SELECT status FROM orders", "cut", ConnectionReset),
+                ] {
                     let err = sqlx::query(sql).fetch_all(&pool).await.unwrap_err();
                     let sqlx::Error::Io(io) = &err else { panic!("{err:?}") };
-                    assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof, "{rule}");
+                    assert_eq!(io.kind(), kind, "{rule}");
                     assert_eq!(err.injected_fault().unwrap().rule_id(), rule);
                 }
                 let err = sqlx::query("SELECT total FROM orders").fetch_optional(&pool).await.unwrap_err();
