@@ -205,6 +205,23 @@ impl Injection {
         }
     }
 
+    /// Waits as the fault asks (see [`wait`](Self::wait)), then says whether the work may
+    /// go ahead: `Ok` after a delay or a pause, or when the kill switch ended the wait;
+    /// `Err` ([`InjectedFault::is_timeout`]) when a `drop: hang` reached its
+    /// `limits.max_hang` ceiling. Other faults return `Ok` at once. Adapters that hold the
+    /// work back for a wait use this and map the error to their own timeout.
+    ///
+    /// # Errors
+    ///
+    /// A hang that reached its ceiling.
+    pub async fn proceed(&self) -> Result<(), InjectedFault> {
+        let outcome = self.wait().await;
+        if matches!(&*self.i.fault, Fault::Drop(DropKind::Hang)) && outcome != WaitOutcome::Killed {
+            return Err(self.timeout_error());
+        }
+        Ok(())
+    }
+
     /// Applies the fault to `work`, for points that have no protocol of their own:
     ///
     /// | fault | result |
@@ -224,14 +241,10 @@ impl Injection {
     pub async fn run<F: Future>(self, work: F) -> Result<F::Output, InjectedFault> {
         let err = |kind| Err(InjectedFault::new(self.i.rule.clone(), kind));
         match &*self.i.fault {
-            Fault::Delay(_) | Fault::Pause(_) => {
-                self.wait().await;
+            Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) => {
+                self.proceed().await?;
                 Ok(work.await)
             }
-            Fault::Drop(DropKind::Hang) => match self.wait().await {
-                WaitOutcome::Killed => Ok(work.await),
-                _ => err(FaultKind::Timeout),
-            },
             Fault::Drop(DropKind::Reset) => err(FaultKind::Reset),
             Fault::Error(k) => err(FaultKind::Error(*k)),
             Fault::Abort(a) => err(FaultKind::Abort(a.kind)),

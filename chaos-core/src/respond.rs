@@ -76,6 +76,16 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// Adds the attribution header (`x-chaos-injected: RULE_ID`, or the adapter's own name
+/// for it; `None` leaves the headers alone).
+pub fn mark(headers: &mut HeaderMap, header: Option<&HeaderName>, rule: &str) {
+    if let Some(name) = header
+        && let Ok(v) = HeaderValue::from_str(rule)
+    {
+        headers.insert(name.clone(), v);
+    }
+}
+
 /// The answer to an `abort` fault.
 pub fn abort(abort: &Abort, rule: &str, grpc: bool) -> Response<Bytes> {
     let default_message = || format!("injected by chaos rule `{rule}`");

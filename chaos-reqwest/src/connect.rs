@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use chaos_core::rules::{DropKind, ErrorKind, Fault};
-use chaos_core::{Chaos, ChaosContext, Decision, Injection, Point, RequestView, WaitOutcome};
+use chaos_core::{Chaos, ChaosContext, Decision, Injection, Point, RequestView};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -193,10 +193,8 @@ where
                 let clone = self.inner.clone();
                 let mut svc = std::mem::replace(&mut self.inner, clone);
                 Box::pin(async move {
-                    let outcome = inj.wait().await;
-                    if matches!(inj.fault(), Fault::Drop(DropKind::Hang))
-                        && outcome != WaitOutcome::Killed
-                    {
+                    if inj.proceed().await.is_err() {
+                        // A hang that reached its ceiling.
                         return Err(io_error(io::ErrorKind::TimedOut, &inj));
                     }
                     let conn = svc.call(req).await;

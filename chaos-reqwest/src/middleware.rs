@@ -4,13 +4,13 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chaos_core::body::FaultBody;
 use chaos_core::headers::X_CHAOS_INJECTED;
 use chaos_core::respond::{self, is_grpc};
 use chaos_core::rules::{DropKind, Fault};
 use chaos_core::{Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView};
-use chaos_core::{WaitOutcome, body::FaultBody};
 use http::header::CONTENT_LENGTH;
-use http::{Extensions, HeaderName, HeaderValue};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 
@@ -192,12 +192,8 @@ impl ChaosMiddleware {
         req.timeout().copied().or(self.timeout)
     }
 
-    fn mark(&self, res: &mut Response, rule: &str) {
-        if let Some(name) = &self.injected_header
-            && let Ok(v) = HeaderValue::from_str(rule)
-        {
-            res.headers_mut().insert(name.clone(), v);
-        }
+    fn mark(&self, headers: &mut HeaderMap, rule: &str) {
+        respond::mark(headers, self.injected_header.as_ref(), rule);
     }
 
     #[cold]
@@ -210,27 +206,23 @@ impl ChaosMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         match inj.fault() {
             Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) => {
-                let hang = matches!(inj.fault(), Fault::Drop(DropKind::Hang));
                 let budget = self.budget(&req);
                 let start = tokio::time::Instant::now();
-                let outcome = match budget {
-                    Some(b) => match tokio::time::timeout(b, inj.wait()).await {
-                        Ok(o) => o,
+                match budget {
+                    Some(b) => match tokio::time::timeout(b, inj.proceed()).await {
+                        Ok(waited) => waited.map_err(fail)?,
                         // The caller's timeout ran out first.
                         Err(_) => return Err(fail(inj.timeout_error())),
                     },
-                    None => inj.wait().await,
-                };
-                if hang && outcome != WaitOutcome::Killed {
-                    // The hang reached its ceiling (`limits.max_hang`).
-                    return Err(fail(inj.timeout_error()));
+                    // A hang that reached its ceiling fails as a timeout.
+                    None => inj.proceed().await.map_err(fail)?,
                 }
                 if let Some(b) = budget {
                     // What is left of the caller's timeout after the delay.
                     *req.timeout_mut() = Some(b.saturating_sub(start.elapsed()));
                 }
                 let mut res = next.run(req, ext).await?;
-                self.mark(&mut res, inj.rule_id());
+                self.mark(res.headers_mut(), inj.rule_id());
                 Ok(res)
             }
             Fault::Abort(a) => {
@@ -258,22 +250,19 @@ impl ChaosMiddleware {
             .headers
             .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         parts.extensions.extend(url_extension(url));
-        let mut res = Response::from(http::Response::from_parts(parts, reqwest::Body::from(body)));
-        self.mark(&mut res, rule);
-        res
+        self.mark(&mut parts.headers, rule);
+        Response::from(http::Response::from_parts(parts, reqwest::Body::from(body)))
     }
 
     /// The real response with its body truncated, stalled or throttled. The body holds the
     /// injection (the rule's concurrency slot) until it ends.
     fn with_body_fault(&self, res: Response, inj: Injection) -> Response {
         let url = res.url().clone();
-        let rule: Box<str> = inj.rule_id().into();
         let (mut parts, body) = http::Response::<reqwest::Body>::from(res).into_parts();
         parts.extensions.extend(url_extension(url));
+        self.mark(&mut parts.headers, inj.rule_id());
         let body = reqwest::Body::wrap(FaultBody::new(body, inj));
-        let mut res = Response::from(http::Response::from_parts(parts, body));
-        self.mark(&mut res, &rule);
-        res
+        Response::from(http::Response::from_parts(parts, body))
     }
 }
 

@@ -6,7 +6,6 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-use chaos_core::WaitOutcome;
 use chaos_core::rules::{DropKind, ErrorKind, Fault};
 use chaos_core::{Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView};
 use futures_core::future::BoxFuture;
@@ -48,45 +47,32 @@ impl Target {
     }
 }
 
-/// What to do with an injection before running the statement.
-enum Plan {
-    /// Fail at once with this error.
-    Fail(sqlx::Error),
-    /// Wait (delay, pause, hang), then run or fail.
-    Wait,
-    /// Run as is (faults that do not apply to SQL).
-    Run,
-}
-
-fn plan(inj: &Injection) -> Plan {
+/// The error to fail the statement with at once, if the fault is one; otherwise the
+/// statement runs after [`wait`] (delay, pause, hang; `body` faults have nothing to do
+/// here and pass).
+fn immediate_error(inj: &Injection) -> Option<sqlx::Error> {
     match inj.fault() {
-        Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) => Plan::Wait,
-        Fault::Error(ErrorKind::SqlState(_)) => Plan::Fail(database_error(inj)),
-        Fault::Error(ErrorKind::Timeout) => Plan::Fail(sqlx::Error::PoolTimedOut),
-        Fault::Body(_) => Plan::Run,
+        Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) | Fault::Body(_) => None,
+        Fault::Error(ErrorKind::SqlState(_)) => Some(database_error(inj)),
+        Fault::Error(ErrorKind::Timeout) => Some(sqlx::Error::PoolTimedOut),
         // A reset connection: what sqlx reports when its next write or read meets the
         // server's RST.
         Fault::Drop(DropKind::Reset) => {
-            Plan::Fail(connection_broken(inj, io::ErrorKind::ConnectionReset))
+            Some(connection_broken(inj, io::ErrorKind::ConnectionReset))
         }
         // unavailable, an abort (no HTTP status means anything here), new kinds: the
         // server went away, which sqlx reports as an end of file where it expected a
         // message. Both kinds are what PostgreSQL 15 gives after `pg_terminate_backend`,
         // depending on timing (a test checks).
-        _ => Plan::Fail(connection_broken(inj, io::ErrorKind::UnexpectedEof)),
+        _ => Some(connection_broken(inj, io::ErrorKind::UnexpectedEof)),
     }
 }
 
 /// Waits as the fault asks; a hang that reached its ceiling fails as a timed-out read.
 async fn wait(inj: &Injection) -> Result<(), sqlx::Error> {
-    let outcome = inj.wait().await;
-    if matches!(inj.fault(), Fault::Drop(DropKind::Hang)) && outcome != WaitOutcome::Killed {
-        return Err(sqlx::Error::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            inj.timeout_error(),
-        )));
-    }
-    Ok(())
+    inj.proceed()
+        .await
+        .map_err(|fault| sqlx::Error::Io(io::Error::new(io::ErrorKind::TimedOut, fault)))
 }
 
 /// `Error::Io` as sqlx reports a connection the server closed, carrying the fault.
@@ -106,9 +92,9 @@ where
     T: Send + 'e,
     F: FnOnce() -> BoxFuture<'e, Result<T, sqlx::Error>> + Send + 'e,
 {
-    match plan(&inj) {
-        Plan::Fail(e) => Box::pin(std::future::ready(Err(e))),
-        Plan::Run | Plan::Wait => Box::pin(async move {
+    match immediate_error(&inj) {
+        Some(e) => Box::pin(std::future::ready(Err(e))),
+        None => Box::pin(async move {
             wait(&inj).await?;
             let out = run().await;
             // The rule's concurrency slot is held until the statement is done.
@@ -124,9 +110,9 @@ where
     T: Send + 'e,
     F: FnOnce() -> BoxStream<'e, Result<T, sqlx::Error>> + Send + 'e,
 {
-    match plan(&inj) {
-        Plan::Fail(e) => Box::pin(stream::once(std::future::ready(Err(e)))),
-        Plan::Run | Plan::Wait => Box::pin(
+    match immediate_error(&inj) {
+        Some(e) => Box::pin(stream::once(std::future::ready(Err(e)))),
+        None => Box::pin(
             stream::once(async move {
                 match wait(&inj).await {
                     // The stream holds the rule's concurrency slot until it ends.

@@ -3,7 +3,7 @@
 
 use chaos_core::Injection;
 use chaos_core::rules::{Abort, ErrorKind, Fault};
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderName, Response};
 
 use crate::body::{ChaosBody, FaultBody};
 
@@ -56,11 +56,7 @@ pub(crate) fn finish<B: ChaosBody>(
 
 /// Adds the attribution header (`x-chaos-injected: RULE_ID`).
 pub(crate) fn mark<B>(res: &mut Response<B>, header: Option<&HeaderName>, rule: &str) {
-    if let Some(name) = header
-        && let Ok(v) = HeaderValue::from_str(rule)
-    {
-        res.headers_mut().insert(name.clone(), v);
-    }
+    chaos_core::respond::mark(res.headers_mut(), header, rule);
 }
 
 /// Whether a response counts as an error for steady-state observation: HTTP 5xx, or a
