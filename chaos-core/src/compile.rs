@@ -429,10 +429,15 @@ impl Compiled {
             })
             .unwrap_or_default();
         for (i, r) in set.rules.iter().enumerate() {
-            // An unchanged rule (same id, same definition) keeps its counters and expiry.
+            // An unchanged rule (same id, same definition, same time to live) keeps its
+            // counters and expiry. A rule that takes its ttl from `defaults.ttl` changes when
+            // that does, and starts afresh as if its own `ttl` had changed.
             let reused = prev.and_then(|p| {
                 let j = *previous.get(r.id.as_str())?;
-                (p.set.rules[j] == *r).then(|| p.rules[j].state.clone())
+                let own_expiry = r.ttl.is_some() || r.expires_at.is_some();
+                let prev_default = p.set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
+                let same = p.set.rules[j] == *r && (own_expiry || prev_default == default_ttl);
+                same.then(|| p.rules[j].state.clone())
             });
             let state = reused.unwrap_or_else(|| {
                 let expires_at = match (r.ttl, r.expires_at) {

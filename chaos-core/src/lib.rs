@@ -82,6 +82,7 @@ pub mod context;
 mod engine;
 mod inject;
 mod log;
+mod names;
 mod pause;
 pub mod reload;
 mod request;

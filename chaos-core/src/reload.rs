@@ -252,7 +252,7 @@ impl Worker {
             return;
         };
         let chaos = Chaos { shared };
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match crate::rules::read_bounded_bytes(&self.path) {
             Ok(b) => b,
             Err(e) => {
                 // Deleted, or mid-swap: keep the last good rules; say so once.
@@ -268,18 +268,9 @@ impl Worker {
         if Some(hash) == self.applied || Some(hash) == self.refused {
             return;
         }
-        let result = std::str::from_utf8(&bytes)
-            .map_err(|_| RulesError::syntax("file is not UTF-8").with_source(self.name.clone()))
-            .and_then(|text| {
-                // An empty file is far more likely a write caught half-way than an intent.
-                if text.trim().is_empty() {
-                    return Err(RulesError::invalid(
-                        "file is empty; write `rules: []` to clear the rules",
-                    )
-                    .with_source(self.name.clone()));
-                }
-                RuleSet::parse_named(self.format, text, Some(&self.name))
-            })
+        let result = crate::rules::bounded_text(bytes)
+            .map_err(|e| e.with_source(self.name.clone()))
+            .and_then(|text| RuleSet::parse_named(self.format, &text, Some(&self.name)))
             .and_then(|set| chaos.replace(set));
         match result {
             Ok(version) => {

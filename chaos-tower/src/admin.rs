@@ -215,6 +215,23 @@ where
         .map_err(|_| error(StatusCode::BAD_REQUEST, "the body is not UTF-8"))
 }
 
+/// Parses a body on tokio's blocking pool, so a large or hostile document never holds up
+/// the worker thread that serves traffic (outside a tokio runtime: in place). `Err` is the
+/// answer to give when the parse itself could not run.
+async fn off_the_worker<T: Send + 'static, B: ChaosBody>(
+    parse: impl FnOnce() -> Result<T, RulesError> + Send + 'static,
+) -> Result<Result<T, RulesError>, Response<B>> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt.spawn_blocking(parse).await.map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the body could not be parsed: {e}"),
+            )
+        }),
+        Err(_) => Ok(parse()),
+    }
+}
+
 fn refused<B: ChaosBody>(e: &RulesError) -> Response<B> {
     if e.is_not_found() {
         error(StatusCode::NOT_FOUND, e)
@@ -263,7 +280,11 @@ where
                     Ok(t) => t,
                     Err(res) => return res,
                 };
-                match RuleSet::parse(format, &text).and_then(|set| chaos.replace(set)) {
+                let parsed = match off_the_worker(move || RuleSet::parse(format, &text)).await {
+                    Ok(p) => p,
+                    Err(res) => return res,
+                };
+                match parsed.and_then(|set| chaos.replace(set)) {
                     Ok(version) => {
                         tracing::info!(target: "chaos", version, "rules replaced through the admin API");
                         reply(StatusCode::OK, json!({ "version": version }))
@@ -277,7 +298,11 @@ where
                     Ok(t) => t,
                     Err(res) => return res,
                 };
-                match Rule::parse(format, &text).and_then(|rule| {
+                let parsed = match off_the_worker(move || Rule::parse(format, &text)).await {
+                    Ok(p) => p,
+                    Err(res) => return res,
+                };
+                match parsed.and_then(|rule| {
                     let id = rule.id.clone();
                     chaos.add_rule(rule).map(|v| (id, v))
                 }) {

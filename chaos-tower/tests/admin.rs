@@ -198,3 +198,71 @@ async fn unknown_ids_routes_and_methods() {
 fn a_short_token_is_refused() {
     let _ = AdminService::new(&Chaos::new(), "short");
 }
+
+#[tokio::test]
+async fn lists_where_maps_belong_and_empty_bodies_are_refused_in_every_format() {
+    let chaos = Chaos::new();
+    let addr = admin(&chaos).await;
+    let c = client();
+    let url = |p: &str| format!("http://{addr}{p}");
+    let (s, _) = send(
+        c.put(url("/chaos/rules"))
+            .body(r#"{"rules": [{"id": "keep", "point": "server", "fault": {"abort": 503}}]}"#),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let before = chaos.rules();
+    let version = chaos.version();
+
+    let bad: &[(&str, &str, &str)] = &[
+        // `[]` was read as a document with no rules: every rule removed.
+        ("PUT", "application/json", "[]"),
+        // `[1, true]` was read as `version: 1, kill_switch: true`.
+        ("PUT", "application/json", "[1, true]"),
+        ("PUT", "application/yaml", "[1, true]"),
+        (
+            "PUT",
+            "application/json",
+            r#"{"rules": [{"id": "a", "point": "server", "match": ["x"], "fault": {"abort": 503}}]}"#,
+        ),
+        (
+            "POST",
+            "application/json",
+            r#"["a", null, "server", null, {}, {"abort": 503}]"#,
+        ),
+        // An empty body replaced every rule in YAML and TOML.
+        ("PUT", "application/yaml", ""),
+        ("PUT", "application/yaml", "  \n"),
+        ("PUT", "application/toml", ""),
+        ("PUT", "application/toml", "\n\n"),
+        ("PUT", "application/json", ""),
+        ("POST", "application/yaml", ""),
+    ];
+    for (method, ct, body) in bad {
+        let req = match *method {
+            "PUT" => c.put(url("/chaos/rules")),
+            _ => c.post(url("/chaos/rules")),
+        };
+        let (s, v) = send(req.header("content-type", *ct).body(*body)).await;
+        assert_eq!(s, 400, "{method} {ct} {body:?}: {v}");
+        let reason = v["error"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("map") || reason.contains("empty"),
+            "{method} {ct} {body:?}: {reason}"
+        );
+        assert_eq!(chaos.rules(), before, "{method} {ct} {body:?}");
+        assert!(!chaos.is_killed(), "{method} {ct} {body:?}");
+        assert_eq!(chaos.version(), version, "{method} {ct} {body:?}");
+    }
+    let (s, v) = send(c.post(url("/chaos/resume"))).await;
+    assert_eq!((s, v["killed"].clone()), (200, Value::Bool(false)));
+
+    // Removing every rule is still possible, said explicitly.
+    let (s, v) = send(
+        c.put(url("/chaos/rules"))
+            .body(r#"{"version": 1, "rules": []}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(chaos.rules().rules.is_empty());
+}

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 pub use self::scope::{ChaosFutureExt, WithContext};
+use crate::names::Name;
 use crate::rules::{Fault, Limits, Rate};
 
 /// A parsed `x-chaos` header: scenario tags and directives.
@@ -206,22 +207,6 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
-/// Checks a scenario name: 1 to 64 of letters, digits, `.`, `_`, `-`.
-pub(crate) fn check_scenario(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!("scenario `{name}` must be 1 to 64 characters"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(format!(
-            "scenario `{name}` may only hold letters, digits, `.`, `_` and `-`"
-        ));
-    }
-    Ok(())
-}
-
 impl XChaos {
     /// Parses a header value strictly: the first bad item is an error.
     ///
@@ -332,7 +317,9 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
                 "`scenario` takes no params",
             ));
         }
-        check_scenario(value).map_err(|e| HeaderError::new(item, "bad_value", e))?;
+        Name::Scenario
+            .check(value)
+            .map_err(|e| HeaderError::new(item, "bad_value", e))?;
         return Ok(Item::Scenario(value.to_owned()));
     }
     let fault = match key {
@@ -349,19 +336,9 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
             ));
         }
     };
-    if let Some(max) = fault.max_delay()
-        && max > limits.max_delay.0
-    {
-        return Err(HeaderError::new(
-            item,
-            "above_ceiling",
-            format!(
-                "delay {} is above the ceiling {} (limits.max_delay)",
-                crate::rules::Dur(max),
-                limits.max_delay
-            ),
-        ));
-    }
+    limits
+        .check_delay(&fault)
+        .map_err(|e| HeaderError::new(item, "above_ceiling", e))?;
     let mut d = Directive::new(fault);
     let mut seen: [bool; 4] = [false; 4];
     for p in parts {
@@ -396,20 +373,13 @@ fn parse_item(item: &str, limits: &Limits) -> Result<Item, HeaderError> {
                 format!("param `{k}` is given twice"),
             ));
         }
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        };
+        if slot < 2 {
+            let param = if slot == 0 { "point" } else { "target" };
+            Name::Param(param)
+                .check(v)
+                .map_err(|e| HeaderError::new(item, "bad_param", e))?;
+        }
         match slot {
-            0 | 1 if !name_ok(v) => {
-                return Err(HeaderError::new(
-                    item,
-                    "bad_param",
-                    format!("`{k}` `{v}` may only hold letters, digits, `.`, `_` and `-`"),
-                ));
-            }
             0 => d.point = Some(v.to_owned()),
             1 => d.target = Some(v.to_owned()),
             2 => {
@@ -573,7 +543,7 @@ impl ContextBuilder {
     #[track_caller]
     pub fn scenario(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
-        if let Err(e) = check_scenario(&name) {
+        if let Err(e) = Name::Scenario.check(&name) {
             panic!("{e}");
         }
         self.header.scenarios.push(name);

@@ -664,7 +664,7 @@ impl<'de> Deserialize<'de> for BodyFault {
             stall_after: Option<Bytes>,
             bytes_per_sec: Option<Bytes>,
         }
-        let r = Raw::deserialize(d)?;
+        let r: Raw = super::value::map(d)?;
         match (r.truncate_after, r.stall_after, r.bytes_per_sec) {
             (Some(n), None, None) => Ok(BodyFault::TruncateAfter(n.0)),
             (None, Some(n), None) => Ok(BodyFault::StallAfter(n.0)),

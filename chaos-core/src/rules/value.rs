@@ -395,6 +395,48 @@ impl<'de> Deserialize<'de> for Pattern {
     }
 }
 
+/// A struct of the schema, read only from a map.
+///
+/// serde's derived `Deserialize` also takes a sequence for a struct (its fields in order),
+/// so `[1, true]` would be a rules document with the kill switch on. Every struct of the
+/// schema is read through this instead: anything but a map is refused, with where and why.
+pub(crate) struct MapOnly<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> de::Visitor<'de> for V<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<MapOnly<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// `deserialize_with` for a struct field: a map only (see [`MapOnly`]).
+pub(crate) fn map<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    MapOnly::<T>::deserialize(d).map(|m| m.0)
+}
+
+/// `deserialize_with` for an optional struct field: a map only.
+pub(crate) fn opt_map<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    map(d).map(Some)
+}
+
+/// `deserialize_with` for a list of structs: a list of maps only.
+pub(crate) fn maps<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Vec::<MapOnly<T>>::deserialize(d).map(|v| v.into_iter().map(|m| m.0).collect())
+}
+
 /// Deserializes either one value or a list of values.
 pub(crate) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
