@@ -9,7 +9,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
-use crate::engine::Shared;
+use crate::engine::KillSwitch;
 use crate::inject::Injection;
 use crate::rules::{BodyFault, DropKind, Fault};
 
@@ -38,7 +37,7 @@ pin_project! {
         sent: u64,
         held: Option<Bytes>,
         wait: Option<Wait>,
-        shared: Arc<Shared>,
+        kill: Arc<KillSwitch>,
         // The concurrency slot of the rule, held until the body ends.
         injection: Option<Injection>,
     }
@@ -104,7 +103,7 @@ impl<B> FaultBody<B> {
             sent: 0,
             held: None,
             wait: None,
-            shared: injection.i.shared.clone(),
+            kill: injection.kill_switch().clone(),
             injection: Some(injection),
         }
     }
@@ -120,12 +119,12 @@ fn cut(injection: Option<&Injection>) -> BoxError {
 }
 
 /// A wait that ends after `d`, or at once when the kill switch is flipped.
-fn wait(shared: &Arc<Shared>, d: Duration) -> Wait {
-    let shared = shared.clone();
+fn wait(kill: &Arc<KillSwitch>, d: Duration) -> Wait {
+    let kill = kill.clone();
     Box::pin(async move {
         tokio::select! {
             biased;
-            () = shared.killed() => {}
+            () = kill.wait() => {}
             () = tokio::time::sleep(d) => {}
         }
     })
@@ -164,7 +163,7 @@ where
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                Mode::Throttle(rate) if !this.shared.killed.load(Ordering::SeqCst) => {
+                Mode::Throttle(rate) if !this.kill.is_on() => {
                     if let Some(mut rest) = this.held.take() {
                         let step = (rate / THROTTLE_STEPS_PER_SEC).max(1) as usize;
                         let chunk = rest.split_to(step.min(rest.len()));
@@ -173,7 +172,7 @@ where
                         }
                         *this.sent += chunk.len() as u64;
                         let secs = chunk.len() as f64 / rate as f64;
-                        *this.wait = Some(wait(this.shared, Duration::from_secs_f64(secs)));
+                        *this.wait = Some(wait(this.kill, Duration::from_secs_f64(secs)));
                         return Poll::Ready(Some(Ok(Frame::data(chunk))));
                     }
                 }
@@ -188,7 +187,7 @@ where
                     // The stall is over: the kill switch lets the rest through, the hang
                     // ceiling cuts the body.
                     let rest = this.held.take().unwrap_or_default();
-                    if this.shared.killed.load(Ordering::SeqCst) {
+                    if this.kill.is_on() {
                         *this.mode = Mode::Off;
                         return Poll::Ready(Some(Ok(Frame::data(rest))));
                     }
@@ -220,7 +219,7 @@ where
                             .as_ref()
                             .map_or(Duration::from_secs(300), Injection::max_hang);
                         *this.held = Some(rest);
-                        *this.wait = Some(wait(this.shared, limit));
+                        *this.wait = Some(wait(this.kill, limit));
                     } else {
                         *this.mode = Mode::Cut;
                     }

@@ -77,12 +77,16 @@
 #[cfg(feature = "http-body")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-body")))]
 pub mod body;
-mod compile;
 pub mod context;
+mod decision;
 mod engine;
+mod index;
 mod inject;
+#[cfg(feature = "test-util")]
+mod journal;
 mod log;
 mod names;
+#[cfg(feature = "test-util")]
 mod pause;
 pub mod reload;
 mod request;
@@ -90,6 +94,7 @@ mod request;
 #[cfg_attr(docsrs, doc(cfg(feature = "http-body")))]
 pub mod respond;
 pub mod rules;
+pub mod steady;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
@@ -98,9 +103,11 @@ pub use self::context::{ChaosContext, ChaosFutureExt};
 pub use self::engine::{
     Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus, Snapshot,
 };
-pub use self::inject::{Decision, InjectedFault, Injection, WaitOutcome};
-pub use self::pause::PauseGate;
+pub use self::inject::{Action, Decision, InjectedFault, Injection, Wait};
+#[cfg(feature = "http-body")]
+pub use self::inject::{HttpAction, HttpSide};
 pub use self::request::{Point, RequestView};
+pub use self::steady::{Observed, SteadyState};
 
 /// A type-erased error, as tower uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

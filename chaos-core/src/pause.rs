@@ -1,18 +1,20 @@
-//! A gate that holds matching work until a test releases it.
+//! A gate that holds matching work until a test releases it (feature `test-util`).
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 /// Holds work at a pause point until [`PauseGate::release`].
 ///
-/// Made by the `testing` helpers (feature `test-util`); a rule with this fault can only be
-/// built in code, never read from a file.
+/// Made by [`Chaos::pause_point`](crate::Chaos::pause_point): the work that meets the
+/// pause point's rule waits at the gate until it opens (or the kill switch, or
+/// `limits.max_hang`), then goes on.
 ///
 /// ```
-/// use chaos_core::PauseGate;
+/// use chaos_core::testing::PauseGate;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let gate = PauseGate::new("hold");
@@ -30,7 +32,7 @@ pub struct PauseGate {
 struct Inner {
     name: String,
     released: AtomicBool,
-    release: Notify,
+    release: Arc<Notify>,
     held: AtomicUsize,
     arrived: Notify,
 }
@@ -42,7 +44,7 @@ impl PauseGate {
             inner: Arc::new(Inner {
                 name: name.into(),
                 released: AtomicBool::new(false),
-                release: Notify::new(),
+                release: Arc::new(Notify::new()),
                 held: AtomicUsize::new(0),
                 arrived: Notify::new(),
             }),
@@ -83,17 +85,16 @@ impl PauseGate {
         }
     }
 
-    /// Waits until the gate opens (counts this caller as arrived).
-    pub(crate) async fn hold(&self) {
-        let notified = self.inner.release.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+    /// A wake-up for the gate's opening; enable it before checking
+    /// [`is_released`](Self::is_released).
+    pub(crate) fn opened(&self) -> OwnedNotified {
+        self.inner.release.clone().notified_owned()
+    }
+
+    /// Counts one more request as arrived at the gate.
+    pub(crate) fn arrive(&self) {
         self.inner.held.fetch_add(1, Ordering::SeqCst);
         self.inner.arrived.notify_waiters();
-        if self.is_released() {
-            return;
-        }
-        notified.await;
     }
 }
 

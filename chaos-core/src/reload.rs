@@ -28,14 +28,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
 use crate::Chaos;
-use crate::engine::{Event, Shared};
+use crate::context::signature::SigningKeys;
+use crate::engine::{Builder, WeakChaos};
 use crate::rules::{Format, RuleSet, RulesError};
 
 /// Settings of a file watch.
@@ -134,6 +135,33 @@ impl Drop for FileWatch {
 }
 
 impl Chaos {
+    /// An engine configured from the environment:
+    ///
+    /// * `CHAOS_DISABLED=1` (or `true`): the kill switch is on for good;
+    /// * `CHAOS_RULES=path`: rules are loaded from the file and the file is watched
+    ///   (a bad or missing file is logged and the engine starts empty);
+    /// * `CHAOS_SIGNING_KEY`, `CHAOS_SIGNING_KEY_PREVIOUS`: keys for signed directives.
+    ///
+    /// It never fails: chaos must not stop a service from starting.
+    pub fn from_env() -> Chaos {
+        let disabled = std::env::var("CHAOS_DISABLED")
+            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        let mut b = Builder::default().disabled(disabled);
+        if let Some(k) = SigningKeys::from_env() {
+            b = b.signing_keys(k);
+        }
+        let chaos = b.build().expect("no rules to refuse");
+        if let Ok(path) = std::env::var("CHAOS_RULES") {
+            match chaos.watch_file(&path) {
+                Ok(w) => chaos.keep_alive(Box::new(w)),
+                Err(e) => {
+                    tracing::error!(target: "chaos", path, error = %e, "cannot watch CHAOS_RULES")
+                }
+            }
+        }
+        chaos
+    }
+
     /// Loads rules from a file once (the format comes from its extension).
     ///
     /// # Errors
@@ -190,7 +218,7 @@ impl Chaos {
             })?;
         let status = Arc::new(Status::default());
         let mut worker = Worker {
-            chaos: Arc::downgrade(&self.shared),
+            chaos: self.downgrade(),
             path,
             name,
             format,
@@ -216,7 +244,7 @@ impl Chaos {
 }
 
 struct Worker {
-    chaos: Weak<Shared>,
+    chaos: WeakChaos,
     path: PathBuf,
     name: String,
     format: Format,
@@ -240,7 +268,7 @@ impl Worker {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if self.chaos.strong_count() == 0 {
+            if self.chaos.is_gone() {
                 return;
             }
             self.check();
@@ -248,10 +276,9 @@ impl Worker {
     }
 
     fn check(&mut self) {
-        let Some(shared) = self.chaos.upgrade() else {
+        let Some(chaos) = self.chaos.upgrade() else {
             return;
         };
-        let chaos = Chaos { shared };
         let bytes = match crate::rules::read_bounded_bytes(&self.path) {
             Ok(b) => b,
             Err(e) => {
@@ -272,37 +299,26 @@ impl Worker {
             .map_err(|e| e.with_source(self.name.clone()))
             .and_then(|text| RuleSet::parse_named(self.format, &text, Some(&self.name)))
             .and_then(|set| chaos.replace(set));
+        chaos.note_reload(&self.name, &result);
         match result {
-            Ok(version) => {
+            Ok(_) => {
                 self.applied = Some(hash);
                 self.refused = None;
                 self.status.reloads.fetch_add(1, Ordering::SeqCst);
-                chaos.shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
                 *self
                     .status
                     .last_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = None;
-                tracing::info!(target: "chaos", path = %self.name, version, "rules loaded");
             }
             Err(e) => {
                 self.refused = Some(hash);
                 self.status.failures.fetch_add(1, Ordering::SeqCst);
-                chaos
-                    .shared
-                    .stats
-                    .reload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                let msg = e.to_string();
-                if let Some(held) = chaos.shared.warn_reload.allow() {
-                    tracing::warn!(target: "chaos", error = %msg, suppressed = held, "rules file refused; keeping the last good rules");
-                }
-                chaos.emit(Event::ReloadFailed { error: msg.clone() });
                 *self
                     .status
                     .last_error
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(msg);
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
         }
     }

@@ -142,6 +142,20 @@ pub fn error(kind: ErrorKind, rule: &str, grpc: bool) -> Response<Bytes> {
     res
 }
 
+/// Whether a response is a failure for the steady state: an HTTP 5xx, or a gRPC status
+/// that is a server-side failure (`UNKNOWN`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
+/// `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`) in the headers (a trailers-only answer).
+#[inline]
+pub fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
+    if status.is_server_error() {
+        return true;
+    }
+    match headers.get("grpc-status") {
+        None => false,
+        Some(v) => matches!(v.as_bytes(), b"2" | b"4" | b"8" | b"13" | b"14" | b"15"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,12 +29,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::engine::Shared;
-use crate::pause::PauseGate;
-use crate::rules::{Fault, Match, Rule, RulesError};
-use crate::{Chaos, ChaosContext, Injection};
-
-const JOURNAL_CAP: usize = 100_000;
+pub use crate::journal::JournalEntry;
+pub use crate::pause::PauseGate;
+use crate::rules::{DropKind, Fault, Match, Rule, RulesError};
+use crate::{Chaos, ChaosContext};
 
 /// A rule installed for as long as the guard lives.
 #[derive(Debug)]
@@ -54,40 +52,8 @@ impl RuleGuard {
 impl Drop for RuleGuard {
     fn drop(&mut self) {
         let _ = self.chaos.remove_rule(&self.id);
+        self.chaos.set_pause_gate(&self.id, None);
     }
-}
-
-/// One injection, as the journal recorded it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct JournalEntry {
-    /// The rule id (`x-chaos` for a directive).
-    pub rule: String,
-    /// The point.
-    pub point: String,
-    /// The target.
-    pub target: String,
-    /// The fault, e.g. `abort 503`.
-    pub fault: String,
-    /// The scope (scenario tag), if any.
-    pub scope: Option<String>,
-    /// Whether it was only a shadow decision.
-    pub shadow: bool,
-}
-
-pub(crate) fn journal_push(shared: &Shared, inj: &Injection, shadow: bool) {
-    let mut j = shared.journal.lock().unwrap_or_else(|p| p.into_inner());
-    if j.len() >= JOURNAL_CAP {
-        j.pop_front();
-    }
-    j.push_back(JournalEntry {
-        rule: inj.i.rule.to_string(),
-        point: inj.i.point.to_string(),
-        target: inj.i.target.to_string(),
-        fault: inj.i.fault.to_string(),
-        scope: inj.i.scope.as_deref().map(str::to_owned),
-        shadow,
-    });
 }
 
 impl Chaos {
@@ -107,38 +73,26 @@ impl Chaos {
 
     /// Every injection recorded so far (the last 100 000), oldest first.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        let j = self
-            .shared
-            .journal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        j.iter().cloned().collect()
+        self.journal_ref().entries(None)
     }
 
     /// The injections recorded in one scope (scenario tag).
     pub fn journal_for(&self, scope: &str) -> Vec<JournalEntry> {
-        let j = self
-            .shared
-            .journal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        j.iter()
-            .filter(|e| e.scope.as_deref() == Some(scope))
-            .cloned()
-            .collect()
+        self.journal_ref().entries(Some(scope))
     }
 
     /// Forgets the journal.
     pub fn clear_journal(&self) {
-        self.shared
-            .journal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.journal_ref().clear();
     }
 
     /// Installs a pause point: requests at `point` (and `target`, if given) that match `m`
-    /// wait until the returned gate is released (or the kill switch, or `limits.max_hang`).
+    /// wait until the returned gate is released (or the kill switch, or `limits.max_hang`),
+    /// then go on.
+    ///
+    /// It is a rule `drop: hang` (its id is `id`, and it shows as such in the snapshot and
+    /// the journal) whose hang ends, and lets the work go on, when the gate opens. The
+    /// guard removes both.
     ///
     /// # Errors
     ///
@@ -151,9 +105,20 @@ impl Chaos {
         m: Match,
     ) -> Result<(RuleGuard, PauseGate), RulesError> {
         let gate = PauseGate::new(id);
-        let mut rule = Rule::new(id, point, Fault::Pause(gate.clone())).with_match(m);
+        let mut rule = Rule::new(id, point, Fault::Drop(DropKind::Hang)).with_match(m);
         rule.target = target.map(str::to_owned);
-        Ok((self.install(rule)?, gate))
+        rule.description = Some(format!("pause point `{id}` (test-util)"));
+        // The gate first, so no request meets the rule without it; put back what was
+        // there if the rule is refused (its id may be another pause point's).
+        let before = self.pause_gate(id);
+        self.set_pause_gate(id, Some(gate.clone()));
+        match self.install(rule) {
+            Ok(guard) => Ok((guard, gate)),
+            Err(e) => {
+                self.set_pause_gate(id, before);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -10,8 +10,7 @@ use chaos_core::rules::{
 };
 use chaos_core::testing::Scenario;
 use chaos_core::{
-    Chaos, ChaosContext, ChaosFutureExt, Decision, Event, Point, RequestView, RuleStatus,
-    WaitOutcome,
+    Action, Chaos, ChaosContext, ChaosFutureExt, Decision, Event, Point, RequestView, RuleStatus,
 };
 use http::{HeaderMap, HeaderValue, Method};
 use tokio::time::Instant;
@@ -225,7 +224,8 @@ async fn max_active_is_never_exceeded_and_permits_are_released() {
                 Decision::Inject(i) => {
                     let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                     peak.fetch_max(now, Ordering::SeqCst);
-                    i.wait().await;
+                    // The slot is held while the delay runs.
+                    let _ = i.run(async {}).await;
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                     true
                 }
@@ -323,7 +323,10 @@ async fn kill_switch_releases_in_flight_delays_and_hangs_at_once() {
     let slow = tokio::spawn(async move { c1.inject("slow", "", async { "done" }).await });
     let stuck = tokio::spawn(async move { c2.inject("stuck", "", async { "done" }).await });
     let waiting = match chaos.decide(&RequestView::new(Point::from_name("slow"), "")) {
-        Decision::Inject(i) => tokio::spawn(async move { i.wait().await }),
+        Decision::Inject(i) => match i.action() {
+            Action::Wait(w) => tokio::spawn(async move { w.await.1 }),
+            other => panic!("{other:?}"),
+        },
         Decision::Pass => panic!("no injection"),
     };
     tokio::task::yield_now().await;
@@ -336,7 +339,10 @@ async fn kill_switch_releases_in_flight_delays_and_hangs_at_once() {
         "done",
         "a released hang runs the work"
     );
-    assert_eq!(waiting.await.unwrap(), WaitOutcome::Killed);
+    assert!(
+        waiting.await.unwrap().is_ok(),
+        "a killed wait lets the work go on"
+    );
     assert_eq!(Instant::now(), started);
     // No new injection while killed; resume brings the rules back.
     assert!(chaos.is_killed() && !chaos.is_armed());
@@ -362,7 +368,12 @@ async fn a_wait_that_starts_after_the_kill_returns_at_once() {
         panic!()
     };
     chaos.kill();
-    assert_eq!(i.wait().await, WaitOutcome::Killed);
+    let Action::Wait(w) = i.action() else {
+        panic!("a delay waits")
+    };
+    let started = Instant::now();
+    assert!(w.await.1.is_ok());
+    assert_eq!(Instant::now(), started, "returned without the 20 s timer");
 }
 
 #[test]

@@ -7,8 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use chaos_core::rules::{DropKind, ErrorKind, Fault};
-use chaos_core::{Chaos, ChaosContext, Decision, Injection, Point, RequestView};
+use chaos_core::{Action, Chaos, ChaosContext, Decision, InjectedFault, Point, RequestView};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -142,12 +141,16 @@ where
     }
 }
 
-/// The I/O error a refused, reset or timed-out connect gives, carrying the fault.
-fn io_error(kind: io::ErrorKind, inj: &Injection) -> BoxError {
-    let fault = match kind {
-        io::ErrorKind::TimedOut => inj.timeout_error(),
-        io::ErrorKind::ConnectionReset => inj.reset_error(),
-        _ => inj.to_error().unwrap_or_else(|| inj.reset_error()),
+/// An injected failure as a connector reports it, carrying the fault: the one place the
+/// faults meet reqwest's connect errors. A timeout (`error: timeout`, a hang at its
+/// ceiling) times out, a reset resets, anything else is refused.
+fn io_error(fault: InjectedFault) -> BoxError {
+    let kind = if fault.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else if fault.is_reset() {
+        io::ErrorKind::ConnectionReset
+    } else {
+        io::ErrorKind::ConnectionRefused
     };
     Box::new(io::Error::new(kind, fault))
 }
@@ -187,40 +190,28 @@ where
             }
             Decision::Inject(inj) => inj,
         };
-        let fut: BoxConnect<S::Response> = match inj.fault() {
-            Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) => {
+        let fut: BoxConnect<S::Response> = match inj.action() {
+            Action::Wait(wait) => {
                 // Keep the readiness reservation (tower's AsyncFilter idiom).
                 let clone = self.inner.clone();
                 let mut svc = std::mem::replace(&mut self.inner, clone);
                 Box::pin(async move {
-                    if inj.proceed().await.is_err() {
-                        // A hang that reached its ceiling.
-                        return Err(io_error(io::ErrorKind::TimedOut, &inj));
-                    }
+                    let (inj, waited) = wait.await;
+                    waited.map_err(io_error)?;
                     let conn = svc.call(req).await;
                     drop(inj);
                     conn
                 })
             }
-            Fault::Body(_) => {
+            // No body at connect time.
+            Action::Proceed(_) => {
                 return ConnectFuture {
                     state: State::Pass {
                         fut: self.inner.call(req),
                     },
                 };
             }
-            Fault::Error(ErrorKind::Timeout) => {
-                let err = io_error(io::ErrorKind::TimedOut, &inj);
-                Box::pin(std::future::ready(Err(err)))
-            }
-            Fault::Drop(DropKind::Reset) => {
-                let err = io_error(io::ErrorKind::ConnectionReset, &inj);
-                Box::pin(std::future::ready(Err(err)))
-            }
-            _ => {
-                let err = io_error(io::ErrorKind::ConnectionRefused, &inj);
-                Box::pin(std::future::ready(Err(err)))
-            }
+            Action::Fail(fault) => Box::pin(std::future::ready(Err(io_error(fault)))),
         };
         ConnectFuture {
             state: State::Injected { fut },

@@ -1,14 +1,18 @@
 //! The reqwest-middleware [`Middleware`]: point `client`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chaos_core::body::FaultBody;
 use chaos_core::headers::X_CHAOS_INJECTED;
 use chaos_core::respond::{self, is_grpc};
-use chaos_core::rules::{DropKind, Fault};
-use chaos_core::{Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView};
+use chaos_core::steady::SteadyState;
+use chaos_core::{
+    Chaos, ChaosContext, Decision, HttpAction, HttpSide, InjectedFault, Injection, Point,
+    RequestView, Wait,
+};
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
@@ -64,6 +68,7 @@ pub struct ChaosMiddleware {
     forward: bool,
     injected_header: Option<HeaderName>,
     timeout: Option<Duration>,
+    steady: Arc<SteadyState>,
 }
 
 impl fmt::Debug for ChaosMiddleware {
@@ -92,6 +97,7 @@ impl ChaosMiddleware {
                 forward: true,
                 injected_header: Some(X_CHAOS_INJECTED),
                 timeout: None,
+                steady: chaos.steady_state("client", ""),
             },
         }
     }
@@ -99,6 +105,14 @@ impl ChaosMiddleware {
     /// The engine.
     pub fn chaos(&self) -> &Chaos {
         &self.chaos
+    }
+
+    /// The steady state the middleware records while the engine is armed (each call: an
+    /// error, a 5xx or a failing gRPC status, its latency): the engine's for point
+    /// `client` and the middleware's target, or the empty target when calls are named by
+    /// their host.
+    pub fn steady_state(&self) -> Arc<SteadyState> {
+        self.steady.clone()
     }
 }
 
@@ -140,7 +154,10 @@ impl ChaosMiddlewareBuilder {
     }
 
     /// The middleware.
-    pub fn build(self) -> ChaosMiddleware {
+    pub fn build(mut self) -> ChaosMiddleware {
+        if let Some(t) = &self.inner.target {
+            self.inner.steady = self.inner.chaos.steady_state("client", t);
+        }
         self.inner
     }
 }
@@ -196,6 +213,7 @@ impl ChaosMiddleware {
         respond::mark(headers, self.injected_header.as_ref(), rule);
     }
 
+    /// Applies an injection: the one place a decided action meets reqwest.
     #[cold]
     async fn inject(
         &self,
@@ -204,42 +222,62 @@ impl ChaosMiddleware {
         ext: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        match inj.fault() {
-            Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) => {
-                let budget = self.budget(&req);
-                let start = tokio::time::Instant::now();
-                match budget {
-                    Some(b) => match tokio::time::timeout(b, inj.proceed()).await {
-                        Ok(waited) => waited.map_err(fail)?,
-                        // The caller's timeout ran out first.
-                        Err(_) => return Err(fail(inj.timeout_error())),
-                    },
-                    // A hang that reached its ceiling fails as a timeout.
-                    None => inj.proceed().await.map_err(fail)?,
+        let grpc = is_grpc(req.headers());
+        let action = match inj.http_action(HttpSide::Client, grpc) {
+            HttpAction::Wait(wait) => match self.wait(wait, &mut req).await? {
+                Ok(inj) => {
+                    let mut res = next.run(req, ext).await?;
+                    self.mark(res.headers_mut(), inj.rule_id());
+                    return Ok(res);
                 }
-                if let Some(b) = budget {
-                    // What is left of the caller's timeout after the delay.
-                    *req.timeout_mut() = Some(b.saturating_sub(start.elapsed()));
-                }
-                let mut res = next.run(req, ext).await?;
-                self.mark(res.headers_mut(), inj.rule_id());
-                Ok(res)
-            }
-            Fault::Abort(a) => {
-                let grpc = is_grpc(req.headers());
-                let res = respond::abort(a, inj.rule_id(), grpc);
+                Err(after) => after,
+            },
+            other => other,
+        };
+        match action {
+            HttpAction::Respond(inj, res) => {
                 Ok(self.synthesized(res, req.url().clone(), inj.rule_id()))
             }
-            Fault::Error(k) if is_grpc(req.headers()) => {
-                let res = respond::error(*k, inj.rule_id(), true);
-                Ok(self.synthesized(res, req.url().clone(), inj.rule_id()))
-            }
-            Fault::Body(_) => {
+            HttpAction::Fail(_, fault) => Err(fail(fault)),
+            HttpAction::WrapBody(inj) => {
                 let res = next.run(req, ext).await?;
                 Ok(self.with_body_fault(res, inj))
             }
-            _ => Err(fail(inj.to_error().unwrap_or_else(|| inj.reset_error()))),
+            // What follows a wait never waits again: fail as the hang did.
+            HttpAction::Wait(wait) => Err(fail(wait.into_injection().timeout_error())),
         }
+    }
+
+    /// Waits as a delay or hang asks, within the caller's timeout: `Ok` with the injection
+    /// to go ahead (the request's timeout cut by the time spent), `Ok(Err)` with what to
+    /// do instead when a hang reached its ceiling, `Err` when the caller's timeout ran out.
+    async fn wait(
+        &self,
+        wait: Wait,
+        req: &mut Request,
+    ) -> reqwest_middleware::Result<Result<Injection, HttpAction>> {
+        let grpc = is_grpc(req.headers());
+        let budget = self.budget(req);
+        let start = tokio::time::Instant::now();
+        let (inj, waited) = match budget {
+            Some(b) => {
+                let timed_out = wait.timeout_error();
+                match tokio::time::timeout(b, wait).await {
+                    Ok(done) => done,
+                    // The caller's timeout ran out first.
+                    Err(_) => return Err(fail(timed_out)),
+                }
+            }
+            None => wait.await,
+        };
+        if let Err(fault) = waited {
+            return Ok(Err(inj.http_timed_out(fault, HttpSide::Client, grpc)));
+        }
+        if let Some(b) = budget {
+            // What is left of the caller's timeout after the delay.
+            *req.timeout_mut() = Some(b.saturating_sub(start.elapsed()));
+        }
+        Ok(Ok(inj))
     }
 
     /// A response made here, as reqwest would have built it from a server's answer: the
@@ -289,10 +327,18 @@ impl Middleware for ChaosMiddleware {
         if ext.get::<SkipChaos>().is_some() {
             return next.run(req, ext).await;
         }
-        match self.prepare(&mut req, ext) {
-            Decision::Pass => next.run(req, ext).await,
+        let started = self.chaos.is_armed().then(std::time::Instant::now);
+        let (out, injected) = match self.prepare(&mut req, ext) {
+            Decision::Pass => (next.run(req, ext).await, false),
             // Boxed, so the future of a call that passes stays small.
-            Decision::Inject(inj) => Box::pin(self.inject(inj, req, ext, next)).await,
+            Decision::Inject(inj) => (Box::pin(self.inject(inj, req, ext, next)).await, true),
+        };
+        if let Some(start) = started {
+            let error = out
+                .as_ref()
+                .map_or(true, |r| respond::is_failure(r.status(), r.headers()));
+            self.steady.record(start, error, injected);
         }
+        out
     }
 }

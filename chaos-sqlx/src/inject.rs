@@ -4,20 +4,28 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use chaos_core::rules::{DropKind, ErrorKind, Fault};
-use chaos_core::{Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView};
+use chaos_core::rules::ErrorKind;
+use chaos_core::steady::SteadyState;
+use chaos_core::{
+    Action, Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView,
+};
+use futures_core::Stream;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{StreamExt, stream};
 use sqlx::error::{DatabaseError, ErrorKind as DbErrorKind};
 
-/// The engine and the pool's name: what every wrapper carries.
+/// The engine, the pool's name and its steady state: what every wrapper carries.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) chaos: Chaos,
     pub(crate) name: Arc<str>,
+    pub(crate) steady: Arc<SteadyState>,
 }
 
 impl fmt::Debug for Target {
@@ -29,6 +37,14 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
+    pub(crate) fn new(chaos: &Chaos, name: Arc<str>) -> Target {
+        Target {
+            steady: chaos.steady_state("sql", &name),
+            chaos: chaos.clone(),
+            name,
+        }
+    }
+
     /// Whether anything could be injected: one relaxed load.
     #[inline]
     pub(crate) fn armed(&self) -> bool {
@@ -47,86 +63,175 @@ impl Target {
     }
 }
 
-/// The error to fail the statement with at once, if the fault is one; otherwise the
-/// statement runs after [`wait`] (delay, pause, hang; `body` faults have nothing to do
-/// here and pass).
-fn immediate_error(inj: &Injection) -> Option<sqlx::Error> {
-    match inj.fault() {
-        Fault::Delay(_) | Fault::Pause(_) | Fault::Drop(DropKind::Hang) | Fault::Body(_) => None,
-        Fault::Error(ErrorKind::SqlState(_)) => Some(database_error(inj)),
-        Fault::Error(ErrorKind::Timeout) => Some(sqlx::Error::PoolTimedOut),
-        // A reset connection: what sqlx reports when its next write or read meets the
-        // server's RST.
-        Fault::Drop(DropKind::Reset) => {
-            Some(connection_broken(inj, io::ErrorKind::ConnectionReset))
-        }
-        // unavailable, an abort (no HTTP status means anything here), new kinds: the
-        // server went away, which sqlx reports as an end of file where it expected a
-        // message. Both kinds are what PostgreSQL 15 gives after `pg_terminate_backend`,
-        // depending on timing (a test checks).
-        _ => Some(connection_broken(inj, io::ErrorKind::UnexpectedEof)),
+/// An injected failure as sqlx reports it: the one place the faults meet sqlx's errors.
+///
+/// * `error: sqlstate:CODE`: `Error::Database` with that SQLSTATE and PostgreSQL's text;
+/// * `error: timeout`: `PoolTimedOut`;
+/// * `drop: reset`: `Error::Io(ConnectionReset)`, what sqlx reports when its next write or
+///   read meets the server's RST;
+/// * `error: unavailable`, an `abort` (no HTTP status means anything here): the server went
+///   away, which sqlx reports as an end of file where it expected a message. Both kinds
+///   are what PostgreSQL 15 gives after `pg_terminate_backend`, depending on timing (a
+///   test checks);
+/// * a `drop: hang` at its ceiling: `Error::Io(TimedOut)`.
+fn sql_error(fault: InjectedFault) -> sqlx::Error {
+    if fault.sqlstate().is_some() {
+        return sqlx::Error::Database(Box::new(InjectedDatabaseError { fault }));
     }
-}
-
-/// Waits as the fault asks; a hang that reached its ceiling fails as a timed-out read.
-async fn wait(inj: &Injection) -> Result<(), sqlx::Error> {
-    inj.proceed()
-        .await
-        .map_err(|fault| sqlx::Error::Io(io::Error::new(io::ErrorKind::TimedOut, fault)))
-}
-
-/// `Error::Io` as sqlx reports a connection the server closed, carrying the fault.
-fn connection_broken(inj: &Injection, kind: io::ErrorKind) -> sqlx::Error {
-    let fault = inj.to_error().unwrap_or_else(|| inj.reset_error());
+    let kind = match fault.error_kind() {
+        Some(ErrorKind::Timeout) => return sqlx::Error::PoolTimedOut,
+        _ if fault.is_timeout() => io::ErrorKind::TimedOut,
+        _ if fault.is_reset() => io::ErrorKind::ConnectionReset,
+        _ => io::ErrorKind::UnexpectedEof,
+    };
     sqlx::Error::Io(io::Error::new(kind, fault))
 }
 
-fn database_error(inj: &Injection) -> sqlx::Error {
-    let fault = inj.to_error().unwrap_or_else(|| inj.reset_error());
-    sqlx::Error::Database(Box::new(InjectedDatabaseError { fault }))
+/// Runs `run` as the injection's action asks: fails at once, waits then runs, or runs.
+/// The rule's concurrency slot is held until the statement is done.
+async fn apply<T, F, Fut>(inj: Injection, run: F) -> Result<T, sqlx::Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    match inj.action() {
+        Action::Fail(fault) => Err(sql_error(fault)),
+        Action::Proceed(inj) => {
+            let out = run().await;
+            drop(inj);
+            out
+        }
+        Action::Wait(wait) => {
+            let (inj, waited) = wait.await;
+            waited.map_err(sql_error)?;
+            let out = run().await;
+            drop(inj);
+            out
+        }
+    }
 }
 
-/// Applies the injection around a statement that yields one result.
-pub(crate) fn future<'e, T, F>(inj: Injection, run: F) -> BoxFuture<'e, Result<T, sqlx::Error>>
+/// Applies the injection around a statement that yields one result, and records it.
+pub(crate) fn future<'e, T, F>(
+    target: &Target,
+    inj: Injection,
+    run: F,
+) -> BoxFuture<'e, Result<T, sqlx::Error>>
 where
     T: Send + 'e,
     F: FnOnce() -> BoxFuture<'e, Result<T, sqlx::Error>> + Send + 'e,
 {
-    match immediate_error(&inj) {
-        Some(e) => Box::pin(std::future::ready(Err(e))),
-        None => Box::pin(async move {
-            wait(&inj).await?;
-            let out = run().await;
-            // The rule's concurrency slot is held until the statement is done.
-            drop(inj);
-            out
-        }),
-    }
+    let steady = target.steady.clone();
+    Box::pin(async move {
+        let start = Instant::now();
+        let out = apply(inj, run).await;
+        steady.record(start, out.is_err(), true);
+        out
+    })
 }
 
-/// Applies the injection around a statement that yields a stream of results.
-pub(crate) fn stream<'e, T, F>(inj: Injection, run: F) -> BoxStream<'e, Result<T, sqlx::Error>>
+/// Applies the injection around a statement that yields a stream of results, and records
+/// it.
+pub(crate) fn stream<'e, T, F>(
+    target: &Target,
+    inj: Injection,
+    run: F,
+) -> BoxStream<'e, Result<T, sqlx::Error>>
 where
     T: Send + 'e,
     F: FnOnce() -> BoxStream<'e, Result<T, sqlx::Error>> + Send + 'e,
 {
-    match immediate_error(&inj) {
-        Some(e) => Box::pin(stream::once(std::future::ready(Err(e)))),
-        None => Box::pin(
-            stream::once(async move {
-                match wait(&inj).await {
-                    // The stream holds the rule's concurrency slot until it ends.
-                    Ok(()) => run()
-                        .map(move |item| {
-                            let _slot = &inj;
-                            item
-                        })
-                        .boxed(),
-                    Err(e) => stream::once(std::future::ready(Err(e))).boxed(),
-                }
-            })
-            .flatten(),
-        ),
+    let failed = |fault| stream::once(std::future::ready(Err(sql_error(fault)))).boxed();
+    let held = stream::once(async move {
+        match inj.action() {
+            Action::Fail(fault) => failed(fault),
+            Action::Proceed(inj) => holding(run(), inj),
+            Action::Wait(wait) => match wait.await {
+                (inj, Ok(())) => holding(run(), inj),
+                (_, Err(fault)) => failed(fault),
+            },
+        }
+    })
+    .flatten();
+    observed_stream(target, Box::pin(held), true)
+}
+
+/// The stream holds the rule's concurrency slot until it ends.
+fn holding<'e, T: Send + 'e>(
+    rows: BoxStream<'e, Result<T, sqlx::Error>>,
+    inj: Injection,
+) -> BoxStream<'e, Result<T, sqlx::Error>> {
+    rows.map(move |item| {
+        let _slot = &inj;
+        item
+    })
+    .boxed()
+}
+
+/// A statement that passed, recorded in the pool's steady state.
+pub(crate) fn observed_future<'e, T: Send + 'e>(
+    target: &Target,
+    fut: BoxFuture<'e, Result<T, sqlx::Error>>,
+) -> BoxFuture<'e, Result<T, sqlx::Error>> {
+    let steady = target.steady.clone();
+    Box::pin(async move {
+        let start = Instant::now();
+        let out = fut.await;
+        steady.record(start, out.is_err(), false);
+        out
+    })
+}
+
+/// A stream of results recorded in the pool's steady state when it ends: an error if any
+/// item was one. A stream dropped before its end (the caller read what it needed) counts
+/// as it was until then.
+pub(crate) fn observed_stream<'e, T: Send + 'e>(
+    target: &Target,
+    rows: BoxStream<'e, Result<T, sqlx::Error>>,
+    injected: bool,
+) -> BoxStream<'e, Result<T, sqlx::Error>> {
+    Box::pin(Observed {
+        rows,
+        steady: Some(target.steady.clone()),
+        start: Instant::now(),
+        error: false,
+        injected,
+    })
+}
+
+struct Observed<'e, T> {
+    rows: BoxStream<'e, Result<T, sqlx::Error>>,
+    steady: Option<Arc<SteadyState>>,
+    start: Instant,
+    error: bool,
+    injected: bool,
+}
+
+impl<T> Observed<'_, T> {
+    fn record(&mut self) {
+        if let Some(s) = self.steady.take() {
+            s.record(self.start, self.error, self.injected);
+        }
+    }
+}
+
+impl<T> Stream for Observed<'_, T> {
+    type Item = Result<T, sqlx::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(self.rows.as_mut().poll_next(cx));
+        match &item {
+            Some(Err(_)) => self.error = true,
+            Some(Ok(_)) => {}
+            None => self.record(),
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl<T> Drop for Observed<'_, T> {
+    fn drop(&mut self) {
+        self.record();
     }
 }
 

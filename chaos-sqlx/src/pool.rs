@@ -54,10 +54,7 @@ impl<DB: Database> ChaosPool<DB> {
     pub fn new(pool: Pool<DB>, chaos: &Chaos, target: impl Into<String>) -> ChaosPool<DB> {
         ChaosPool {
             inner: pool,
-            target: Target {
-                chaos: chaos.clone(),
-                name: Arc::from(target.into()),
-            },
+            target: Target::new(chaos, Arc::from(target.into())),
         }
     }
 
@@ -115,7 +112,7 @@ async fn gate(target: &Target, sql: &'static str) -> Result<(), sqlx::Error> {
     }
     match target.decide(sql) {
         Decision::Pass => Ok(()),
-        Decision::Inject(inj) => inject::future(inj, || Box::pin(async { Ok(()) })).await,
+        Decision::Inject(inj) => inject::future(target, inj, || Box::pin(async { Ok(()) })).await,
     }
 }
 
@@ -226,9 +223,15 @@ macro_rules! through_chaos {
         }
         let $q = Rebuilt::split($query);
         match $target.decide($q.sql_str()) {
-            Decision::Pass => $pass,
-            Decision::Inject(inj) => inject::$kind(inj, $inject),
+            Decision::Pass => through_chaos!(@observe $kind, $target, $pass),
+            Decision::Inject(inj) => inject::$kind(&$target, inj, $inject),
         }
+    }};
+    (@observe future, $target:expr, $pass:expr) => {{
+        inject::observed_future(&$target, $pass)
+    }};
+    (@observe stream, $target:expr, $pass:expr) => {{
+        inject::observed_stream(&$target, $pass, false)
     }};
 }
 
@@ -291,7 +294,9 @@ where
             Decision::Pass => (&self.inner).prepare_with(sql, parameters),
             Decision::Inject(inj) => {
                 let pool = self.inner.clone();
-                inject::future(inj, move || (&pool).prepare_with(sql, parameters))
+                inject::future(&self.target, inj, move || {
+                    (&pool).prepare_with(sql, parameters)
+                })
             }
         }
     }
@@ -361,7 +366,7 @@ macro_rules! connection_executor {
                 match target.decide(sql.as_str()) {
                     Decision::Pass => conn.prepare_with(sql, parameters),
                     Decision::Inject(inj) => {
-                        inject::future(inj, move || conn.prepare_with(sql, parameters))
+                        inject::future(target, inj, move || conn.prepare_with(sql, parameters))
                     }
                 }
             }

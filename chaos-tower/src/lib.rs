@@ -83,7 +83,8 @@
 
 pub mod body;
 pub mod client;
-mod observe;
+mod future;
+mod handle;
 mod respond;
 pub mod server;
 
@@ -93,8 +94,9 @@ pub mod admin;
 mod baggage;
 
 pub use self::body::{ChaosBody, FaultBody};
-pub use self::client::{ChaosClient, ChaosClientLayer};
-pub use self::observe::{Observed, SteadyState};
+pub use chaos_core::steady::{Observed, SteadyState};
+
+pub use self::client::{ChaosClient, ChaosClientLayer, ChaosResponseBody};
 pub use self::server::{ChaosLayer, ChaosLayerBuilder, ChaosService};
 
 /// A type-erased error, as tower's.

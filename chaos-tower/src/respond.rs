@@ -2,7 +2,7 @@
 //! the marking and body faults of injected responses.
 
 use chaos_core::Injection;
-use chaos_core::rules::{Abort, ErrorKind, Fault};
+use chaos_core::rules::Fault;
 use http::{HeaderName, Response};
 
 use crate::body::{ChaosBody, FaultBody};
@@ -20,15 +20,15 @@ fn into_body<B: ChaosBody>(res: Response<bytes::Bytes>) -> Response<B> {
     })
 }
 
-/// The answer to an `abort` fault.
-pub(crate) fn abort<B: ChaosBody>(abort: &Abort, rule: &str, grpc: bool) -> Response<B> {
-    into_body(chaos_core::respond::abort(abort, rule, grpc))
-}
-
-/// The answer to an `error: KIND` fault at an HTTP point: `unavailable` is 503 (gRPC 14),
-/// `timeout` 504 (gRPC 4), a SQLSTATE 500 (gRPC 13).
-pub(crate) fn error<B: ChaosBody>(kind: ErrorKind, rule: &str, grpc: bool) -> Response<B> {
-    into_body(chaos_core::respond::error(kind, rule, grpc))
+/// A response made by chaos-core in the body type `B`, marked with its rule.
+pub(crate) fn synthesized<B: ChaosBody>(
+    res: Response<bytes::Bytes>,
+    inj: &Injection,
+    header: Option<&HeaderName>,
+) -> Response<B> {
+    let mut res = into_body(res);
+    mark(&mut res, header, inj.rule_id());
+    res
 }
 
 /// The answer to a dropped request: an empty response whose body errors on its first
@@ -43,10 +43,9 @@ pub(crate) fn dropped<B: ChaosBody>(inj: Injection, header: Option<&HeaderName>)
 /// injection until it ends.
 pub(crate) fn finish<B: ChaosBody>(
     mut res: Response<B>,
-    injection: Option<Injection>,
+    inj: Injection,
     header: Option<&HeaderName>,
 ) -> Response<B> {
-    let Some(inj) = injection else { return res };
     mark(&mut res, header, inj.rule_id());
     if let Fault::Body(_) = inj.fault() {
         return res.map(|body| B::from_fault(FaultBody::new(body, inj)));
@@ -59,16 +58,9 @@ pub(crate) fn mark<B>(res: &mut Response<B>, header: Option<&HeaderName>, rule: 
     chaos_core::respond::mark(res.headers_mut(), header, rule);
 }
 
-/// Whether a response counts as an error for steady-state observation: HTTP 5xx, or a
-/// gRPC trailers-only response whose status is a server-side failure.
+/// Whether a response counts as an error for the steady state (see
+/// [`chaos_core::respond::is_failure`]).
 #[inline]
 pub(crate) fn is_error<B>(res: &Response<B>) -> bool {
-    if res.status().is_server_error() {
-        return true;
-    }
-    match res.headers().get("grpc-status") {
-        None => false,
-        // UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DATA_LOSS
-        Some(v) => matches!(v.as_bytes(), b"2" | b"4" | b"8" | b"13" | b"14" | b"15"),
-    }
+    chaos_core::respond::is_failure(res.status(), res.headers())
 }

@@ -42,11 +42,9 @@ async fn dependency(hits: Arc<AtomicUsize>) -> SocketAddr {
 async fn caller(chaos: &Chaos, dep: SocketAddr) -> SocketAddr {
     let http: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
+    // hyper-util's client as it is: its `Incoming` body needs no boxing.
     let to_dep = ServiceBuilder::new()
         .layer(ChaosClientLayer::new(chaos, "prices"))
-        .map_response(|r: http::Response<hyper::body::Incoming>| {
-            r.map(|b| b.map_err(BoxError::from).boxed_unsync())
-        })
         .service(http);
     let call = move |State(svc): State<_>| async move {
         let mut svc: chaos_tower::ChaosClient<_> = svc;
@@ -57,8 +55,8 @@ async fn caller(chaos: &Chaos, dep: SocketAddr) -> SocketAddr {
             Ok(res) => {
                 let status = res.status();
                 let injected = res.headers().get("x-chaos-injected").cloned();
-                let body: Body = res.into_body();
-                let text = body
+                let text = res
+                    .into_body()
                     .collect()
                     .await
                     .map(|c| c.to_bytes())

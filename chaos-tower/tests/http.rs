@@ -507,7 +507,7 @@ async fn steady_state_counts_injected_responses_apart() {
         "rules: [{ id: half, point: server, match: { path: /orders/* }, fault: { abort: 503 } }]",
     );
     let layer = ChaosLayer::new(&chaos);
-    let addr = serve(app(), layer).await;
+    let addr = serve(app(), layer.clone()).await;
     let c = client();
     for _ in 0..5 {
         c.get(format!("http://{addr}/hello")).send().await.unwrap();

@@ -56,9 +56,9 @@ fn realistic() -> Request<()> {
 }
 
 /// Allocations made by 5 000 calls of `svc` (requests built beforehand).
-fn allocations<S>(svc: &mut S, make: fn() -> Request<()>) -> usize
+fn allocations<S, B>(svc: &mut S, make: fn() -> Request<()>) -> usize
 where
-    S: Service<Request<()>, Response = Response<Body>>,
+    S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());

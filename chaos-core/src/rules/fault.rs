@@ -37,9 +37,6 @@ pub enum Fault {
     Error(ErrorKind),
     /// Let the work proceed but damage the response body.
     Body(BodyFault),
-    /// Hold the work until a test releases it (see `testing::PausePoint`; code only).
-    #[doc(hidden)]
-    Pause(crate::pause::PauseGate),
 }
 
 impl Fault {
@@ -51,7 +48,6 @@ impl Fault {
             Fault::Drop(_) => "drop",
             Fault::Error(_) => "error",
             Fault::Body(_) => "body",
-            Fault::Pause(_) => "pause",
         }
     }
 
@@ -98,7 +94,6 @@ impl fmt::Display for Fault {
             Fault::Drop(d) => write!(f, "drop {d}"),
             Fault::Error(e) => write!(f, "error {e}"),
             Fault::Body(b) => write!(f, "body {b}"),
-            Fault::Pause(p) => write!(f, "pause {}", p.name()),
         }
     }
 }
@@ -153,7 +148,6 @@ impl Serialize for Fault {
             Fault::Drop(d) => m.serialize_entry("drop", d)?,
             Fault::Error(e) => m.serialize_entry("error", e)?,
             Fault::Body(b) => m.serialize_entry("body", b)?,
-            Fault::Pause(p) => m.serialize_entry("pause", p.name())?,
         }
         m.end()
     }

@@ -19,7 +19,13 @@
 //! | `body` | the real response with its body truncated, stalled or throttled |
 //!
 //! The error type is [`BoxError`], like tower's own `Timeout`: find the
-//! injected fault with [`InjectedFault::find`](chaos_core::InjectedFault::find).
+//! injected fault with [`InjectedFault::find`](chaos_core::InjectedFault::find). The
+//! response body is a [`ChaosResponseBody`] around the inner one (any body of `Bytes`, such
+//! as hyper's `Incoming` or tonic's), so the layer wraps hyper-util's legacy `Client` and a
+//! tonic `Channel` alike.
+//!
+//! While the engine is armed the layer records each call's outcome (an error, a 5xx or a
+//! failing gRPC status) in the engine's steady state for point `client` and its target.
 //!
 //! ```
 //! use chaos_core::Chaos;
@@ -34,36 +40,42 @@
 //! # }
 //! ```
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+mod body;
+mod future;
 
-use chaos_core::rules::{DropKind, ErrorKind, Fault};
-use chaos_core::{Chaos, ChaosContext, Decision, Injection, Point, RequestView, WaitOutcome};
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use chaos_core::steady::SteadyState;
+use chaos_core::{Chaos, ChaosContext, Decision, HttpSide, Point, RequestView};
 use http::{HeaderName, Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use self::body::ChaosResponseBody;
+pub use self::future::ResponseFuture;
 use crate::BoxError;
-use crate::body::ChaosBody;
-use crate::respond;
+use crate::future::Exchange;
+use crate::handle::Handle;
 
-struct Shared {
+pub(crate) struct Shared {
     chaos: Chaos,
     target: Box<str>,
     forward: bool,
     injected_header: Option<HeaderName>,
+    steady: Arc<SteadyState>,
 }
 
 /// A [`Layer`] for outbound calls to one dependency (point `client`). See the
 /// [module docs](self).
 ///
-/// Cheap to copy; its settings are allocated once and kept for the life of the process.
-#[derive(Clone, Copy)]
+/// Cheap to clone; its settings are allocated once and shared by every service it makes,
+/// freed with the last one (or kept for the life of the process:
+/// [`ChaosClientLayer::leak`]).
+#[derive(Clone)]
 pub struct ChaosClientLayer {
-    shared: &'static Shared,
+    shared: Handle<Shared>,
 }
 
 impl fmt::Debug for ChaosClientLayer {
@@ -88,13 +100,39 @@ impl ChaosClientLayer {
         target: impl Into<String>,
         forward: bool,
     ) -> ChaosClientLayer {
-        let shared = Box::leak(Box::new(Shared {
-            chaos: chaos.clone(),
-            target: target.into().into_boxed_str(),
-            forward,
-            injected_header: Some(chaos_core::headers::X_CHAOS_INJECTED),
-        }));
+        let target = target.into();
+        ChaosClientLayer {
+            shared: Handle::counted(Shared {
+                chaos: chaos.clone(),
+                steady: chaos.steady_state("client", &target),
+                target: target.into_boxed_str(),
+                forward,
+                injected_header: Some(chaos_core::headers::X_CHAOS_INJECTED),
+            }),
+        }
+    }
+
+    /// The same layer with its settings kept for the life of the process, so a clone of
+    /// its services is a pointer copy rather than a reference count. For a client built
+    /// once at start-up.
+    #[must_use]
+    pub fn leak(self) -> ChaosClientLayer {
+        let shared = match self.shared {
+            Handle::Static(s) => Handle::Static(s),
+            Handle::Counted(a) => Handle::leaked(Shared {
+                chaos: a.chaos.clone(),
+                target: a.target.clone(),
+                forward: a.forward,
+                injected_header: a.injected_header.clone(),
+                steady: a.steady.clone(),
+            }),
+        };
         ChaosClientLayer { shared }
+    }
+
+    /// The steady state the layer records: the engine's for point `client` and its target.
+    pub fn steady_state(&self) -> Arc<SteadyState> {
+        self.shared.steady.clone()
     }
 }
 
@@ -104,7 +142,7 @@ impl<S> Layer<S> for ChaosClientLayer {
     fn layer(&self, inner: S) -> ChaosClient<S> {
         ChaosClient {
             inner,
-            shared: self.shared,
+            shared: self.shared.clone(),
         }
     }
 }
@@ -113,7 +151,7 @@ impl<S> Layer<S> for ChaosClientLayer {
 #[derive(Clone)]
 pub struct ChaosClient<S> {
     inner: S,
-    shared: &'static Shared,
+    shared: Handle<Shared>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for ChaosClient<S> {
@@ -146,9 +184,10 @@ impl<S, ReqB, ResB> Service<Request<ReqB>> for ChaosClient<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
-    ResB: ChaosBody,
+    ResB: http_body::Body<Data = bytes::Bytes>,
+    ResB::Error: Into<BoxError>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<ChaosResponseBody<ResB>>;
     type Error = BoxError;
     type Future = ResponseFuture<S, ReqB>;
 
@@ -158,9 +197,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let sh = self.shared;
+        let sh = &*self.shared;
         let ext = req.extensions().get::<ChaosContext>().cloned();
-        let decision = ChaosContext::with_current(|cur| {
+        let (decision, armed) = ChaosContext::with_current(|cur| {
             let ctx = ext.as_ref().or(cur);
             if sh.forward
                 && let Some(c) = ctx
@@ -168,200 +207,30 @@ where
                 c.forward_to(req.headers_mut());
             }
             if !sh.chaos.is_armed() {
-                return Decision::Pass;
+                return (Decision::Pass, false);
             }
-            sh.chaos.decide(
-                &RequestView::new(Point::Client, &sh.target)
-                    .method(req.method())
-                    .uri(req.uri())
-                    .headers(req.headers())
-                    .context(ctx),
-            )
+            let view = RequestView::new(Point::Client, &sh.target)
+                .method(req.method())
+                .uri(req.uri())
+                .headers(req.headers())
+                .context(ctx);
+            (sh.chaos.decide(&view), true)
         });
-        let state = match decision {
-            Decision::Pass => State::Called {
-                fut: self.inner.call(req),
-            },
-            Decision::Inject(inj) => return self.inject(inj, req),
-        };
-        ResponseFuture {
-            state,
-            shared: sh,
-            injection: None,
-            grpc: false,
-        }
+        let settings = armed.then(|| self.shared.clone());
+        let exchange = Exchange::start(
+            decision,
+            &mut self.inner,
+            req,
+            None,
+            plain_call,
+            HttpSide::Client,
+            armed,
+        );
+        ResponseFuture::new(exchange, settings)
     }
 }
 
-impl<S> ChaosClient<S> {
-    #[cold]
-    #[inline(never)]
-    fn inject<ReqB, ResB>(&mut self, inj: Injection, req: Request<ReqB>) -> ResponseFuture<S, ReqB>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
-        S::Error: Into<BoxError>,
-        ResB: ChaosBody,
-    {
-        let grpc = respond::is_grpc(req.headers());
-        let (state, inj) = match inj.fault() {
-            Fault::Delay(_) | Fault::Drop(DropKind::Hang) | Fault::Pause(_) => {
-                // Keep the readiness reservation (tower's AsyncFilter idiom).
-                let clone = self.inner.clone();
-                let svc = std::mem::replace(&mut self.inner, clone);
-                let wait: BoxWait = Box::pin(async move {
-                    let outcome = inj.wait().await;
-                    (inj, outcome)
-                });
-                let state = State::Waiting {
-                    waiting: Box::new(Waiting {
-                        wait,
-                        svc: Some(svc),
-                        req: Some(req),
-                    }),
-                };
-                (state, None)
-            }
-            Fault::Body(_) => (
-                State::Called {
-                    fut: self.inner.call(req),
-                },
-                Some(inj),
-            ),
-            Fault::Abort(a) => {
-                let res = respond::abort(a, inj.rule_id(), grpc);
-                (State::Ready { res: Some(res) }, Some(inj))
-            }
-            Fault::Error(k) if grpc => {
-                let res = respond::error(*k, inj.rule_id(), grpc);
-                (State::Ready { res: Some(res) }, Some(inj))
-            }
-            Fault::Drop(DropKind::Reset) if grpc => {
-                let res = respond::error(ErrorKind::Unavailable, inj.rule_id(), grpc);
-                (State::Ready { res: Some(res) }, Some(inj))
-            }
-            _ => {
-                let err = error_of(&inj);
-                (State::Failed { err: Some(err) }, None)
-            }
-        };
-        ResponseFuture {
-            state,
-            shared: self.shared,
-            injection: inj,
-            grpc,
-        }
-    }
-}
-
-/// The error for a fault that fails the call; a fault this version does not know breaks
-/// the connection, as it does at the server.
-fn error_of(inj: &Injection) -> BoxError {
-    Box::new(inj.to_error().unwrap_or_else(|| inj.reset_error()))
-}
-
-type BoxWait = Pin<Box<dyn Future<Output = (Injection, WaitOutcome)> + Send>>;
-
-struct Waiting<S, ReqB> {
-    wait: BoxWait,
-    svc: Option<S>,
-    req: Option<Request<ReqB>>,
-}
-
-pin_project! {
-    /// Response future of [`ChaosClient`]: the inner future, unboxed, when nothing is
-    /// injected.
-    pub struct ResponseFuture<S, ReqB>
-    where
-        S: Service<Request<ReqB>>,
-    {
-        #[pin]
-        state: State<S, ReqB>,
-        shared: &'static Shared,
-        injection: Option<Injection>,
-        grpc: bool,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, ReqB>
-    where
-        S: Service<Request<ReqB>>,
-    {
-        Called { #[pin] fut: S::Future },
-        // Boxed, so the future stays small on the path that passes.
-        Waiting { waiting: Box<Waiting<S, ReqB>> },
-        Ready { res: Option<S::Response> },
-        Failed { err: Option<BoxError> },
-    }
-}
-
-impl<S, ReqB> fmt::Debug for ResponseFuture<S, ReqB>
-where
-    S: Service<Request<ReqB>>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("injection", &self.injection)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, ReqB, ResB> Future for ResponseFuture<S, ReqB>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    S::Error: Into<BoxError>,
-    ResB: ChaosBody,
-{
-    type Output = Result<Response<ResB>, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Called { fut } => {
-                    let res = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    return Poll::Ready(Ok(finish(res, this.injection.take(), this.shared)));
-                }
-                StateProj::Waiting { waiting } => {
-                    let Waiting { wait, svc, req } = &mut **waiting;
-                    let (inj, outcome) = ready!(wait.as_mut().poll(cx));
-                    if matches!(inj.fault(), Fault::Drop(DropKind::Hang))
-                        && outcome != WaitOutcome::Killed
-                    {
-                        // The hang reached its ceiling: a timeout.
-                        if *this.grpc {
-                            let res = respond::error(ErrorKind::Timeout, inj.rule_id(), true);
-                            *this.injection = Some(inj);
-                            this.state.set(State::Ready { res: Some(res) });
-                            continue;
-                        }
-                        return Poll::Ready(Err(error_of(&inj)));
-                    }
-                    *this.injection = Some(inj);
-                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
-                        panic!("future polled after completion");
-                    };
-                    this.state.set(State::Called { fut: svc.call(req) });
-                }
-                StateProj::Ready { res } => {
-                    let res = res.take().expect("future polled after completion");
-                    return Poll::Ready(Ok(finish(res, this.injection.take(), this.shared)));
-                }
-                StateProj::Failed { err } => {
-                    return Poll::Ready(Err(err.take().expect("future polled after completion")));
-                }
-            }
-        }
-    }
-}
-
-/// Marks an injected response and applies a body fault.
-fn finish<ResB: ChaosBody>(
-    res: Response<ResB>,
-    injection: Option<Injection>,
-    sh: &'static Shared,
-) -> Response<ResB> {
-    respond::finish(res, injection, sh.injected_header.as_ref())
+/// Calls the inner service as it is (a client has no context scope to enter).
+fn plain_call<S: Service<R>, R>(svc: &mut S, req: R, _: Option<ChaosContext>) -> S::Future {
+    svc.call(req)
 }

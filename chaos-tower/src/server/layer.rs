@@ -1,21 +1,22 @@
 use std::fmt;
+use std::sync::Arc;
 
 use chaos_core::Chaos;
+use chaos_core::steady::SteadyState;
 use http::HeaderName;
 use tower_layer::Layer;
 
 use super::ChaosService;
-use crate::observe::SteadyState;
+use crate::handle::Handle;
 
-/// Settings shared by every clone of a server layer's service, allocated once per layer
-/// and kept for the life of the process, so a per-request clone of the service is a
-/// pointer copy.
+/// Settings shared by every clone of a server layer's service.
 pub(crate) struct Shared {
     pub(crate) chaos: Chaos,
     pub(crate) target: Box<str>,
     pub(crate) trust_boundary: bool,
     pub(crate) injected_header: Option<HeaderName>,
-    pub(crate) steady: SteadyState,
+    /// The engine's steady state for `server` and this target.
+    pub(crate) steady: Arc<SteadyState>,
 }
 
 /// A [`Layer`] that makes requests fail on purpose: the server-side injection point
@@ -23,11 +24,14 @@ pub(crate) struct Shared {
 ///
 /// See the [crate docs](crate) for an example and for where to put it.
 ///
-/// A layer is cheap to copy. Its settings are allocated once, when it is built, and live
-/// for the rest of the process: build layers at start-up, not per request.
-#[derive(Clone, Copy)]
+/// A layer is cheap to clone: its settings are allocated once, when it is built, and
+/// shared by every service it makes. [`ChaosLayerBuilder::build`] frees them with the last
+/// service; [`ChaosLayerBuilder::build_static`] keeps them for the life of the process, so
+/// the clone of the service that hyper makes per request is a pointer copy rather than a
+/// reference count.
+#[derive(Clone)]
 pub struct ChaosLayer {
-    pub(crate) shared: &'static Shared,
+    pub(crate) shared: Handle<Shared>,
 }
 
 impl fmt::Debug for ChaosLayer {
@@ -58,14 +62,16 @@ impl ChaosLayer {
     }
 
     /// The engine the layer decides with.
-    pub fn chaos(&self) -> &'static Chaos {
+    pub fn chaos(&self) -> &Chaos {
         &self.shared.chaos
     }
 
-    /// The steady state this layer has observed (only while the engine is armed: rules
-    /// loaded or directives possible).
-    pub fn steady_state(&self) -> &'static SteadyState {
-        &self.shared.steady
+    /// The steady state this layer records (only while the engine is armed: rules loaded
+    /// or directives possible): the engine's for point `server` and the layer's target,
+    /// shared with every layer of that target
+    /// ([`Chaos::steady_state`](chaos_core::Chaos::steady_state)).
+    pub fn steady_state(&self) -> Arc<SteadyState> {
+        self.shared.steady.clone()
     }
 }
 
@@ -75,7 +81,7 @@ impl<S> Layer<S> for ChaosLayer {
     fn layer(&self, inner: S) -> ChaosService<S> {
         ChaosService {
             inner,
-            shared: self.shared,
+            shared: self.shared.clone(),
         }
     }
 }
@@ -114,15 +120,31 @@ impl ChaosLayerBuilder {
         self
     }
 
-    /// Builds the layer (one allocation, kept for the life of the process).
+    /// Builds the layer: one allocation, freed with the last service it made. Each
+    /// per-request clone of a service costs one atomic reference count.
     pub fn build(self) -> ChaosLayer {
-        let shared = Box::leak(Box::new(Shared {
+        ChaosLayer {
+            shared: Handle::counted(self.settings()),
+        }
+    }
+
+    /// Builds the layer for the life of the process: its settings are never freed, and a
+    /// per-request clone of a service is a pointer copy. For the layer of a service built
+    /// once at start-up; a test suite that builds a layer per test wants
+    /// [`build`](Self::build).
+    pub fn build_static(self) -> ChaosLayer {
+        ChaosLayer {
+            shared: Handle::leaked(self.settings()),
+        }
+    }
+
+    fn settings(self) -> Shared {
+        Shared {
+            steady: self.chaos.steady_state("server", &self.target),
             chaos: self.chaos,
             target: self.target.into_boxed_str(),
             trust_boundary: self.trust_boundary,
             injected_header: self.injected_header,
-            steady: SteadyState::new(),
-        }));
-        ChaosLayer { shared }
+        }
     }
 }

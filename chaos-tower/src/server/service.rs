@@ -1,16 +1,15 @@
 use std::fmt;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use chaos_core::rules::{DropKind, Fault};
-use chaos_core::{ChaosContext, ChaosFutureExt, Decision, Injection, Point, RequestView};
+use chaos_core::{ChaosContext, ChaosFutureExt, Decision, HttpSide, Point, RequestView};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::{ResponseFuture, State};
+use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::respond;
+use crate::future::Exchange;
+use crate::handle::Handle;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
 ///
@@ -21,7 +20,7 @@ use crate::respond;
 #[derive(Clone)]
 pub struct ChaosService<S> {
     pub(crate) inner: S,
-    pub(crate) shared: &'static Shared,
+    pub(crate) shared: Handle<Shared>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for ChaosService<S> {
@@ -66,7 +65,7 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let sh = self.shared;
+        let sh = &*self.shared;
         let chaos = &sh.chaos;
         let mut ctx = chaos.context_from_headers(req.headers());
         #[cfg(feature = "otel")]
@@ -77,9 +76,7 @@ where
             ctx = crate::server::strip_untrusted(req.headers_mut(), ctx);
         }
         let armed = chaos.is_armed();
-        let mut started = None;
         let decision = if armed {
-            started = Some(Instant::now());
             chaos.decide(
                 &RequestView::new(Point::Server, &sh.target)
                     .method(req.method())
@@ -93,13 +90,17 @@ where
         if let Some(c) = &ctx {
             req.extensions_mut().insert(c.clone());
         }
-        let state = match decision {
-            Decision::Pass => State::Called {
-                fut: call_in(&mut self.inner, req, ctx),
-            },
-            Decision::Inject(inj) => return self.inject(inj, req, ctx, started),
-        };
-        ResponseFuture::new(state, sh, started, None)
+        let settings = armed.then(|| self.shared.clone());
+        let exchange = Exchange::start(
+            decision,
+            &mut self.inner,
+            req,
+            ctx,
+            call_in,
+            HttpSide::Server,
+            armed,
+        );
+        ResponseFuture::new(exchange, settings)
     }
 }
 
@@ -119,55 +120,5 @@ where
             let fut = c.clone().sync_scope(|| svc.call(req));
             fut.with_chaos_context(Some(c))
         }
-    }
-}
-
-impl<S> ChaosService<S> {
-    #[cold]
-    #[inline(never)]
-    fn inject<ReqB, ResB>(
-        &mut self,
-        inj: Injection,
-        req: Request<ReqB>,
-        ctx: Option<ChaosContext>,
-        started: Option<Instant>,
-    ) -> ResponseFuture<S, ReqB>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
-        ResB: ChaosBody,
-    {
-        let sh = self.shared;
-        let grpc = respond::is_grpc(req.headers());
-        let (state, inj) = match inj.fault() {
-            Fault::Delay(_) | Fault::Drop(DropKind::Hang) | Fault::Pause(_) => {
-                // Keep the readiness reservation: call the instance that was made ready
-                // after the wait, and leave a fresh clone in its place (tower's AsyncFilter).
-                let clone = self.inner.clone();
-                let svc = std::mem::replace(&mut self.inner, clone);
-                (State::waiting(inj, svc, req, ctx), None)
-            }
-            Fault::Body(_) => (
-                State::Called {
-                    fut: call_in(&mut self.inner, req, ctx),
-                },
-                Some(inj),
-            ),
-            Fault::Abort(a) => {
-                let res = respond::abort::<ResB>(a, inj.rule_id(), grpc);
-                (State::Ready { res: Some(res) }, Some(inj))
-            }
-            Fault::Error(k) => {
-                let res = respond::error::<ResB>(*k, inj.rule_id(), grpc);
-                (State::Ready { res: Some(res) }, Some(inj))
-            }
-            // `drop: reset` and any fault this version does not know: the connection is
-            // dropped. The body takes the injection along.
-            _ => {
-                let res = respond::dropped(inj, sh.injected_header.as_ref());
-                return ResponseFuture::new(State::Ready { res: Some(res) }, sh, started, None)
-                    .dropped();
-            }
-        };
-        ResponseFuture::new(state, sh, started, inj).injected()
     }
 }

@@ -158,7 +158,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkout_layer = ChaosLayer::builder(&checkout_chaos)
         .target("checkout")
         .build();
-    let checkout = serve(checkout_app(prices, &checkout_chaos), checkout_layer).await?;
+    let checkout = serve(
+        checkout_app(prices, &checkout_chaos),
+        checkout_layer.clone(),
+    )
+    .await?;
 
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let admin = admin_listener.local_addr()?;

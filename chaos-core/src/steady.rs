@@ -1,16 +1,36 @@
-//! Steady-state observation: every response's outcome and latency, counted cheaply.
+//! The steady state: every injection point's outcomes and latency, counted cheaply.
 //!
-//! The server layer records each response while any chaos is possible (the engine is
-//! armed): whether it was an error (HTTP 5xx, or a failing gRPC trailers-only status),
-//! how long the inner service took to answer, and whether chaos injected it. Injected
-//! responses are counted apart, so the organic steady state is never polluted by the
-//! experiment. Counters are atomics in per-second slots, spread over a few shards so
-//! threads rarely share a cache line; a snapshot sums the slots of a window.
+//! Each point records each piece of work it let through or failed while any chaos is
+//! possible (the engine is armed): whether it was an error (as that point defines it: an
+//! HTTP 5xx or a failing gRPC status, a failed call or statement), how long it took, and
+//! whether chaos injected into it. Injected work is counted apart, so the organic steady
+//! state is never polluted by the experiment. Counters are atomics in per-second slots,
+//! spread over a few shards so threads rarely share a cache line: recording takes no lock
+//! and allocates nothing. A snapshot sums the slots of a window.
+//!
+//! The engine keeps one [`SteadyState`] per point and target
+//! ([`Chaos::steady_state`](crate::Chaos::steady_state)), made on first use and shared by
+//! every adapter recording there, so building many layers for one service costs one.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use chaos_core::Chaos;
+//!
+//! let chaos = Chaos::new();
+//! let checkout = chaos.steady_state("server", "checkout");
+//! checkout.record(Instant::now(), false, false);
+//! checkout.record(Instant::now(), true, false);
+//! let seen = chaos.steady_state("server", "checkout").snapshot(Duration::from_secs(10));
+//! assert_eq!((seen.requests, seen.errors), (2, 1));
+//! ```
 
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 /// One-second slots kept: the longest window a snapshot can cover.
 const SLOTS: usize = 64;
@@ -19,10 +39,13 @@ const SHARDS: usize = 4;
 /// Latency buckets: two per power of two, from 64 µs to about a minute.
 const BUCKETS: usize = 40;
 
-/// The steady state observed by one server layer.
+/// The steady state observed at one point and target.
 ///
-/// Get it from [`ChaosLayer::steady_state`](crate::ChaosLayer::steady_state).
+/// Get it from [`Chaos::steady_state`](crate::Chaos::steady_state); see the
+/// [module docs](self).
 pub struct SteadyState {
+    point: Box<str>,
+    target: Box<str>,
     base: Instant,
     shards: Box<[Shard]>,
 }
@@ -70,7 +93,7 @@ impl Slot {
     }
 }
 
-/// A summary of the responses in a window.
+/// A summary of the outcomes in a window.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Observed {
@@ -101,6 +124,8 @@ impl Observed {
 impl fmt::Debug for SteadyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SteadyState")
+            .field("point", &self.point)
+            .field("target", &self.target)
             .field("last_minute", &self.snapshot(Duration::from_secs(60)))
             .finish()
     }
@@ -144,8 +169,10 @@ fn bucket_upper(i: usize) -> Duration {
 }
 
 impl SteadyState {
-    pub(crate) fn new() -> SteadyState {
+    fn new(point: &str, target: &str) -> SteadyState {
         SteadyState {
+            point: point.into(),
+            target: target.into(),
             base: Instant::now(),
             shards: (0..SHARDS)
                 .map(|_| Shard {
@@ -155,9 +182,20 @@ impl SteadyState {
         }
     }
 
-    /// Records one response that began at `start`.
+    /// The point it observes.
+    pub fn point(&self) -> &str {
+        &self.point
+    }
+
+    /// The target it observes (empty for a point with no name).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Records one outcome: work that began at `start`, whether it was an error, whether
+    /// chaos injected into it. No lock, no allocation.
     #[inline]
-    pub(crate) fn record(&self, start: Instant, error: bool, injected: bool) {
+    pub fn record(&self, start: Instant, error: bool, injected: bool) {
         let now = Instant::now();
         let sec = now.duration_since(self.base).as_secs();
         let slot = &self.shards[shard_index()].slots[(sec % SLOTS as u64) as usize];
@@ -224,6 +262,67 @@ impl SteadyState {
     }
 }
 
+/// Every point and target's steady state, for the engine: read without a lock, added to
+/// under one.
+#[derive(Default)]
+pub(crate) struct Registry {
+    all: ArcSwap<Vec<Arc<SteadyState>>>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// The steady state of `point` and `target`, made on first use.
+    pub(crate) fn get(&self, point: &str, target: &str) -> Arc<SteadyState> {
+        if let Some(s) = self.find(point, target) {
+            return s;
+        }
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = self.find(point, target) {
+            return s;
+        }
+        let made = Arc::new(SteadyState::new(point, target));
+        let mut all = Vec::clone(&self.all.load());
+        all.push(made.clone());
+        self.all.store(Arc::new(all));
+        made
+    }
+
+    fn find(&self, point: &str, target: &str) -> Option<Arc<SteadyState>> {
+        self.all
+            .load()
+            .iter()
+            .find(|s| &*s.point == point && &*s.target == target)
+            .cloned()
+    }
+
+    /// Records at `point` and `target` without taking a reference (the generic injection
+    /// point, whose names come with each call).
+    pub(crate) fn record(
+        &self,
+        point: &str,
+        target: &str,
+        start: Instant,
+        error: bool,
+        injected: bool,
+    ) {
+        let all = self.all.load();
+        match all
+            .iter()
+            .find(|s| &*s.point == point && &*s.target == target)
+        {
+            Some(s) => s.record(start, error, injected),
+            None => {
+                drop(all);
+                self.get(point, target).record(start, error, injected);
+            }
+        }
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<SteadyState>> {
+        Vec::clone(&self.all.load())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +350,7 @@ mod tests {
 
     #[test]
     fn counts_organic_and_injected_apart() {
-        let s = SteadyState::new();
+        let s = SteadyState::new("server", "");
         let start = Instant::now();
         for i in 0..200 {
             s.record(start, i % 10 == 0, false);
@@ -267,7 +366,7 @@ mod tests {
 
     #[test]
     fn p99_tracks_the_slow_tail() {
-        let s = SteadyState::new();
+        let s = SteadyState::new("server", "");
         let now = Instant::now();
         // 95 fast responses and 5 that took two seconds: p99 is in the slow bucket.
         for _ in 0..95 {

@@ -1,0 +1,115 @@
+//! The trust policy for inbound chaos headers: what a request may say about itself.
+//!
+//! A scenario tag and the test-traffic mark are always read (they only select rules an
+//! operator wrote). Directives take effect only when the rules allow them, or when the
+//! request carries a valid signature over the exact `x-chaos` value. Bad items are
+//! ignored, counted and logged (rate-limited), never fatal.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue};
+
+use super::signature::SigningKeys;
+use super::{ChaosContext, Trust, XChaos, parse_test_traffic};
+use crate::headers;
+use crate::log::RateLimited;
+use crate::rules::Limits;
+
+/// What inbound headers cost the engine: items ignored, signatures refused, directives
+/// refused as untrusted.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderCounters {
+    pub(crate) header_rejected: AtomicU64,
+    pub(crate) signature_rejected: AtomicU64,
+    pub(crate) directives_refused: AtomicU64,
+}
+
+/// What the policy is judged against: the engine's limits, settings and keys.
+pub(crate) struct Policy<'a> {
+    pub(crate) limits: &'a Limits,
+    pub(crate) allow_directives: bool,
+    pub(crate) keys: Option<&'a SigningKeys>,
+    pub(crate) counters: &'a HeaderCounters,
+    pub(crate) warn: &'a RateLimited,
+}
+
+impl Policy<'_> {
+    /// The context of a request that carries `x-chaos` (`x`) or `x-test-traffic` (`tt`).
+    #[cold]
+    pub(crate) fn context(
+        &self,
+        headers: &HeaderMap,
+        x: Option<&HeaderValue>,
+        tt: Option<&HeaderValue>,
+    ) -> Option<ChaosContext> {
+        let test_traffic = match tt.map(|v| parse_test_traffic(v.as_bytes())) {
+            None => false,
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                self.reject_header(&e.to_string(), 1);
+                false
+            }
+        };
+        let mut header = XChaos::default();
+        let mut trust = Trust::Untrusted;
+        let mut hop = 0;
+        if let Some(x) = x {
+            let (parsed, errors) = XChaos::parse_lossy(x.as_bytes(), self.limits);
+            if let Some(first) = errors.first() {
+                self.reject_header(&first.to_string(), errors.len() as u64);
+            }
+            header = parsed;
+            if !header.directives.is_empty() {
+                if self.allow_directives {
+                    trust = Trust::Allowed;
+                } else if let (Some(keys), Some(sig)) =
+                    (self.keys, headers.get(&headers::X_CHAOS_SIGNATURE))
+                {
+                    match keys.verify(x.as_bytes(), sig.as_bytes(), SystemTime::now()) {
+                        Ok(v) if errors.is_empty() => {
+                            hop = v.hop;
+                            trust = Trust::Signed {
+                                value: x.clone(),
+                                signature: SigningKeys::strip_hop(sig.to_str().unwrap_or_default()),
+                            };
+                        }
+                        Ok(_) => self.refuse_directives("signed header has refused items"),
+                        Err(e) => {
+                            self.counters
+                                .signature_rejected
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.reject_header(&format!("x-chaos-signature: {e}"), 0);
+                        }
+                    }
+                } else {
+                    self.refuse_directives(
+                        "directives are not allowed and the request is not signed",
+                    );
+                }
+            }
+        }
+        if header.is_empty() && !test_traffic {
+            return None;
+        }
+        Some(ChaosContext::new(header, test_traffic, trust, hop))
+    }
+
+    fn reject_header(&self, what: &str, n: u64) {
+        self.counters
+            .header_rejected
+            .fetch_add(n, Ordering::Relaxed);
+        if let Some(held) = self.warn.allow() {
+            tracing::warn!(target: "chaos", reason = what, suppressed = held, "ignored part of a chaos header");
+        }
+    }
+
+    fn refuse_directives(&self, why: &'static str) {
+        self.counters
+            .directives_refused
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(held) = self.warn.allow() {
+            tracing::warn!(target: "chaos", reason = why, suppressed = held, "ignored x-chaos directives");
+        }
+    }
+}

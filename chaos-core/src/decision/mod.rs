@@ -1,0 +1,209 @@
+//! Deciding for one request: which rule (or trusted directive) injects, under its
+//! schedule, rate, sticky cohort and limits.
+//!
+//! A decision takes the concurrency slots it needs as one [`Permit`]; every way a rule
+//! can be left alone after that (its hit limit reached) gives them back by dropping it.
+
+mod permit;
+mod rng;
+mod rules;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub(crate) use self::permit::Permit;
+pub(crate) use self::rng::RngSource;
+pub(crate) use self::rules::Compiled;
+use self::rules::{CompiledRule, Sticky};
+use crate::ChaosContext;
+use crate::request::RequestView;
+use crate::rules::{Fault, Mode};
+
+/// A fault decided for one request, before the engine makes it an injection.
+pub(crate) struct Decided {
+    pub(crate) rule: Arc<str>,
+    pub(crate) fault: Arc<Fault>,
+    /// The scope it was counted in (the scenario tag), if any.
+    pub(crate) scope: Option<Box<str>>,
+    /// For a delay, the one drawn for this request.
+    pub(crate) delay: Option<Duration>,
+    /// The slots it holds; `None` for a shadow decision, which holds nothing.
+    pub(crate) permit: Option<Permit>,
+}
+
+/// What a decision reads: the rules in force, the random source and the engine's slots.
+pub(crate) struct Decider<'a> {
+    pub(crate) compiled: &'a Compiled,
+    pub(crate) rng: &'a RngSource,
+    pub(crate) global: &'a Arc<AtomicU32>,
+}
+
+impl Decider<'_> {
+    /// The first trusted directive or rule that injects into `req`, in that order.
+    /// `shadow` is given every shadow-mode rule that would have injected on the way.
+    pub(crate) fn decide(
+        &self,
+        req: &RequestView<'_>,
+        shadow: &mut dyn FnMut(Decided),
+    ) -> Option<Decided> {
+        if let Some(ctx) = req.context
+            && ctx.is_trusted()
+            && !ctx.directives().is_empty()
+            && let Some(d) = self.directive(req, ctx)
+        {
+            return Some(d);
+        }
+        if self.compiled.rules.is_empty() {
+            return None;
+        }
+        let mut out = None;
+        self.compiled.index.for_candidates(req, |i| {
+            out = self.evaluate(&self.compiled.rules[i], req, shadow);
+            out.is_some()
+        });
+        out
+    }
+
+    #[cold]
+    fn directive(&self, req: &RequestView<'_>, ctx: &ChaosContext) -> Option<Decided> {
+        let point = req.point.name();
+        for d in ctx.active_directives() {
+            if d.point_name() != point || d.target.as_deref().is_some_and(|t| t != req.target) {
+                continue;
+            }
+            if !d.rate.admits(self.rng.next()) {
+                continue;
+            }
+            let Some(permit) = Permit::acquire(None, self.global, self.compiled.set.max_active)
+            else {
+                continue;
+            };
+            let scope = ctx.scenarios().first().map(String::as_str);
+            return Some(self.decided(
+                "x-chaos".into(),
+                Arc::new(d.fault.clone()),
+                scope,
+                Some(permit),
+            ));
+        }
+        None
+    }
+
+    /// Evaluates one rule whose conditions hold; `Some` when it injects.
+    #[cold]
+    fn evaluate(
+        &self,
+        rule: &CompiledRule,
+        req: &RequestView<'_>,
+        shadow: &mut dyn FnMut(Decided),
+    ) -> Option<Decided> {
+        let st = &rule.state;
+        st.matched.fetch_add(1, Ordering::Relaxed);
+        if st.is_aborted() {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= st.expires_at {
+            st.expired_hits.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let scope_name: Option<&str> = rule.scenario.as_deref().or_else(|| {
+            req.context
+                .and_then(|c| c.scenarios().first().map(String::as_str))
+        });
+        let scope =
+            (rule.schedule.is_some() || rule.max_hits.is_some()).then(|| st.scope(scope_name));
+        if let (Some(max), Some(sc)) = (rule.max_hits, &scope)
+            && sc.hits.load(Ordering::Acquire) >= max
+        {
+            st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if let (Some(sched), Some(sc)) = (&rule.schedule, &scope)
+            && !sched.step(sc.seen.fetch_add(1, Ordering::AcqRel))
+        {
+            return None;
+        }
+        let rate = rule.rate_now(now);
+        if rate.fraction() < 1.0 || rule.sticky.is_some() {
+            // Sticky: the key's hash is the draw, so a key always gets the same decision and
+            // a cohort at 1% is inside the cohort at 5%. A request without the key is never
+            // in the cohort.
+            let draw = match &rule.sticky {
+                Some(Sticky::Header(h)) => match req.headers.and_then(|m| m.get(h)) {
+                    Some(v) => xxhash_rust::xxh3::xxh3_64(v.as_bytes()),
+                    None => return None,
+                },
+                Some(Sticky::Scenario) => match scope_name {
+                    Some(s) => xxhash_rust::xxh3::xxh3_64(s.as_bytes()),
+                    None => return None,
+                },
+                None => self.rng.next(),
+            };
+            if !rate.admits(draw) {
+                return None;
+            }
+        }
+        if rule.mode == Mode::Shadow {
+            st.shadowed.fetch_add(1, Ordering::Relaxed);
+            shadow(self.decided(rule.id.clone(), rule.fault.clone(), scope_name, None));
+            return None;
+        }
+        let Some(permit) = Permit::acquire(
+            Some((&rule.state, rule.max_active)),
+            self.global,
+            self.compiled.set.max_active,
+        ) else {
+            st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if let (Some(max), Some(sc)) = (rule.max_hits, &scope) {
+            let took = sc
+                .hits
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok();
+            if !took {
+                // Another request took the last hit; `permit` gives the slots back.
+                st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        st.injected.fetch_add(1, Ordering::Relaxed);
+        Some(self.decided(
+            rule.id.clone(),
+            rule.fault.clone(),
+            scope_name,
+            Some(permit),
+        ))
+    }
+
+    fn decided(
+        &self,
+        rule: Arc<str>,
+        fault: Arc<Fault>,
+        scope: Option<&str>,
+        permit: Option<Permit>,
+    ) -> Decided {
+        let delay = match &*fault {
+            Fault::Delay(d) => Some(d.sample(
+                self.rng.next(),
+                self.rng.next(),
+                self.compiled.set.limits.max_delay.0,
+            )),
+            _ => None,
+        };
+        Decided {
+            rule,
+            fault,
+            scope: scope.map(Into::into),
+            delay,
+            permit,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The rules in force, compiled for deciding: each rule's schedule, rate, limits and
+//! runtime state, beside the index that finds its candidates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderName;
+use tokio::time::Instant;
+
+use super::state::RuleState;
+use crate::index::RuleIndex;
+use crate::rules::{DEFAULT_TTL, Fault, Mode, Rate, Rule, RuleSet, Step};
+
+/// A validated rule set, ready for decisions.
+pub(crate) struct Compiled {
+    pub(crate) set: RuleSet,
+    pub(crate) index: RuleIndex,
+    pub(crate) rules: Vec<CompiledRule>,
+}
+
+pub(crate) enum Sticky {
+    Header(HeaderName),
+    Scenario,
+}
+
+pub(crate) struct Schedule {
+    steps: Box<[bool]>,
+    cyclic: bool,
+}
+
+impl Schedule {
+    fn from_rule(r: &Rule) -> Option<Schedule> {
+        if let Some(seq) = &r.sequence {
+            return Some(Schedule {
+                steps: seq.iter().map(|s| *s == Step::Inject).collect(),
+                cyclic: false,
+            });
+        }
+        if let Some(n) = r.first {
+            let mut steps = vec![true; n as usize];
+            steps.push(false);
+            return Some(Schedule {
+                steps: steps.into(),
+                cyclic: false,
+            });
+        }
+        if let Some(n) = r.every {
+            let mut steps = vec![false; n as usize];
+            steps[n as usize - 1] = true;
+            return Some(Schedule {
+                steps: steps.into(),
+                cyclic: true,
+            });
+        }
+        None
+    }
+
+    /// Whether the `n`th (0-based) matching request of a scope injects.
+    pub(crate) fn step(&self, n: u64) -> bool {
+        let len = self.steps.len() as u64;
+        let i = if self.cyclic { n % len } else { n.min(len - 1) };
+        self.steps[i as usize]
+    }
+}
+
+pub(crate) struct CompiledRule {
+    pub(crate) id: Arc<str>,
+    pub(crate) fault: Arc<Fault>,
+    pub(crate) scenario: Option<Box<str>>,
+    pub(crate) schedule: Option<Schedule>,
+    pub(crate) rate: Rate,
+    pub(crate) sticky: Option<Sticky>,
+    pub(crate) max_active: Option<u32>,
+    pub(crate) max_hits: Option<u64>,
+    pub(crate) mode: Mode,
+    pub(crate) ramp: Option<(Vec<Rate>, Duration)>,
+    pub(crate) state: Arc<RuleState>,
+}
+
+impl CompiledRule {
+    /// The rate in force now (ramps step up with time since the rule was loaded).
+    pub(crate) fn rate_now(&self, now: Instant) -> Rate {
+        match &self.ramp {
+            None => self.rate,
+            Some((steps, every)) => {
+                let elapsed = now.saturating_duration_since(self.state.loaded_at);
+                let i = (elapsed.as_nanos() / every.as_nanos().max(1)) as usize;
+                steps[i.min(steps.len() - 1)]
+            }
+        }
+    }
+}
+
+impl Compiled {
+    pub(crate) fn empty() -> Compiled {
+        Compiled {
+            set: RuleSet::default(),
+            index: RuleIndex::default(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// Compiles a validated set; rules unchanged since `prev` keep their state.
+    pub(crate) fn new(set: RuleSet, prev: Option<&Compiled>) -> Compiled {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let default_ttl = set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
+        let mut rules = Vec::with_capacity(set.rules.len());
+        let previous: HashMap<&str, usize> = prev
+            .map(|p| {
+                p.set
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| (r.id.as_str(), j))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in &set.rules {
+            // An unchanged rule (same id, same definition, same time to live) keeps its
+            // counters and expiry. A rule that takes its ttl from `defaults.ttl` changes when
+            // that does, and starts afresh as if its own `ttl` had changed.
+            let reused = prev.and_then(|p| {
+                let j = *previous.get(r.id.as_str())?;
+                let own_expiry = r.ttl.is_some() || r.expires_at.is_some();
+                let prev_default = p.set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
+                let same = p.set.rules[j] == *r && (own_expiry || prev_default == default_ttl);
+                same.then(|| p.rules[j].state.clone())
+            });
+            let state = reused.unwrap_or_else(|| {
+                let expires_at = match (r.ttl, r.expires_at) {
+                    (Some(ttl), _) => now + ttl.0,
+                    (None, Some(at)) => now + at.0.duration_since(wall).unwrap_or(Duration::ZERO),
+                    (None, None) => now + default_ttl,
+                };
+                Arc::new(RuleState::new(now, expires_at))
+            });
+            let sticky = r.sticky_by.as_deref().map(|k| match k {
+                "scenario" => Sticky::Scenario,
+                h => Sticky::Header(HeaderName::try_from(h).expect("validated header name")),
+            });
+            rules.push(CompiledRule {
+                id: r.id.as_str().into(),
+                fault: Arc::new(r.fault.clone()),
+                scenario: r.matcher.scenario.as_deref().map(Into::into),
+                schedule: Schedule::from_rule(r),
+                rate: r.rate,
+                sticky,
+                max_active: r.max_active,
+                max_hits: r.max_hits,
+                mode: r.mode,
+                ramp: r.ramp.as_ref().map(|rp| (rp.steps.clone(), rp.every.0)),
+                state,
+            });
+        }
+        let index = RuleIndex::new(&set.rules);
+        Compiled { set, index, rules }
+    }
+
+    pub(crate) fn rule(&self, id: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| &*r.id == id)
+    }
+}

@@ -1,0 +1,351 @@
+//! The engine handle: the rules in force behind an `ArcSwap`, the kill switch, the
+//! engine's counters, its events and the steady state of every point.
+//!
+//! Its state is private to this module: the decision ([`crate::inject`]), the watcher
+//! ([`crate::reload`]) and the test helpers reach it through the methods below.
+
+mod builder;
+mod control;
+mod events;
+mod kill;
+mod snapshot;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use http::HeaderMap;
+
+pub use self::builder::Builder;
+pub use self::events::Event;
+pub(crate) use self::kill::KillSwitch;
+pub use self::snapshot::{EngineStats, RuleCounters, RuleSnapshot, RuleStatus, Snapshot};
+use crate::context::ChaosContext;
+use crate::context::inbound::{HeaderCounters, Policy};
+use crate::context::signature::SigningKeys;
+use crate::decision::{Compiled, Decider, RngSource};
+use crate::headers;
+use crate::log::RateLimited;
+use crate::rules::RulesError;
+use crate::steady::{Registry, SteadyState};
+
+/// The chaos engine: rules, kill switch, decisions. Cheap to clone; every clone is the same
+/// engine.
+///
+/// Readers never block: rules live behind an [`ArcSwap`], and an engine with no rules and
+/// no way to accept directives answers every decision after one relaxed atomic load.
+///
+/// ```
+/// use chaos_core::{Chaos, Decision, Point, RequestView};
+/// use chaos_core::rules::{Format, RuleSet};
+///
+/// let chaos = Chaos::new();
+/// chaos.replace(RuleSet::parse(Format::Yaml, r#"
+/// rules:
+///   - id: orders-503
+///     point: server
+///     match: { path: /orders/* }
+///     fault: { abort: 503 }
+/// "#)?)?;
+///
+/// let view = RequestView::new(Point::Server, "").path("/orders/7");
+/// match chaos.decide(&view) {
+///     Decision::Inject(i) => assert_eq!(i.rule_id(), "orders-503"),
+///     Decision::Pass => unreachable!(),
+/// }
+/// # Ok::<(), chaos_core::rules::RulesError>(())
+/// ```
+#[derive(Clone)]
+pub struct Chaos {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Chaos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chaos")
+            .field("version", &self.version())
+            .field("rules", &self.compiled().rules.len())
+            .field("killed", &self.is_killed())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    /// "Anything to do?": not killed, and rules loaded or directives possible.
+    armed: AtomicBool,
+    kill: Arc<KillSwitch>,
+    runtime_killed: AtomicBool,
+    forced_off: bool,
+    compiled: ArcSwap<Compiled>,
+    writer: Mutex<()>,
+    version: AtomicU64,
+    keys: Option<SigningKeys>,
+    rng: RngSource,
+    global_active: Arc<AtomicU32>,
+    events: events::Events,
+    stats: Stats,
+    warn_headers: RateLimited,
+    warn_reload: RateLimited,
+    steady: Registry,
+    /// What lives as long as the engine (the `CHAOS_RULES` file watch).
+    kept: Mutex<Vec<Box<dyn Send>>>,
+    #[cfg(feature = "test-util")]
+    journal: crate::journal::Journal,
+    #[cfg(feature = "test-util")]
+    pauses: Mutex<Vec<(Box<str>, crate::pause::PauseGate)>>,
+    #[cfg(feature = "test-util")]
+    has_pauses: AtomicBool,
+}
+
+#[derive(Default)]
+struct Stats {
+    headers: HeaderCounters,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    injected: AtomicU64,
+}
+
+impl Shared {
+    fn new(keys: Option<SigningKeys>, seed: Option<u64>, kill: bool, forced_off: bool) -> Shared {
+        Shared {
+            armed: AtomicBool::new(false),
+            kill: KillSwitch::new(),
+            runtime_killed: AtomicBool::new(kill),
+            forced_off,
+            compiled: ArcSwap::from_pointee(Compiled::empty()),
+            writer: Mutex::new(()),
+            version: AtomicU64::new(0),
+            keys,
+            rng: RngSource::new(seed),
+            global_active: Arc::new(AtomicU32::new(0)),
+            events: events::Events::new(),
+            stats: Stats::default(),
+            warn_headers: RateLimited::new(Duration::from_secs(10)),
+            warn_reload: RateLimited::new(Duration::from_secs(10)),
+            steady: Registry::default(),
+            kept: Mutex::new(Vec::new()),
+            #[cfg(feature = "test-util")]
+            journal: crate::journal::Journal::default(),
+            #[cfg(feature = "test-util")]
+            pauses: Mutex::new(Vec::new()),
+            #[cfg(feature = "test-util")]
+            has_pauses: AtomicBool::new(false),
+        }
+    }
+}
+
+/// An engine handle that does not keep the engine alive (for the file watcher).
+#[derive(Clone)]
+pub(crate) struct WeakChaos(Weak<Shared>);
+
+impl WeakChaos {
+    pub(crate) fn upgrade(&self) -> Option<Chaos> {
+        self.0.upgrade().map(|shared| Chaos { shared })
+    }
+
+    pub(crate) fn is_gone(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+impl Default for Chaos {
+    fn default() -> Self {
+        Chaos::new()
+    }
+}
+
+impl Chaos {
+    /// An engine with no rules (every decision passes until rules are loaded).
+    pub fn new() -> Chaos {
+        Builder::default().build().expect("no rules to refuse")
+    }
+
+    /// Starts building an engine.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// An engine with no rules whose random draws are deterministic: the same seed and the
+    /// same order of decisions give the same decisions (for tests).
+    ///
+    /// ```
+    /// use chaos_core::{Chaos, Point, RequestView};
+    /// use chaos_core::rules::{Abort, Fault, Rate, Rule};
+    ///
+    /// let run = || {
+    ///     let chaos = Chaos::from_seed(42);
+    ///     let rule = Rule::new("half", "server", Fault::Abort(Abort::http(503)));
+    ///     chaos.add_rule(rule.with_rate(Rate::new(0.5).unwrap())).unwrap();
+    ///     let view = RequestView::new(Point::Server, "");
+    ///     (0..32).map(|_| chaos.decide(&view).is_inject()).collect::<Vec<_>>()
+    /// };
+    /// assert_eq!(run(), run());
+    /// ```
+    pub fn from_seed(seed: u64) -> Chaos {
+        Builder::default()
+            .seed(seed)
+            .build()
+            .expect("no rules to refuse")
+    }
+
+    // ---- the hot path -----------------------------------------------------------------
+
+    /// Whether a decision could inject anything at all. One relaxed atomic load.
+    #[inline]
+    pub fn is_armed(&self) -> bool {
+        self.shared.armed.load(Ordering::Relaxed)
+    }
+
+    /// Builds the chaos context of an inbound request from its headers (`x-chaos`,
+    /// `x-chaos-signature`, `x-test-traffic`), with this engine's limits and trust.
+    ///
+    /// `None` when the request carries none of them, or nothing usable. Bad items are
+    /// ignored, counted and logged (rate-limited); they never fail the request. Directives
+    /// are trusted when the rules set `allow_directives` or the signature checks out.
+    pub fn context_from_headers(&self, headers: &HeaderMap) -> Option<ChaosContext> {
+        let x = headers.get(&headers::X_CHAOS);
+        let tt = headers.get(&headers::X_TEST_TRAFFIC);
+        if x.is_none() && tt.is_none() {
+            return None;
+        }
+        let s = &*self.shared;
+        let compiled = self.compiled();
+        Policy {
+            limits: &compiled.set.limits,
+            allow_directives: compiled.set.allow_directives,
+            keys: s.keys.as_ref(),
+            counters: &s.stats.headers,
+            warn: &s.warn_headers,
+        }
+        .context(headers, x, tt)
+    }
+
+    /// The steady state recorded at `point` for `target`, made on first use; every adapter
+    /// that records there shares it. See [`steady`](crate::steady).
+    pub fn steady_state(&self, point: &str, target: &str) -> Arc<SteadyState> {
+        self.shared.steady.get(point, target)
+    }
+
+    /// Every point and target that has recorded (or been asked for) a steady state.
+    pub fn steady_states(&self) -> Vec<Arc<SteadyState>> {
+        self.shared.steady.all()
+    }
+
+    // ---- for the rest of the crate -------------------------------------------------
+
+    /// The rules in force.
+    pub(crate) fn compiled(&self) -> Guard<Arc<Compiled>> {
+        self.shared.compiled.load()
+    }
+
+    /// What a decision reads, with the rules given.
+    pub(crate) fn decider<'a>(&'a self, compiled: &'a Compiled) -> Decider<'a> {
+        Decider {
+            compiled,
+            rng: &self.shared.rng,
+            global: &self.shared.global_active,
+        }
+    }
+
+    pub(crate) fn kill_switch(&self) -> &Arc<KillSwitch> {
+        &self.shared.kill
+    }
+
+    pub(crate) fn events(&self) -> &events::Events {
+        &self.shared.events
+    }
+
+    pub(crate) fn count_injected(&self) {
+        self.shared.stats.injected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records at the generic injection point, whose names come with each call.
+    pub(crate) fn record_outcome(
+        &self,
+        point: &str,
+        target: &str,
+        start: std::time::Instant,
+        error: bool,
+        injected: bool,
+    ) {
+        self.shared
+            .steady
+            .record(point, target, start, error, injected);
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakChaos {
+        WeakChaos(Arc::downgrade(&self.shared))
+    }
+
+    /// Keeps `thing` alive as long as the engine.
+    pub(crate) fn keep_alive(&self, thing: Box<dyn Send>) {
+        self.shared
+            .kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(thing);
+    }
+
+    /// Counts a reload of a watched file and says so: logged, and on failure an event.
+    pub(crate) fn note_reload(&self, path: &str, result: &Result<u64, RulesError>) {
+        let s = &self.shared;
+        match result {
+            Ok(version) => {
+                s.stats.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(target: "chaos", path, version, "rules loaded");
+            }
+            Err(e) => {
+                s.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                let msg = e.to_string();
+                if let Some(held) = s.warn_reload.allow() {
+                    tracing::warn!(target: "chaos", error = %msg, suppressed = held, "rules file refused; keeping the last good rules");
+                }
+                self.events().emit(Event::ReloadFailed { error: msg });
+            }
+        }
+    }
+
+    #[cfg(feature = "test-util")]
+    pub(crate) fn journal_ref(&self) -> &crate::journal::Journal {
+        &self.shared.journal
+    }
+
+    /// The pause gate of a rule, if it is a pause point.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn pause_gate(&self, rule: &str) -> Option<crate::pause::PauseGate> {
+        if !self.shared.has_pauses.load(Ordering::Relaxed) {
+            return None;
+        }
+        let p = self.shared.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        p.iter()
+            .find(|(id, _)| &**id == rule)
+            .map(|(_, g)| g.clone())
+    }
+
+    #[cfg(feature = "test-util")]
+    pub(crate) fn set_pause_gate(&self, rule: &str, gate: Option<crate::pause::PauseGate>) {
+        let mut p = self.shared.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        p.retain(|(id, _)| &**id != rule);
+        if let Some(g) = gate {
+            p.push((rule.into(), g));
+        }
+        self.shared
+            .has_pauses
+            .store(!p.is_empty(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Chaos>();
+        check::<crate::Injection>();
+        check::<Snapshot>();
+    }
+}

@@ -1,0 +1,175 @@
+//! The wait of a delay, a hang or a pause point, as a named future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::sync::futures::OwnedNotified;
+use tokio::time::Sleep;
+
+use super::{InjectedFault, Injection};
+use crate::rules::{DropKind, Fault};
+
+#[cfg(feature = "test-util")]
+pin_project! {
+    /// A pause point's gate and the wake-up for its opening.
+    struct Held {
+        gate: crate::pause::PauseGate,
+        #[pin]
+        opened: OwnedNotified,
+    }
+}
+
+/// Boxed: only pause points (tests) have one.
+#[cfg(feature = "test-util")]
+type Hold = Pin<Box<Held>>;
+#[cfg(not(feature = "test-util"))]
+type Hold = std::convert::Infallible;
+
+pin_project! {
+    /// Holds work back as an injected delay, hang or pause point asks, then says whether
+    /// the work may go on. Made by [`Injection::action`] and [`Injection::http_action`].
+    ///
+    /// It resolves to the injection (keep it while the work runs: it holds the rule's
+    /// `max_active` slot) and:
+    ///
+    /// * `Ok(())` when the delay elapsed, a pause point was released or reached
+    ///   `limits.max_hang`, or the kill switch was flipped (the work goes on as if nothing
+    ///   was injected);
+    /// * `Err` ([`InjectedFault::is_timeout`]) when a `drop: hang` reached `limits.max_hang`.
+    ///
+    /// A hang lasts until then unless the caller gives up first: dropping the future
+    /// cancels the wait and frees the slot. Honours `tokio::time::pause`. No allocation
+    /// beyond the injection's own.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Wait {
+        injection: Option<Injection>,
+        #[pin]
+        killed: OwnedNotified,
+        #[pin]
+        sleep: Option<Sleep>,
+        hold: Option<Hold>,
+        hang: bool,
+        started: bool,
+    }
+}
+
+impl fmt::Debug for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wait")
+            .field("injection", &self.injection)
+            .field("hang", &self.hang)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wait {
+    pub(super) fn new(injection: Injection) -> Wait {
+        let i = &injection.i;
+        let hang = matches!(&*i.fault, Fault::Drop(DropKind::Hang));
+        #[cfg(feature = "test-util")]
+        let hold: Option<Hold> = i.gate.clone().map(|gate| {
+            let opened = gate.opened();
+            Box::pin(Held { gate, opened })
+        });
+        #[cfg(not(feature = "test-util"))]
+        let hold: Option<Hold> = None;
+        let limit = match i.delay {
+            _ if hang || hold.is_some() => Some(i.max_hang),
+            // A zero delay does not wait for the timer's next tick.
+            Some(d) if !d.is_zero() => Some(d),
+            _ => None,
+        };
+        Wait {
+            killed: i.kill.notified(),
+            sleep: limit.map(tokio::time::sleep),
+            hold,
+            hang,
+            started: false,
+            injection: Some(injection),
+        }
+    }
+}
+
+impl Wait {
+    /// The error of the waited work timing out (the caller's own timeout ran out first),
+    /// attributed to the rule.
+    pub fn timeout_error(&self) -> InjectedFault {
+        self.injection
+            .as_ref()
+            .expect("Wait polled to completion")
+            .timeout_error()
+    }
+
+    /// Gives up the wait and hands back its injection (to fail instead, for instance).
+    ///
+    /// # Panics
+    ///
+    /// If the wait already ended.
+    pub fn into_injection(self) -> Injection {
+        // `Wait` is not `Unpin` (its timer); moving out of an unpolled or finished one is fine
+        // through `Option::take` on an owned value.
+        let mut this = self;
+        this.injection.take().expect("Wait polled to completion")
+    }
+}
+
+impl Future for Wait {
+    type Output = (Injection, Result<(), InjectedFault>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(inj) = this.injection.as_ref() else {
+            panic!("Wait polled after completion");
+        };
+        if !*this.started {
+            *this.started = true;
+            this.killed.as_mut().enable();
+            #[cfg(feature = "test-util")]
+            if let Some(h) = this.hold.as_mut() {
+                let h = h.as_mut().project();
+                h.opened.enable();
+                h.gate.arrive();
+            }
+        }
+        // The kill switch first: flipping it releases every wait at once.
+        // A pause point's gate, when it opens, lets the work go on too.
+        let go_on = inj.i.kill.is_on()
+            || this.killed.as_mut().poll(cx).is_ready()
+            || released(this.hold, cx);
+        let outcome = if go_on {
+            Ok(())
+        } else {
+            match this.sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
+                None => Ok(()),
+                Some(Poll::Pending) => return Poll::Pending,
+                // A hang at its ceiling times out; a pause point there goes on.
+                Some(Poll::Ready(())) if *this.hang && this.hold.is_none() => {
+                    Err(inj.timeout_error())
+                }
+                Some(Poll::Ready(())) => Ok(()),
+            }
+        };
+        let inj = this.injection.take().expect("checked above");
+        Poll::Ready((inj, outcome))
+    }
+}
+
+/// Whether a pause point's gate is open.
+#[cfg(feature = "test-util")]
+fn released(hold: &mut Option<Hold>, cx: &mut Context<'_>) -> bool {
+    match hold {
+        Some(h) => {
+            let h = h.as_mut().project();
+            h.gate.is_released() || h.opened.poll(cx).is_ready()
+        }
+        None => false,
+    }
+}
+
+#[cfg(not(feature = "test-util"))]
+fn released(_: &mut Option<Hold>, _: &mut Context<'_>) -> bool {
+    false
+}
