@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::broadcast;
 
-/// Something that happened in the engine, for [`Chaos::subscribe`].
+/// Something that happened in the engine, for [`Chaos::subscribe`](crate::Chaos::subscribe).
 ///
 /// ```
 /// use chaos_core::{Chaos, Event};
