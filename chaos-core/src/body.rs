@@ -16,10 +16,12 @@ use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::BoxError;
 use crate::engine::KillSwitch;
 use crate::inject::Injection;
 use crate::rules::{BodyFault, DropKind, Fault};
+
+/// The error of a body: the inner body's, or the fault's.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 

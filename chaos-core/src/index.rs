@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use http::{HeaderName, Method};
 
-use crate::ChaosContext;
+use crate::context::ChaosContext;
 use crate::request::{Point, RequestView};
 use crate::rules::{HeaderMatch, Pattern, Rule};
 

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::Chaos;
 use crate::context::signature::SigningKeys;
+use crate::engine::Chaos;
 use crate::engine::{Builder, WeakChaos};
 use crate::rules::{Format, RuleSet, RulesError};
 

@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, Method};
 
-use crate::ChaosContext;
+use crate::context::ChaosContext;
 
 /// Where a decision is taken.
 ///

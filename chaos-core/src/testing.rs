@@ -29,10 +29,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::context::ChaosContext;
+use crate::engine::Chaos;
 pub use crate::journal::JournalEntry;
 pub use crate::pause::PauseGate;
 use crate::rules::{DropKind, Fault, Match, Rule, RulesError};
-use crate::{Chaos, ChaosContext};
 
 /// A rule installed for as long as the guard lives.
 #[derive(Debug)]

@@ -58,6 +58,13 @@ impl<DB: Database> ChaosPool<DB> {
         }
     }
 
+    /// The steady state the wrapper records while the engine is armed (each statement:
+    /// whether it failed, its latency, whether chaos injected into it): the engine's for
+    /// point `sql` and this pool's name.
+    pub fn steady_state(&self) -> std::sync::Arc<chaos_core::steady::SteadyState> {
+        self.target.steady.clone()
+    }
+
     /// The pool's name for the rules.
     pub fn target(&self) -> &str {
         &self.target.name

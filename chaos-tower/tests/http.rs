@@ -522,4 +522,11 @@ async fn steady_state_counts_injected_responses_apart() {
     assert_eq!(seen.injected, 5);
     assert_eq!(seen.injected_errors, 5);
     assert!(seen.p99.is_some());
+    // It is the engine's steady state of the point, where guards read it.
+    assert_eq!(
+        chaos
+            .steady_state("server", "")
+            .snapshot(Duration::from_secs(30)),
+        seen
+    );
 }

@@ -19,7 +19,7 @@ pub(crate) use self::permit::Permit;
 pub(crate) use self::rng::RngSource;
 pub(crate) use self::rules::Compiled;
 use self::rules::{CompiledRule, Sticky};
-use crate::ChaosContext;
+use crate::context::ChaosContext;
 use crate::request::RequestView;
 use crate::rules::{Fault, Mode};
 

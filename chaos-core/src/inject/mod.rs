@@ -16,11 +16,12 @@ pub use self::action::{HttpAction, HttpSide};
 pub(crate) use self::error::FaultKind;
 pub use self::error::InjectedFault;
 pub use self::wait::Wait;
+use crate::context::ChaosContext;
 use crate::decision::{Decided, Permit};
+use crate::engine::Chaos;
 use crate::engine::{Event, KillSwitch};
 use crate::request::{Point, RequestView};
 use crate::rules::Fault;
-use crate::{Chaos, ChaosContext};
 
 /// What to do with a request.
 ///

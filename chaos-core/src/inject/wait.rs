@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
@@ -48,8 +49,10 @@ pin_project! {
         injection: Option<Injection>,
         #[pin]
         killed: OwnedNotified,
+        // Made at the first poll, so a wait can be made outside a runtime.
         #[pin]
         sleep: Option<Sleep>,
+        limit: Option<Duration>,
         hold: Option<Hold>,
         hang: bool,
         started: bool,
@@ -84,7 +87,8 @@ impl Wait {
         };
         Wait {
             killed: i.kill.notified(),
-            sleep: limit.map(tokio::time::sleep),
+            sleep: None,
+            limit,
             hold,
             hang,
             started: false,
@@ -127,6 +131,9 @@ impl Future for Wait {
         if !*this.started {
             *this.started = true;
             this.killed.as_mut().enable();
+            if let Some(d) = *this.limit {
+                this.sleep.set(Some(tokio::time::sleep(d)));
+            }
             #[cfg(feature = "test-util")]
             if let Some(h) = this.hold.as_mut() {
                 let h = h.as_mut().project();

@@ -53,6 +53,10 @@ pub fn dependency(hits: Hits) -> Router {
         )
         .route("/big", get(|| async { "x".repeat(BIG) }))
         .route(
+            "/fail",
+            get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(800)).await;

@@ -1,0 +1,214 @@
+//! What each fault means at each kind of point: the one mapping every adapter applies.
+
+use std::time::Duration;
+
+use chaos_core::rules::{Abort, BodyFault, Delay, DropKind, ErrorKind, Fault, Rule};
+use chaos_core::{Action, Chaos, Decision, HttpAction, HttpSide, Injection, Point, RequestView};
+
+fn injection(fault: Fault) -> Injection {
+    let chaos = Chaos::new();
+    chaos.add_rule(Rule::new("r", "p", fault)).unwrap();
+    match chaos.decide(&RequestView::new(Point::from_name("p"), "")) {
+        Decision::Inject(i) => i,
+        Decision::Pass => panic!("the rule matches everything"),
+    }
+}
+
+fn faults() -> Vec<(&'static str, Fault)> {
+    vec![
+        (
+            "delay",
+            Fault::Delay(Delay::Fixed(Duration::from_millis(5))),
+        ),
+        ("hang", Fault::Drop(DropKind::Hang)),
+        ("reset", Fault::Drop(DropKind::Reset)),
+        ("abort", Fault::Abort(Abort::http(503))),
+        ("unavailable", Fault::Error(ErrorKind::Unavailable)),
+        ("timeout", Fault::Error(ErrorKind::Timeout)),
+        ("sqlstate", Fault::Error("sqlstate:40001".parse().unwrap())),
+        ("body", Fault::Body(BodyFault::TruncateAfter(3))),
+    ]
+}
+
+fn plain(a: &Action) -> String {
+    match a {
+        Action::Wait(_) => "wait".into(),
+        Action::Proceed(_) => "proceed".into(),
+        Action::Fail(e) if e.is_reset() => "fail reset".into(),
+        Action::Fail(e) if e.is_timeout() => "fail timeout".into(),
+        Action::Fail(e) if e.is_unavailable() => "fail unavailable".into(),
+        Action::Fail(e) if e.sqlstate().is_some() => format!("fail {}", e.sqlstate().unwrap()),
+        Action::Fail(e) if e.abort().is_some() => format!("fail abort {}", e.abort().unwrap()),
+        Action::Fail(e) => format!("fail {e}"),
+    }
+}
+
+fn http(a: &HttpAction) -> String {
+    match a {
+        HttpAction::Wait(_) => "wait".into(),
+        HttpAction::WrapBody(_) => "wrap body".into(),
+        HttpAction::Respond(i, res) => {
+            let grpc = res.headers().get("grpc-status");
+            assert_eq!(i.rule_id(), "r");
+            match grpc {
+                Some(code) => format!("respond grpc {}", code.to_str().unwrap()),
+                None => format!("respond {}", res.status().as_u16()),
+            }
+        }
+        HttpAction::Fail(_, e) if e.is_reset() => "fail reset".into(),
+        HttpAction::Fail(_, e) if e.is_timeout() => "fail timeout".into(),
+        HttpAction::Fail(_, e) if e.is_unavailable() => "fail unavailable".into(),
+        HttpAction::Fail(_, e) => format!("fail {e}"),
+    }
+}
+
+/// Plain `#[test]`s: an action is made outside any runtime without panicking (its timer
+/// starts at the first poll).
+#[test]
+fn a_point_without_a_protocol() {
+    let got: Vec<_> = faults()
+        .into_iter()
+        .map(|(n, f)| format!("{n}: {}", plain(&injection(f).action())))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "delay: wait",
+            "hang: wait",
+            "reset: fail reset",
+            "abort: fail abort 503",
+            "unavailable: fail unavailable",
+            "timeout: fail timeout",
+            "sqlstate: fail 40001",
+            "body: proceed",
+        ]
+    );
+}
+
+#[test]
+fn http_points_by_side_and_protocol() {
+    let table = |side, grpc| -> Vec<String> {
+        faults()
+            .into_iter()
+            .map(|(n, f)| format!("{n}: {}", http(&injection(f).http_action(side, grpc))))
+            .collect()
+    };
+    assert_eq!(
+        table(HttpSide::Server, false),
+        [
+            "delay: wait",
+            "hang: wait",
+            "reset: fail reset",
+            "abort: respond 503",
+            "unavailable: respond 503",
+            "timeout: respond 504",
+            "sqlstate: respond 500",
+            "body: wrap body",
+        ]
+    );
+    assert_eq!(
+        table(HttpSide::Server, true),
+        [
+            "delay: wait",
+            "hang: wait",
+            "reset: fail reset",
+            "abort: respond grpc 14",
+            "unavailable: respond grpc 14",
+            "timeout: respond grpc 4",
+            "sqlstate: respond grpc 13",
+            "body: wrap body",
+        ]
+    );
+    assert_eq!(
+        table(HttpSide::Client, false),
+        [
+            "delay: wait",
+            "hang: wait",
+            "reset: fail reset",
+            "abort: respond 503",
+            "unavailable: fail unavailable",
+            "timeout: fail timeout",
+            "sqlstate: fail injected fault: sqlstate:40001 (rule `r`)",
+            "body: wrap body",
+        ]
+    );
+    assert_eq!(
+        table(HttpSide::Client, true),
+        [
+            "delay: wait",
+            "hang: wait",
+            "reset: respond grpc 14",
+            "abort: respond grpc 14",
+            "unavailable: respond grpc 14",
+            "timeout: respond grpc 4",
+            "sqlstate: respond grpc 13",
+            "body: wrap body",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hang_at_its_ceiling_fails_and_the_http_sides_say_what_that_is() {
+    let hang = || match injection(Fault::Drop(DropKind::Hang)).action() {
+        Action::Wait(w) => w,
+        other => panic!("{other:?}"),
+    };
+    let start = tokio::time::Instant::now();
+    let (inj, waited) = hang().await;
+    assert_eq!(start.elapsed(), Duration::from_secs(300), "limits.max_hang");
+    let fault = waited.unwrap_err();
+    assert!(fault.is_timeout() && fault.rule_id() == "r");
+    assert_eq!(
+        http(&inj.http_timed_out(fault.clone(), HttpSide::Server, false)),
+        "fail timeout"
+    );
+    let (inj, _) = hang().await;
+    assert_eq!(
+        http(&inj.http_timed_out(fault.clone(), HttpSide::Client, true)),
+        "respond grpc 4"
+    );
+    let (inj, _) = hang().await;
+    assert_eq!(
+        http(&inj.http_timed_out(fault, HttpSide::Client, false)),
+        "fail timeout"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_waits_its_drawn_time_and_a_zero_delay_none() {
+    let Action::Wait(w) =
+        injection(Fault::Delay(Delay::Fixed(Duration::from_millis(250)))).action()
+    else {
+        panic!()
+    };
+    let start = tokio::time::Instant::now();
+    assert!(w.await.1.is_ok());
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    let Action::Wait(w) = injection(Fault::Delay(Delay::Fixed(Duration::ZERO))).action() else {
+        panic!()
+    };
+    let start = tokio::time::Instant::now();
+    assert!(w.await.1.is_ok());
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_wait_gives_its_slot_back() {
+    let chaos = Chaos::new();
+    chaos
+        .add_rule(Rule::new("h", "p", Fault::Drop(DropKind::Hang)).with_max_active(1))
+        .unwrap();
+    let view = RequestView::new(Point::from_name("p"), "");
+    let Decision::Inject(i) = chaos.decide(&view) else {
+        panic!()
+    };
+    let Action::Wait(w) = i.action() else {
+        panic!()
+    };
+    let w = tokio::spawn(w);
+    tokio::task::yield_now().await;
+    assert!(!chaos.decide(&view).is_inject(), "max_active 1 is taken");
+    w.abort();
+    let _ = w.await;
+    assert!(chaos.decide(&view).is_inject(), "the slot came back");
+}
