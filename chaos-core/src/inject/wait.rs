@@ -30,22 +30,7 @@ type Hold = Pin<Box<Held>>;
 type Hold = std::convert::Infallible;
 
 pin_project! {
-    /// Holds work back as an injected delay, hang or pause point asks, then says whether
-    /// the work may go on. Made by [`Injection::action`] and [`Injection::http_action`].
-    ///
-    /// It resolves to the injection (keep it while the work runs: it holds the rule's
-    /// `max_active` slot) and:
-    ///
-    /// * `Ok(())` when the delay elapsed, a pause point was released or reached
-    ///   `limits.max_hang`, or the kill switch was flipped (the work goes on as if nothing
-    ///   was injected);
-    /// * `Err` ([`InjectedFault::is_timeout`]) when a `drop: hang` reached `limits.max_hang`.
-    ///
-    /// A hang lasts until then unless the caller gives up first: dropping the future
-    /// cancels the wait and frees the slot. Honours `tokio::time::pause`. No allocation
-    /// beyond the injection's own.
-    #[must_use = "futures do nothing unless polled"]
-    pub struct Wait {
+    struct Waiting {
         injection: Option<Injection>,
         #[pin]
         killed: OwnedNotified,
@@ -59,11 +44,31 @@ pin_project! {
     }
 }
 
+/// Holds work back as an injected delay, hang or pause point asks, then says whether
+/// the work may go on. Made by [`Injection::action`] and [`Injection::http_action`].
+///
+/// It resolves to the injection (keep it while the work runs: it holds the rule's
+/// `max_active` slot) and:
+///
+/// * `Ok(())` when the delay elapsed, a pause point was released or reached
+///   `limits.max_hang`, or the kill switch was flipped (the work goes on as if nothing
+///   was injected);
+/// * `Err` ([`InjectedFault::is_timeout`]) when a `drop: hang` reached `limits.max_hang`.
+///
+/// A hang lasts until then unless the caller gives up first: dropping the future
+/// cancels the wait and frees the slot. Honours `tokio::time::pause`.
+///
+/// One pointer wide: its timer and wake-ups live in one allocation, made with it.
+#[must_use = "futures do nothing unless polled"]
+pub struct Wait {
+    inner: Pin<Box<Waiting>>,
+}
+
 impl fmt::Debug for Wait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Wait")
-            .field("injection", &self.injection)
-            .field("hang", &self.hang)
+            .field("injection", &self.inner.injection)
+            .field("hang", &self.inner.hang)
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +90,7 @@ impl Wait {
             Some(d) if !d.is_zero() => Some(d),
             _ => None,
         };
-        Wait {
+        let inner = Box::pin(Waiting {
             killed: i.kill.notified(),
             sleep: None,
             limit,
@@ -93,7 +98,8 @@ impl Wait {
             hang,
             started: false,
             injection: Some(injection),
-        }
+        });
+        Wait { inner }
     }
 }
 
@@ -101,7 +107,8 @@ impl Wait {
     /// The error of the waited work timing out (the caller's own timeout ran out first),
     /// attributed to the rule.
     pub fn timeout_error(&self) -> InjectedFault {
-        self.injection
+        self.inner
+            .injection
             .as_ref()
             .expect("Wait polled to completion")
             .timeout_error()
@@ -112,15 +119,26 @@ impl Wait {
     /// # Panics
     ///
     /// If the wait already ended.
-    pub fn into_injection(self) -> Injection {
-        // `Wait` is not `Unpin` (its timer); moving out of an unpolled or finished one is fine
-        // through `Option::take` on an owned value.
-        let mut this = self;
-        this.injection.take().expect("Wait polled to completion")
+    pub fn into_injection(mut self) -> Injection {
+        self.inner
+            .as_mut()
+            .project()
+            .injection
+            .take()
+            .expect("Wait polled to completion")
     }
 }
 
 impl Future for Wait {
+    type Output = (Injection, Result<(), InjectedFault>);
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl Future for Waiting {
     type Output = (Injection, Result<(), InjectedFault>);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
