@@ -3,7 +3,9 @@
 //!
 //! Every variant gets the same realistic request (13 headers), moved in by value, and is
 //! driven the way `axum::serve` drives a service: clone the service, `oneshot` it, await
-//! the response on a current-thread tokio runtime.
+//! the response on a current-thread tokio runtime. The layer is measured both ways a
+//! service can hold its settings: `build()` (a reference count, one atomic increment per
+//! clone) and `build_static()` (a pointer copy).
 //!
 //! Run with `cargo bench -p chaos-benches`.
 
@@ -113,6 +115,8 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     bench(c, &rt, "baseline_bare", bare(), false);
 
+    // `build()`: the service holds its settings by reference count (one atomic increment
+    // per clone); `build_static()`: by a `&'static` (a pointer copy).
     let empty = Chaos::new();
     bench(
         c,
@@ -121,10 +125,27 @@ fn benches(c: &mut Criterion) {
         ChaosLayer::new(&empty).layer(bare()),
         false,
     );
+    bench(
+        c,
+        &rt,
+        "no_rules_static",
+        ChaosLayer::builder(&empty).build_static().layer(bare()),
+        false,
+    );
 
     let hundred = engine(hundred_rules());
     let layer = ChaosLayer::builder(&hundred).target("orders").build();
     bench(c, &rt, "rules_100_no_match", layer.layer(bare()), false);
+    let leaked = ChaosLayer::builder(&hundred)
+        .target("orders")
+        .build_static();
+    bench(
+        c,
+        &rt,
+        "rules_100_no_match_static",
+        leaked.layer(bare()),
+        false,
+    );
     bench(
         c,
         &rt,
@@ -191,7 +212,9 @@ fn main() {
         &[
             "baseline_bare",
             "no_rules",
+            "no_rules_static",
             "rules_100_no_match",
+            "rules_100_no_match_static",
             "rules_100_no_match_x_chaos",
             "match_delay_0",
             "tower_resilience_chaos_rate_0",

@@ -16,6 +16,11 @@
 //!   load per request.
 //! * [`context`]: the `x-chaos` / `x-test-traffic` header grammar, signed directives, the
 //!   task-local scope, and formatting for the next hop.
+//! * [`Injection`]: a decided fault, and the one [`Action`] (any point) or [`HttpAction`]
+//!   (HTTP points) it means where it was decided: wait ([`Wait`]), answer, fail, or wrap
+//!   the body. Every adapter maps these to its world in one place.
+//! * [`steady`]: every point's outcomes and latency, organic and injected apart, one
+//!   [`SteadyState`] per point and target in the engine.
 //! * [`reload`]: hot reload from a watched file (`CHAOS_RULES=path`), ConfigMap-safe.
 //! * `testing` (feature `test-util`): rule guards, per-test scenarios, the journal, pause
 //!   points.
@@ -56,6 +61,7 @@
 //! Name | Description | Default?
 //! ---|---|---
 //! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points. Keeps a journal of every injection in memory (the last 100 000): for tests, not production | no
+//! `http-body` | [`body::FaultBody`], [`respond`] and [`Injection::http_action`], for HTTP adapters | no
 //!
 //! # Cancel safety
 //!

@@ -60,10 +60,19 @@
 //! When no rule is loaded and no directive is possible, a request costs two header
 //! look-ups (to carry a context to the next hop) and one relaxed atomic load. With rules
 //! loaded and none matching, add one `ArcSwap` load and an indexed look-up: no heap
-//! allocation, no lock, no random draw and no boxed future. The service holds one
-//! `&'static` pointer, so the per-request clone that hyper makes is a copy. The
-//! `benches/` crate measures all of this against a bare service, a peer chaos layer and a
+//! allocation, no lock, no random draw and no boxed future. The service holds its layer's
+//! settings by one reference count (`build()`, freed with the last service: one atomic
+//! increment per clone that hyper makes per request) or by a `&'static` pointer
+//! (`build_static()`, kept for the life of the process: the clone is a copy). The
+//! `benches/` crate measures both against a bare service, a peer chaos layer and a
 //! tower-http layer.
+//!
+//! # Steady state
+//!
+//! While the engine is armed, both layers record each exchange's outcome (an error, a
+//! 5xx or a failing gRPC status), its latency and whether chaos touched it, in the
+//! engine's steady state for their point and target
+//! ([`Chaos::steady_state`](chaos_core::Chaos::steady_state)): no lock, no allocation.
 //!
 //! # Cancel safety
 //!
