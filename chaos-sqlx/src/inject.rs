@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -92,7 +93,7 @@ fn sql_error(fault: InjectedFault) -> sqlx::Error {
 async fn apply<T, F, Fut>(inj: Injection, run: F) -> Result<T, sqlx::Error>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
 {
     match inj.action() {
         Action::Fail(fault) => Err(sql_error(fault)),
@@ -121,13 +122,7 @@ where
     T: Send + 'e,
     F: FnOnce() -> BoxFuture<'e, Result<T, sqlx::Error>> + Send + 'e,
 {
-    let steady = target.steady.clone();
-    Box::pin(async move {
-        let start = Instant::now();
-        let out = apply(inj, run).await;
-        steady.record(start, out.is_err(), true);
-        out
-    })
+    observed_future(target, apply(inj, run), true)
 }
 
 /// Applies the injection around a statement that yields a stream of results, and records
@@ -168,16 +163,17 @@ fn holding<'e, T: Send + 'e>(
     .boxed()
 }
 
-/// A statement that passed, recorded in the pool's steady state.
+/// A statement recorded in the pool's steady state: whether it failed, how long it took.
 pub(crate) fn observed_future<'e, T: Send + 'e>(
     target: &Target,
-    fut: BoxFuture<'e, Result<T, sqlx::Error>>,
+    fut: impl Future<Output = Result<T, sqlx::Error>> + Send + 'e,
+    injected: bool,
 ) -> BoxFuture<'e, Result<T, sqlx::Error>> {
     let steady = target.steady.clone();
     Box::pin(async move {
         let start = Instant::now();
         let out = fut.await;
-        steady.record(start, out.is_err(), false);
+        steady.record(start, out.is_err(), injected);
         out
     })
 }

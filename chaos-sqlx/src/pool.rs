@@ -235,7 +235,7 @@ macro_rules! through_chaos {
         }
     }};
     (@observe future, $target:expr, $pass:expr) => {{
-        inject::observed_future(&$target, $pass)
+        inject::observed_future(&$target, $pass, false)
     }};
     (@observe stream, $target:expr, $pass:expr) => {{
         inject::observed_stream(&$target, $pass, false)

@@ -356,14 +356,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_is_pointer_sized() {
-        assert_eq!(
-            std::mem::size_of::<InjectedFault>(),
-            std::mem::size_of::<usize>()
-        );
-    }
-
-    #[test]
     fn a_decision_is_pointer_sized() {
         assert_eq!(
             std::mem::size_of::<Decision>(),
