@@ -234,6 +234,9 @@ fn a_document_above_the_size_limit_is_refused_before_parsing() {
 
 #[test]
 fn the_file_watcher_refuses_the_same_inputs() {
+    use chaos_core::reload::WatchOptions;
+    use std::time::{Duration, Instant};
+
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.json");
     std::fs::write(
@@ -242,15 +245,25 @@ fn the_file_watcher_refuses_the_same_inputs() {
     )
     .unwrap();
     let chaos = Chaos::new();
-    let watch = chaos.watch_file(&path).unwrap();
+    let opts = WatchOptions::default()
+        .debounce(Duration::from_millis(20))
+        .recheck(Duration::from_millis(100));
+    let watch = chaos.watch_file_with(&path, opts).unwrap();
     assert_eq!(watch.reloads(), 1);
-    for bad in ["[1, true]", "", "[]"] {
+    for bad in ["[1, true]", "", "[]", "  \n"] {
+        let before = watch.failures();
         std::fs::write(&path, bad).unwrap();
-        // A load of the file as it is now: refused, rules kept.
-        let err = chaos.load_file(&path).unwrap_err();
-        assert!(err.is_invalid() || err.is_syntax(), "{bad:?}: {err}");
+        // The watcher (events, or its periodic re-check) refuses it, and says so. A write
+        // seen half-way (empty) is refused too, so count "more", not "one more".
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while watch.failures() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(watch.failures() > before, "{bad:?} was not refused");
+        assert!(watch.last_error().is_some(), "{bad:?}");
         assert_eq!(chaos.rules().rules[0].id, "keep", "{bad:?}");
         assert!(!chaos.is_killed(), "{bad:?}");
+        // The same file read once is refused the same way.
+        assert!(chaos.load_file(&path).is_err(), "{bad:?}");
     }
-    drop(watch);
 }

@@ -3,6 +3,7 @@
 //! ([`Done`]): each has one function for that.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -25,17 +26,19 @@ pub(crate) enum Done<R> {
     Fail(Injection, InjectedFault),
 }
 
-/// Makes the inner call: the server runs it inside the request's context scope.
-pub(crate) type CallFn<S, ReqB, C> = fn(&mut S, Request<ReqB>, Option<ChaosContext>) -> C;
+/// Makes the inner call: the server runs it inside the request's context scope. A type,
+/// not a function pointer, so the call on the path that passes is inlined.
+pub(crate) trait Call<S, ReqB, C> {
+    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>) -> C;
+}
 
 pin_project! {
-    pub(crate) struct Waiting<S, ReqB, C> {
+    pub(crate) struct Waiting<S, ReqB> {
         #[pin]
         wait: Wait,
         svc: Option<S>,
         req: Option<Request<ReqB>>,
         ctx: Option<ChaosContext>,
-        call: CallFn<S, ReqB, C>,
         side: HttpSide,
         grpc: bool,
     }
@@ -46,25 +49,27 @@ pin_project! {
     pub(crate) enum State<S, ReqB, C, R> {
         Called { #[pin] fut: C, injection: Option<Injection> },
         // Boxed, so the future stays small on the path that passes.
-        Waiting { waiting: Pin<Box<Waiting<S, ReqB, C>>> },
+        Waiting { waiting: Pin<Box<Waiting<S, ReqB>>> },
         Done { done: Option<Done<R>> },
     }
 }
 
 pin_project! {
     /// One exchange: the call, or the injection's wait, answer or failure in its place.
-    pub(crate) struct Exchange<S, ReqB, C, R> {
+    pub(crate) struct Exchange<S, ReqB, C, R, K> {
         #[pin]
         state: State<S, ReqB, C, R>,
         // Set while the engine is armed: the exchange's outcome is recorded.
         started: Option<Instant>,
         injected: bool,
+        call: PhantomData<fn() -> K>,
     }
 }
 
-impl<S, ReqB, C, R> Exchange<S, ReqB, C, R>
+impl<S, ReqB, C, R, K> Exchange<S, ReqB, C, R, K>
 where
     S: Service<Request<ReqB>> + Clone,
+    K: Call<S, ReqB, C>,
 {
     /// Starts the exchange the decision asks for. `observe`: record its outcome.
     #[inline]
@@ -73,7 +78,6 @@ where
         svc: &mut S,
         req: Request<ReqB>,
         ctx: Option<ChaosContext>,
-        call: CallFn<S, ReqB, C>,
         side: HttpSide,
         observe: bool,
     ) -> Self {
@@ -81,13 +85,14 @@ where
         match decision {
             Decision::Pass => Exchange {
                 state: State::Called {
-                    fut: call(svc, req, ctx),
+                    fut: K::call(svc, req, ctx),
                     injection: None,
                 },
                 started,
                 injected: false,
+                call: PhantomData,
             },
-            Decision::Inject(inj) => Self::inject(inj, svc, req, ctx, call, side, started),
+            Decision::Inject(inj) => Self::inject(inj, svc, req, ctx, side, started),
         }
     }
 
@@ -98,7 +103,6 @@ where
         svc: &mut S,
         req: Request<ReqB>,
         ctx: Option<ChaosContext>,
-        call: CallFn<S, ReqB, C>,
         side: HttpSide,
         started: Option<Instant>,
     ) -> Self {
@@ -115,33 +119,32 @@ where
                         svc: Some(svc),
                         req: Some(req),
                         ctx,
-                        call,
                         side,
                         grpc,
                     }),
                 }
             }
-            other => ended(other, svc, req, ctx, call),
+            other => ended::<_, _, _, _, K>(other, svc, req, ctx),
         };
         Exchange {
             state,
             started,
             injected: true,
+            call: PhantomData,
         }
     }
 }
 
 /// The state for an action that does not wait.
-fn ended<S, ReqB, C, R>(
+fn ended<S, ReqB, C, R, K: Call<S, ReqB, C>>(
     action: HttpAction,
     svc: &mut S,
     req: Request<ReqB>,
     ctx: Option<ChaosContext>,
-    call: CallFn<S, ReqB, C>,
 ) -> State<S, ReqB, C, R> {
     match action {
         HttpAction::WrapBody(inj) => State::Called {
-            fut: call(svc, req, ctx),
+            fut: K::call(svc, req, ctx),
             injection: Some(inj),
         },
         HttpAction::Respond(inj, res) => State::Done {
@@ -162,9 +165,43 @@ fn ended<S, ReqB, C, R>(
     }
 }
 
-impl<S, ReqB, C, ResB, E> Exchange<S, ReqB, C, Response<ResB>>
+impl<S, ReqB, C, R, K> Exchange<S, ReqB, C, R, K> {
+    /// An exchange that is the inner call and nothing else (the engine is not armed).
+    #[inline]
+    pub(crate) fn pass(fut: C) -> Self {
+        Exchange {
+            state: State::Called {
+                fut,
+                injection: None,
+            },
+            started: None,
+            injected: false,
+            call: PhantomData,
+        }
+    }
+
+    /// The inner call, when the exchange is nothing but that (no injection, nothing to
+    /// record): the layers poll it as it is, the fast path of an unarmed engine.
+    #[inline]
+    pub(crate) fn plain(self: Pin<&mut Self>) -> Option<Pin<&mut C>> {
+        let this = self.project();
+        if this.started.is_some() {
+            return None;
+        }
+        match this.state.project() {
+            StateProj::Called {
+                fut,
+                injection: None,
+            } => Some(fut),
+            _ => None,
+        }
+    }
+}
+
+impl<S, ReqB, C, ResB, E, K> Exchange<S, ReqB, C, Response<ResB>, K>
 where
     C: Future<Output = Result<Response<ResB>, E>>,
+    K: Call<S, ReqB, C>,
 {
     /// Polls the exchange to its end; records the outcome in `steady` when observed.
     #[inline]
@@ -186,18 +223,17 @@ where
                     let (Some(mut svc), Some(req)) = (w.svc.take(), w.req.take()) else {
                         panic!("future polled after completion");
                     };
-                    let (ctx, call) = (w.ctx.take(), *w.call);
+                    let ctx = w.ctx.take();
                     let next = match waited {
                         Ok(()) => State::Called {
-                            fut: call(&mut svc, req, ctx),
+                            fut: K::call(&mut svc, req, ctx),
                             injection: Some(inj),
                         },
-                        Err(fault) => ended(
+                        Err(fault) => ended::<_, _, _, _, K>(
                             inj.http_timed_out(fault, *w.side, *w.grpc),
                             &mut svc,
                             req,
                             ctx,
-                            call,
                         ),
                     };
                     this.state.set(next);

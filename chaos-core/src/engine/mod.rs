@@ -204,12 +204,24 @@ impl Chaos {
     /// `None` when the request carries none of them, or nothing usable. Bad items are
     /// ignored, counted and logged (rate-limited); they never fail the request. Directives
     /// are trusted when the rules set `allow_directives` or the signature checks out.
+    #[inline]
     pub fn context_from_headers(&self, headers: &HeaderMap) -> Option<ChaosContext> {
         let x = headers.get(&headers::X_CHAOS);
         let tt = headers.get(&headers::X_TEST_TRAFFIC);
         if x.is_none() && tt.is_none() {
             return None;
         }
+        self.context_slow(headers, x, tt)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn context_slow(
+        &self,
+        headers: &HeaderMap,
+        x: Option<&http::HeaderValue>,
+        tt: Option<&http::HeaderValue>,
+    ) -> Option<ChaosContext> {
         let s = &*self.shared;
         let compiled = self.compiled();
         Policy {

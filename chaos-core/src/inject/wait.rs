@@ -32,9 +32,10 @@ type Hold = std::convert::Infallible;
 pin_project! {
     struct Waiting {
         injection: Option<Injection>,
+        // Both made at the first poll: a wait can be made outside a runtime, and a wait
+        // with nothing to wait for (a zero delay) touches neither.
         #[pin]
-        killed: OwnedNotified,
-        // Made at the first poll, so a wait can be made outside a runtime.
+        killed: Option<OwnedNotified>,
         #[pin]
         sleep: Option<Sleep>,
         limit: Option<Duration>,
@@ -91,7 +92,7 @@ impl Wait {
             _ => None,
         };
         let inner = Box::pin(Waiting {
-            killed: i.kill.notified(),
+            killed: None,
             sleep: None,
             limit,
             hold,
@@ -148,10 +149,16 @@ impl Future for Waiting {
         };
         if !*this.started {
             *this.started = true;
-            this.killed.as_mut().enable();
-            if let Some(d) = *this.limit {
-                this.sleep.set(Some(tokio::time::sleep(d)));
+            let Some(d) = *this.limit else {
+                // Nothing to wait for: go on at once.
+                let inj = this.injection.take().expect("checked above");
+                return Poll::Ready((inj, Ok(())));
+            };
+            this.killed.set(Some(inj.i.kill.notified()));
+            if let Some(k) = this.killed.as_mut().as_pin_mut() {
+                k.enable();
             }
+            this.sleep.set(Some(tokio::time::sleep(d)));
             #[cfg(feature = "test-util")]
             if let Some(h) = this.hold.as_mut() {
                 let h = h.as_mut().project();
@@ -162,7 +169,11 @@ impl Future for Waiting {
         // The kill switch first: flipping it releases every wait at once.
         // A pause point's gate, when it opens, lets the work go on too.
         let go_on = inj.i.kill.is_on()
-            || this.killed.as_mut().poll(cx).is_ready()
+            || this
+                .killed
+                .as_mut()
+                .as_pin_mut()
+                .is_some_and(|k| k.poll(cx).is_ready())
             || released(this.hold, cx);
         let outcome = if go_on {
             Ok(())

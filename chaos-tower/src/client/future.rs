@@ -12,8 +12,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::Shared;
 use super::body::ChaosResponseBody;
+use super::{Plain, Shared};
 use crate::BoxError;
 use crate::future::{Done, Exchange};
 use crate::handle::Handle;
@@ -27,7 +27,7 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         #[pin]
-        exchange: Exchange<S, ReqB, S::Future, S::Response>,
+        exchange: Exchange<S, ReqB, S::Future, S::Response, Plain>,
         // While the engine is armed: the attribution header and the steady state.
         settings: Option<Handle<Shared>>,
     }
@@ -38,7 +38,7 @@ where
     S: Service<Request<ReqB>>,
 {
     pub(crate) fn new(
-        exchange: Exchange<S, ReqB, S::Future, S::Response>,
+        exchange: Exchange<S, ReqB, S::Future, S::Response, Plain>,
         settings: Option<Handle<Shared>>,
     ) -> Self {
         ResponseFuture { exchange, settings }
@@ -65,7 +65,11 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
+        if let Some(call) = this.exchange.as_mut().plain() {
+            let res = ready!(call.poll(cx)).map_err(Into::into)?;
+            return Poll::Ready(Ok(res.map(ChaosResponseBody::inner)));
+        }
         let sh = this.settings.as_deref();
         let done = ready!(this.exchange.poll_done(cx, sh.map(|s| &*s.steady)));
         Poll::Ready(done.map_err(Into::into).and_then(|d| answer(d, sh)))

@@ -56,7 +56,7 @@ use tower_service::Service;
 pub use self::body::ChaosResponseBody;
 pub use self::future::ResponseFuture;
 use crate::BoxError;
-use crate::future::Exchange;
+use crate::future::{Call, Exchange};
 use crate::handle::Handle;
 
 pub(crate) struct Shared {
@@ -222,7 +222,6 @@ where
             &mut self.inner,
             req,
             None,
-            plain_call,
             HttpSide::Client,
             armed,
         );
@@ -231,6 +230,14 @@ where
 }
 
 /// Calls the inner service as it is (a client has no context scope to enter).
-fn plain_call<S: Service<R>, R>(svc: &mut S, req: R, _: Option<ChaosContext>) -> S::Future {
-    svc.call(req)
+pub(crate) struct Plain;
+
+impl<S, ReqB> Call<S, ReqB, S::Future> for Plain
+where
+    S: Service<Request<ReqB>>,
+{
+    #[inline]
+    fn call(svc: &mut S, req: Request<ReqB>, _: Option<ChaosContext>) -> S::Future {
+        svc.call(req)
+    }
 }

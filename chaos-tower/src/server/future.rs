@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::layer::Shared;
+use super::service::InScope;
 use crate::body::ChaosBody;
 use crate::future::{Done, Exchange};
 use crate::handle::Handle;
@@ -28,7 +29,7 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         #[pin]
-        exchange: Exchange<S, ReqB, WithContext<S::Future>, S::Response>,
+        exchange: Exchange<S, ReqB, WithContext<S::Future>, S::Response, InScope>,
         // While the engine is armed: the attribution header and the steady state.
         settings: Option<Handle<Shared>>,
     }
@@ -40,7 +41,7 @@ where
 {
     #[inline]
     pub(crate) fn new(
-        exchange: Exchange<S, ReqB, WithContext<S::Future>, S::Response>,
+        exchange: Exchange<S, ReqB, WithContext<S::Future>, S::Response, InScope>,
         settings: Option<Handle<Shared>>,
     ) -> Self {
         ResponseFuture { exchange, settings }
@@ -65,7 +66,10 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
+        if let Some(call) = this.exchange.as_mut().plain() {
+            return call.poll(cx);
+        }
         let sh = this.settings.as_deref();
         let done = ready!(this.exchange.poll_done(cx, sh.map(|s| &*s.steady)));
         Poll::Ready(done.map(|d| answer(d, sh)))

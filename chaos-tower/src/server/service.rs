@@ -1,14 +1,15 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use chaos_core::{ChaosContext, ChaosFutureExt, Decision, HttpSide, Point, RequestView};
+use chaos_core::context::WithContext;
+use chaos_core::{ChaosContext, ChaosFutureExt, HttpSide, Point, RequestView};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::Exchange;
+use crate::future::{Call, Exchange};
 use crate::handle::Handle;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
@@ -75,50 +76,64 @@ where
         if sh.trust_boundary {
             ctx = crate::server::strip_untrusted(req.headers_mut(), ctx);
         }
-        let armed = chaos.is_armed();
-        let decision = if armed {
-            chaos.decide(
-                &RequestView::new(Point::Server, &sh.target)
-                    .method(req.method())
-                    .uri(req.uri())
-                    .headers(req.headers())
-                    .context(ctx.as_ref()),
-            )
-        } else {
-            Decision::Pass
-        };
+        if chaos.is_armed() {
+            return self.call_armed(req, ctx);
+        }
         if let Some(c) = &ctx {
             req.extensions_mut().insert(c.clone());
         }
-        let settings = armed.then(|| self.shared.clone());
-        let exchange = Exchange::start(
-            decision,
-            &mut self.inner,
-            req,
-            ctx,
-            call_in,
-            HttpSide::Server,
-            armed,
+        ResponseFuture::new(
+            Exchange::pass(InScope::call(&mut self.inner, req, ctx)),
+            None,
+        )
+    }
+}
+
+impl<S> ChaosService<S> {
+    /// A request while the engine is armed: decide, and record the outcome.
+    #[inline(never)]
+    fn call_armed<ReqB, ResB>(
+        &mut self,
+        mut req: Request<ReqB>,
+        ctx: Option<ChaosContext>,
+    ) -> ResponseFuture<S, ReqB>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+        ResB: ChaosBody,
+    {
+        let sh = &*self.shared;
+        let decision = sh.chaos.decide(
+            &RequestView::new(Point::Server, &sh.target)
+                .method(req.method())
+                .uri(req.uri())
+                .headers(req.headers())
+                .context(ctx.as_ref()),
         );
+        if let Some(c) = &ctx {
+            req.extensions_mut().insert(c.clone());
+        }
+        let settings = Some(self.shared.clone());
+        let exchange = Exchange::start(decision, &mut self.inner, req, ctx, HttpSide::Server, true);
         ResponseFuture::new(exchange, settings)
     }
 }
 
-/// Calls `svc` inside the context's scope (so even work done in `call` sees it).
-#[inline]
-pub(crate) fn call_in<S, R>(
-    svc: &mut S,
-    req: R,
-    ctx: Option<ChaosContext>,
-) -> chaos_core::context::WithContext<S::Future>
+/// Calls the inner service inside the context's scope (so even work done in `call` sees
+/// it).
+pub(crate) struct InScope;
+
+impl<S, ReqB> Call<S, ReqB, WithContext<S::Future>> for InScope
 where
-    S: Service<R>,
+    S: Service<Request<ReqB>>,
 {
-    match ctx {
-        None => svc.call(req).with_chaos_context(None),
-        Some(c) => {
-            let fut = c.clone().sync_scope(|| svc.call(req));
-            fut.with_chaos_context(Some(c))
+    #[inline]
+    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>) -> WithContext<S::Future> {
+        match ctx {
+            None => svc.call(req).with_chaos_context(None),
+            Some(c) => {
+                let fut = c.clone().sync_scope(|| svc.call(req));
+                fut.with_chaos_context(Some(c))
+            }
         }
     }
 }
