@@ -224,7 +224,7 @@ impl ChaosMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         let grpc = is_grpc(req.headers());
         let action = match inj.http_action(HttpSide::Client, grpc) {
-            HttpAction::Wait(wait) => match self.wait(wait, &mut req).await? {
+            HttpAction::Wait(wait) => match self.wait(wait, &mut req, grpc).await? {
                 Ok(inj) => {
                     let mut res = next.run(req, ext).await?;
                     self.mark(res.headers_mut(), inj.rule_id());
@@ -255,8 +255,8 @@ impl ChaosMiddleware {
         &self,
         wait: Wait,
         req: &mut Request,
+        grpc: bool,
     ) -> reqwest_middleware::Result<Result<Injection, HttpAction>> {
-        let grpc = is_grpc(req.headers());
         let budget = self.budget(req);
         let start = tokio::time::Instant::now();
         let (inj, waited) = match budget {

@@ -8,8 +8,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use chaos_core::context::WithContext;
 use chaos_core::steady::SteadyState;
-use chaos_core::{ChaosContext, Decision, HttpAction, HttpSide, InjectedFault, Injection, Wait};
+use chaos_core::{
+    ChaosContext, ChaosFutureExt, Decision, HttpAction, HttpSide, InjectedFault, Injection, Wait,
+};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -253,5 +256,38 @@ where
             }
             return Poll::Ready(out);
         }
+    }
+}
+
+/// Calls the inner service inside the context's scope (so even work done in `call` sees
+/// it).
+pub(crate) struct InScope;
+
+impl<S, ReqB> Call<S, ReqB, WithContext<S::Future>> for InScope
+where
+    S: Service<Request<ReqB>>,
+{
+    #[inline]
+    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>) -> WithContext<S::Future> {
+        match ctx {
+            None => svc.call(req).with_chaos_context(None),
+            Some(c) => {
+                let fut = c.clone().sync_scope(|| svc.call(req));
+                fut.with_chaos_context(Some(c))
+            }
+        }
+    }
+}
+
+/// Calls the inner service as it is (a client has no context scope to enter).
+pub(crate) struct Plain;
+
+impl<S, ReqB> Call<S, ReqB, S::Future> for Plain
+where
+    S: Service<Request<ReqB>>,
+{
+    #[inline]
+    fn call(svc: &mut S, req: Request<ReqB>, _: Option<ChaosContext>) -> S::Future {
+        svc.call(req)
     }
 }

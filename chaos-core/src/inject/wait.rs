@@ -59,17 +59,28 @@ pin_project! {
 /// A hang lasts until then unless the caller gives up first: dropping the future
 /// cancels the wait and frees the slot. Honours `tokio::time::pause`.
 ///
-/// One pointer wide: its timer and wake-ups live in one allocation, made with it.
+/// Two words wide: its timer and wake-ups live in one allocation, made with it, except
+/// for a wait with nothing to wait for (a zero delay), which allocates nothing.
 #[must_use = "futures do nothing unless polled"]
 pub struct Wait {
-    inner: Pin<Box<Waiting>>,
+    inner: Inner,
+}
+
+enum Inner {
+    /// Nothing to wait for: ready at the first poll.
+    Now(Option<Injection>),
+    Timed(Pin<Box<Waiting>>),
 }
 
 impl fmt::Debug for Wait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (injection, hang) = match &self.inner {
+            Inner::Now(i) => (i.as_ref(), false),
+            Inner::Timed(w) => (w.injection.as_ref(), w.hang),
+        };
         f.debug_struct("Wait")
-            .field("injection", &self.inner.injection)
-            .field("hang", &self.inner.hang)
+            .field("injection", &injection)
+            .field("hang", &hang)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +102,11 @@ impl Wait {
             Some(d) if !d.is_zero() => Some(d),
             _ => None,
         };
+        if limit.is_none() && hold.is_none() {
+            return Wait {
+                inner: Inner::Now(Some(injection)),
+            };
+        }
         let inner = Box::pin(Waiting {
             killed: None,
             sleep: None,
@@ -100,7 +116,9 @@ impl Wait {
             started: false,
             injection: Some(injection),
         });
-        Wait { inner }
+        Wait {
+            inner: Inner::Timed(inner),
+        }
     }
 }
 
@@ -108,11 +126,11 @@ impl Wait {
     /// The error of the waited work timing out (the caller's own timeout ran out first),
     /// attributed to the rule.
     pub fn timeout_error(&self) -> InjectedFault {
-        self.inner
-            .injection
-            .as_ref()
-            .expect("Wait polled to completion")
-            .timeout_error()
+        let inj = match &self.inner {
+            Inner::Now(i) => i.as_ref(),
+            Inner::Timed(w) => w.injection.as_ref(),
+        };
+        inj.expect("Wait polled to completion").timeout_error()
     }
 
     /// Gives up the wait and hands back its injection (to fail instead, for instance).
@@ -120,13 +138,12 @@ impl Wait {
     /// # Panics
     ///
     /// If the wait already ended.
-    pub fn into_injection(mut self) -> Injection {
-        self.inner
-            .as_mut()
-            .project()
-            .injection
-            .take()
-            .expect("Wait polled to completion")
+    pub fn into_injection(self) -> Injection {
+        let inj = match self.inner {
+            Inner::Now(i) => i,
+            Inner::Timed(mut w) => w.as_mut().project().injection.take(),
+        };
+        inj.expect("Wait polled to completion")
     }
 }
 
@@ -135,7 +152,13 @@ impl Future for Wait {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        match &mut self.inner {
+            Inner::Now(i) => {
+                let inj = i.take().expect("Wait polled after completion");
+                Poll::Ready((inj, Ok(())))
+            }
+            Inner::Timed(w) => w.as_mut().poll(cx),
+        }
     }
 }
 

@@ -12,10 +12,10 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::Shared;
 use super::body::ChaosResponseBody;
-use super::{Plain, Shared};
 use crate::BoxError;
-use crate::future::{Done, Exchange};
+use crate::future::{Done, Exchange, Plain};
 use crate::handle::Handle;
 use crate::respond;
 

@@ -56,7 +56,7 @@ use tower_service::Service;
 pub use self::body::ChaosResponseBody;
 pub use self::future::ResponseFuture;
 use crate::BoxError;
-use crate::future::{Call, Exchange};
+use crate::future::Exchange;
 use crate::handle::Handle;
 
 pub(crate) struct Shared {
@@ -226,18 +226,5 @@ where
             armed,
         );
         ResponseFuture::new(exchange, settings)
-    }
-}
-
-/// Calls the inner service as it is (a client has no context scope to enter).
-pub(crate) struct Plain;
-
-impl<S, ReqB> Call<S, ReqB, S::Future> for Plain
-where
-    S: Service<Request<ReqB>>,
-{
-    #[inline]
-    fn call(svc: &mut S, req: Request<ReqB>, _: Option<ChaosContext>) -> S::Future {
-        svc.call(req)
     }
 }

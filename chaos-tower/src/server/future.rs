@@ -12,9 +12,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::layer::Shared;
-use super::service::InScope;
 use crate::body::ChaosBody;
-use crate::future::{Done, Exchange};
+use crate::future::{Done, Exchange, InScope};
 use crate::handle::Handle;
 use crate::respond;
 

@@ -1,15 +1,14 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use chaos_core::context::WithContext;
-use chaos_core::{ChaosContext, ChaosFutureExt, HttpSide, Point, RequestView};
+use chaos_core::{ChaosContext, HttpSide, Point, RequestView};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::{Call, Exchange};
+use crate::future::{Call, Exchange, InScope};
 use crate::handle::Handle;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
@@ -115,25 +114,5 @@ impl<S> ChaosService<S> {
         let settings = Some(self.shared.clone());
         let exchange = Exchange::start(decision, &mut self.inner, req, ctx, HttpSide::Server, true);
         ResponseFuture::new(exchange, settings)
-    }
-}
-
-/// Calls the inner service inside the context's scope (so even work done in `call` sees
-/// it).
-pub(crate) struct InScope;
-
-impl<S, ReqB> Call<S, ReqB, WithContext<S::Future>> for InScope
-where
-    S: Service<Request<ReqB>>,
-{
-    #[inline]
-    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>) -> WithContext<S::Future> {
-        match ctx {
-            None => svc.call(req).with_chaos_context(None),
-            Some(c) => {
-                let fut = c.clone().sync_scope(|| svc.call(req));
-                fut.with_chaos_context(Some(c))
-            }
-        }
     }
 }
