@@ -15,26 +15,21 @@ fn doc(default_ttl: &str) -> RuleSet {
     .unwrap()
 }
 
-fn expires_in(chaos: &Chaos, id: &str) -> Duration {
+fn rule(chaos: &Chaos, id: &str) -> chaos_core::RuleSnapshot {
     chaos
         .snapshot()
         .rules
-        .iter()
+        .into_iter()
         .find(|r| r.rule.id == id)
         .unwrap()
-        .expires_in
-        .0
+}
+
+fn expires_in(chaos: &Chaos, id: &str) -> Duration {
+    rule(chaos, id).expires_in.0
 }
 
 fn injected(chaos: &Chaos, id: &str) -> u64 {
-    chaos
-        .snapshot()
-        .rules
-        .iter()
-        .find(|r| r.rule.id == id)
-        .unwrap()
-        .counters
-        .injected
+    rule(chaos, id).counters.injected
 }
 
 #[tokio::test(start_paused = true)]
