@@ -168,6 +168,13 @@ fn benches(c: &mut Criterion) {
         ChaosLayer::new(&delay0).layer(bare()),
         false,
     );
+    bench(
+        c,
+        &rt,
+        "match_delay_0_static",
+        ChaosLayer::builder(&delay0).build_static().layer(bare()),
+        false,
+    );
 
     let peer = tower_resilience_chaos::ChaosLayer::builder()
         .name("peer")
@@ -217,6 +224,7 @@ fn main() {
             "rules_100_no_match_static",
             "rules_100_no_match_x_chaos",
             "match_delay_0",
+            "match_delay_0_static",
             "tower_resilience_chaos_rate_0",
             "tower_http_set_request_header",
         ],

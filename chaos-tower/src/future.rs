@@ -53,7 +53,8 @@ pin_project! {
         Called { #[pin] fut: C, injection: Option<Injection> },
         // Boxed, so the future stays small on the path that passes.
         Waiting { waiting: Pin<Box<Waiting<S, ReqB>>> },
-        Done { done: Option<Done<R>> },
+        // Boxed too: an answer made here is large, and only injections have one.
+        Done { done: Option<Box<Done<R>>> },
     }
 }
 
@@ -151,10 +152,10 @@ fn ended<S, ReqB, C, R, K: Call<S, ReqB, C>>(
             injection: Some(inj),
         },
         HttpAction::Respond(inj, res) => State::Done {
-            done: Some(Done::Respond(inj, res)),
+            done: Some(Box::new(Done::Respond(inj, res))),
         },
         HttpAction::Fail(inj, fault) => State::Done {
-            done: Some(Done::Fail(inj, fault)),
+            done: Some(Box::new(Done::Fail(inj, fault))),
         },
         // Only a decision starts a wait; what follows one never does. Waiting again
         // would never end: fail as the hang did.
@@ -162,7 +163,7 @@ fn ended<S, ReqB, C, R, K: Call<S, ReqB, C>>(
             let inj = wait.into_injection();
             let fault = inj.timeout_error();
             State::Done {
-                done: Some(Done::Fail(inj, fault)),
+                done: Some(Box::new(Done::Fail(inj, fault))),
             }
         }
     }
@@ -243,7 +244,7 @@ where
                     continue;
                 }
                 StateProj::Done { done } => {
-                    Ok(done.take().expect("future polled after completion"))
+                    Ok(*done.take().expect("future polled after completion"))
                 }
             };
             if let (Some(start), Some(steady)) = (*this.started, steady) {
