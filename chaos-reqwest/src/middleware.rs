@@ -91,14 +91,11 @@ impl ChaosMiddleware {
     /// Starts a middleware whose target is, unless set, each request's host.
     pub fn builder(chaos: &Chaos) -> ChaosMiddlewareBuilder {
         ChaosMiddlewareBuilder {
-            inner: ChaosMiddleware {
-                chaos: chaos.clone(),
-                target: None,
-                forward: true,
-                injected_header: Some(X_CHAOS_INJECTED),
-                timeout: None,
-                steady: chaos.steady_state("client", ""),
-            },
+            chaos: chaos.clone(),
+            target: None,
+            forward: true,
+            injected_header: Some(X_CHAOS_INJECTED),
+            timeout: None,
         }
     }
 
@@ -120,27 +117,31 @@ impl ChaosMiddleware {
 #[derive(Debug)]
 #[must_use]
 pub struct ChaosMiddlewareBuilder {
-    inner: ChaosMiddleware,
+    chaos: Chaos,
+    target: Option<Box<str>>,
+    forward: bool,
+    injected_header: Option<HeaderName>,
+    timeout: Option<Duration>,
 }
 
 impl ChaosMiddlewareBuilder {
     /// The dependency's name, matched by the rules' `target`. Default: the request's host.
     pub fn target(mut self, name: impl Into<String>) -> Self {
-        self.inner.target = Some(name.into().into_boxed_str());
+        self.target = Some(name.into().into_boxed_str());
         self
     }
 
     /// Whether to send the chaos context on (`x-chaos`, `x-chaos-signature`,
     /// `x-test-traffic`). Default `true`; turn it off for calls leaving your fleet.
     pub fn forward(mut self, yes: bool) -> Self {
-        self.inner.forward = yes;
+        self.forward = yes;
         self
     }
 
     /// The header naming the rule on injected responses (default `x-chaos-injected`);
     /// `None` leaves responses unmarked.
     pub fn injected_header(mut self, name: Option<HeaderName>) -> Self {
-        self.inner.injected_header = name;
+        self.injected_header = name;
         self
     }
 
@@ -149,16 +150,22 @@ impl ChaosMiddlewareBuilder {
     /// an injected hang ends with a timeout error when it runs out, as a slow server would.
     /// A per-request timeout (`RequestBuilder::timeout`) is read from the request and wins.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.inner.timeout = Some(timeout);
+        self.timeout = Some(timeout);
         self
     }
 
     /// The middleware.
-    pub fn build(mut self) -> ChaosMiddleware {
-        if let Some(t) = &self.inner.target {
-            self.inner.steady = self.inner.chaos.steady_state("client", t);
+    pub fn build(self) -> ChaosMiddleware {
+        ChaosMiddleware {
+            steady: self
+                .chaos
+                .steady_state("client", self.target.as_deref().unwrap_or("")),
+            chaos: self.chaos,
+            target: self.target,
+            forward: self.forward,
+            injected_header: self.injected_header,
+            timeout: self.timeout,
         }
-        self.inner
     }
 }
 

@@ -53,6 +53,14 @@ rules:
     assert_eq!((seen.requests, seen.errors), (4, 1), "{seen:?}");
     assert_eq!((seen.injected, seen.injected_errors), (3, 2), "{seen:?}");
 
+    // Only what records has a steady state: the target, not an unnamed one.
+    let points: Vec<_> = chaos
+        .steady_states()
+        .iter()
+        .map(|s| format!("{}/{}", s.point(), s.target()))
+        .collect();
+    assert_eq!(points, ["client/prices"]);
+
     // A middleware named by the host records under the empty target.
     let by_host = ClientBuilder::new(reqwest_client())
         .with(ChaosMiddleware::builder(&chaos).build())

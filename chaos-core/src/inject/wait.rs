@@ -32,13 +32,13 @@ type Hold = std::convert::Infallible;
 pin_project! {
     struct Waiting {
         injection: Option<Injection>,
-        // Both made at the first poll: a wait can be made outside a runtime, and a wait
-        // with nothing to wait for (a zero delay) touches neither.
+        // Both made at the first poll.
         #[pin]
         killed: Option<OwnedNotified>,
         #[pin]
         sleep: Option<Sleep>,
-        limit: Option<Duration>,
+        // Until the delay is over, or the hang or pause reaches its ceiling.
+        limit: Duration,
         hold: Option<Hold>,
         hang: bool,
         started: bool,
@@ -97,16 +97,15 @@ impl Wait {
         #[cfg(not(feature = "test-util"))]
         let hold: Option<Hold> = None;
         let limit = match i.delay {
-            _ if hang || hold.is_some() => Some(i.max_hang),
+            _ if hang || hold.is_some() => i.max_hang,
+            Some(d) if !d.is_zero() => d,
             // A zero delay does not wait for the timer's next tick.
-            Some(d) if !d.is_zero() => Some(d),
-            _ => None,
+            _ => {
+                return Wait {
+                    inner: Inner::Now(Some(injection)),
+                };
+            }
         };
-        if limit.is_none() && hold.is_none() {
-            return Wait {
-                inner: Inner::Now(Some(injection)),
-            };
-        }
         let inner = Box::pin(Waiting {
             killed: None,
             sleep: None,
@@ -120,9 +119,7 @@ impl Wait {
             inner: Inner::Timed(inner),
         }
     }
-}
 
-impl Wait {
     /// The error of the waited work timing out (the caller's own timeout ran out first),
     /// attributed to the rule.
     pub fn timeout_error(&self) -> InjectedFault {
@@ -171,17 +168,14 @@ impl Future for Waiting {
             panic!("Wait polled after completion");
         };
         if !*this.started {
+            // The wake-up and the timer are made at the first poll, so a wait can be made
+            // outside a runtime.
             *this.started = true;
-            let Some(d) = *this.limit else {
-                // Nothing to wait for: go on at once.
-                let inj = this.injection.take().expect("checked above");
-                return Poll::Ready((inj, Ok(())));
-            };
             this.killed.set(Some(inj.i.kill.notified()));
             if let Some(k) = this.killed.as_mut().as_pin_mut() {
                 k.enable();
             }
-            this.sleep.set(Some(tokio::time::sleep(d)));
+            this.sleep.set(Some(tokio::time::sleep(*this.limit)));
             #[cfg(feature = "test-util")]
             if let Some(h) = this.hold.as_mut() {
                 let h = h.as_mut().project();
@@ -201,14 +195,13 @@ impl Future for Waiting {
         let outcome = if go_on {
             Ok(())
         } else {
-            match this.sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
-                None => Ok(()),
-                Some(Poll::Pending) => return Poll::Pending,
+            // The timer was made at the first poll, above.
+            let timer = this.sleep.as_mut().as_pin_mut();
+            match timer.map_or(Poll::Ready(()), |s| s.poll(cx)) {
+                Poll::Pending => return Poll::Pending,
                 // A hang at its ceiling times out; a pause point there goes on.
-                Some(Poll::Ready(())) if *this.hang && this.hold.is_none() => {
-                    Err(inj.timeout_error())
-                }
-                Some(Poll::Ready(())) => Ok(()),
+                Poll::Ready(()) if *this.hang && this.hold.is_none() => Err(inj.timeout_error()),
+                Poll::Ready(()) => Ok(()),
             }
         };
         let inj = this.injection.take().expect("checked above");
