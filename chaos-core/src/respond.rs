@@ -150,7 +150,9 @@ pub fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
     if status.is_server_error() {
         return true;
     }
-    match headers.get("grpc-status") {
+    // A header name made once: a `&str` key would be parsed on every call.
+    static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    match headers.get(&GRPC_STATUS) {
         None => false,
         Some(v) => matches!(v.as_bytes(), b"2" | b"4" | b"8" | b"13" | b"14" | b"15"),
     }

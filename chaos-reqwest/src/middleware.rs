@@ -335,17 +335,30 @@ impl Middleware for ChaosMiddleware {
             return next.run(req, ext).await;
         }
         let started = self.chaos.is_armed().then(std::time::Instant::now);
-        let (out, injected) = match self.prepare(&mut req, ext) {
-            Decision::Pass => (next.run(req, ext).await, false),
+        // Each arm records its own outcome, so the response is not moved through a tuple.
+        match self.prepare(&mut req, ext) {
+            Decision::Pass => {
+                let out = next.run(req, ext).await;
+                if let Some(start) = started {
+                    self.steady.record(start, failed(&out), false);
+                }
+                out
+            }
             // Boxed, so the future of a call that passes stays small.
-            Decision::Inject(inj) => (Box::pin(self.inject(inj, req, ext, next)).await, true),
-        };
-        if let Some(start) = started {
-            let error = out
-                .as_ref()
-                .map_or(true, |r| respond::is_failure(r.status(), r.headers()));
-            self.steady.record(start, error, injected);
+            Decision::Inject(inj) => {
+                let out = Box::pin(self.inject(inj, req, ext, next)).await;
+                if let Some(start) = started {
+                    self.steady.record(start, failed(&out), true);
+                }
+                out
+            }
         }
-        out
     }
+}
+
+/// Whether a call's outcome is a failure for the steady state: an error, a 5xx, or a
+/// failing gRPC status.
+fn failed(out: &reqwest_middleware::Result<Response>) -> bool {
+    out.as_ref()
+        .map_or(true, |r| respond::is_failure(r.status(), r.headers()))
 }

@@ -184,21 +184,33 @@ impl<S, ReqB, C, R, K> Exchange<S, ReqB, C, R, K> {
         }
     }
 
-    /// The inner call, when the exchange is nothing but that (no injection, nothing to
-    /// record): the layers poll it as it is, the fast path of an unarmed engine.
+    /// The inner call and when the exchange started, while nothing is injected into it:
+    /// the layers poll the call as it is and hand its output on unchanged, recording it
+    /// (with [`record_passed`]) when the exchange is observed. Its output is not moved
+    /// through [`Done`], the common path of an armed engine as of an unarmed one.
     #[inline]
-    pub(crate) fn plain(self: Pin<&mut Self>) -> Option<Pin<&mut C>> {
+    pub(crate) fn passing(self: Pin<&mut Self>) -> Option<(Pin<&mut C>, Option<Instant>)> {
         let this = self.project();
-        if this.started.is_some() {
-            return None;
-        }
         match this.state.project() {
             StateProj::Called {
                 fut,
                 injection: None,
-            } => Some(fut),
+            } if !*this.injected => Some((fut, *this.started)),
             _ => None,
         }
+    }
+}
+
+/// Records a passed exchange's outcome in `steady`, when it was observed.
+#[inline]
+pub(crate) fn record_passed<B, E>(
+    steady: Option<&SteadyState>,
+    started: Option<Instant>,
+    out: &Result<Response<B>, E>,
+) {
+    if let (Some(start), Some(steady)) = (started, steady) {
+        let error = out.as_ref().map_or(true, respond::is_error);
+        steady.record(start, error, false);
     }
 }
 

@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::Shared;
 use super::body::ChaosResponseBody;
 use crate::BoxError;
-use crate::future::{Done, Exchange, Plain};
+use crate::future::{Done, Exchange, Plain, record_passed};
 use crate::handle::Handle;
 use crate::respond;
 
@@ -66,11 +66,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some(call) = this.exchange.as_mut().plain() {
-            let res = ready!(call.poll(cx)).map_err(Into::into)?;
+        let sh = this.settings.as_deref();
+        if let Some((call, started)) = this.exchange.as_mut().passing() {
+            let out = ready!(call.poll(cx));
+            record_passed(sh.map(|s| &*s.steady), started, &out);
+            let res = out.map_err(Into::into)?;
             return Poll::Ready(Ok(res.map(ChaosResponseBody::inner)));
         }
-        let sh = this.settings.as_deref();
         let done = ready!(this.exchange.poll_done(cx, sh.map(|s| &*s.steady)));
         Poll::Ready(done.map_err(Into::into).and_then(|d| answer(d, sh)))
     }

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::{Done, Exchange, InScope};
+use crate::future::{Done, Exchange, InScope, record_passed};
 use crate::handle::Handle;
 use crate::respond;
 
@@ -66,10 +66,12 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some(call) = this.exchange.as_mut().plain() {
-            return call.poll(cx);
-        }
         let sh = this.settings.as_deref();
+        if let Some((call, started)) = this.exchange.as_mut().passing() {
+            let out = ready!(call.poll(cx));
+            record_passed(sh.map(|s| &*s.steady), started, &out);
+            return Poll::Ready(out);
+        }
         let done = ready!(this.exchange.poll_done(cx, sh.map(|s| &*s.steady)));
         Poll::Ready(done.map(|d| answer(d, sh)))
     }

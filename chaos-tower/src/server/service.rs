@@ -90,7 +90,7 @@ where
 
 impl<S> ChaosService<S> {
     /// A request while the engine is armed: decide, and record the outcome.
-    #[inline(never)]
+    #[inline]
     fn call_armed<ReqB, ResB>(
         &mut self,
         mut req: Request<ReqB>,
