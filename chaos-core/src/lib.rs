@@ -93,6 +93,7 @@ mod inject;
 mod journal;
 mod log;
 mod names;
+pub mod observe;
 #[cfg(feature = "test-util")]
 mod pause;
 pub mod reload;
@@ -105,14 +106,20 @@ pub mod steady;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+mod window;
 
 pub use self::context::{ChaosContext, ChaosFutureExt};
+pub use self::decision::{
+    AbortInfo, Breach, CohortFigures, CohortsSnapshot, GuardState, RampStatus,
+};
 pub use self::engine::{
-    Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus, Snapshot,
+    Budget, Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus,
+    ServiceGuardSnapshot, Snapshot,
 };
 pub use self::inject::{Action, Decision, InjectedFault, Injection, Wait};
 #[cfg(feature = "http-body")]
 pub use self::inject::{HttpAction, HttpSide};
+pub use self::observe::Observation;
 pub use self::request::{Point, RequestView};
 pub use self::steady::{Observed, SteadyState};
 

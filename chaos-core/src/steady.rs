@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use crate::window::{BUCKETS, Sum, bucket, quantile};
+
 /// One-second slots kept: the longest window a snapshot can cover.
 const SLOTS: usize = 64;
 /// Shards, so concurrent threads mostly write to different cache lines.
 const SHARDS: usize = 4;
-/// Latency buckets: two per power of two, from 64 µs to about a minute.
-const BUCKETS: usize = 40;
 
 /// The steady state observed at one point and target.
 ///
@@ -148,26 +148,6 @@ fn shard_index() -> usize {
     })
 }
 
-fn bucket(latency: Duration) -> usize {
-    let us = latency.as_micros().min(u64::MAX as u128) as u64;
-    if us < 64 {
-        return 0;
-    }
-    let log2 = 63 - us.leading_zeros() as usize;
-    let half = ((us >> (log2 - 1)) & 1) as usize;
-    (1 + (log2 - 6) * 2 + half).min(BUCKETS - 1)
-}
-
-fn bucket_upper(i: usize) -> Duration {
-    if i == 0 {
-        return Duration::from_micros(64);
-    }
-    let octave = (i - 1) / 2;
-    let half = (i - 1) % 2;
-    let low = 1u64 << (octave + 6);
-    Duration::from_micros(low + low / 2 * (half as u64 + 1))
-}
-
 impl SteadyState {
     fn new(point: &str, target: &str) -> SteadyState {
         SteadyState {
@@ -246,19 +226,29 @@ impl SteadyState {
                 }
             }
         }
-        let total: u64 = hist.iter().sum();
-        if total > 0 {
-            let want = total - total / 100;
-            let mut acc = 0;
-            for (i, n) in hist.iter().enumerate() {
-                acc += n;
-                if acc >= want {
-                    out.p99 = Some(bucket_upper(i));
-                    break;
+        out.p99 = quantile(&hist, 0.99);
+        out
+    }
+}
+
+impl SteadyState {
+    /// Adds the organic responses of the last `window` to `sum` (for the service guard).
+    pub(crate) fn add_organic(&self, window: Duration, sum: &mut Sum) {
+        let now = Instant::now().duration_since(self.base).as_secs() + 1;
+        let span = window.as_secs().clamp(1, SLOTS as u64);
+        for shard in self.shards.iter() {
+            for slot in &shard.slots {
+                let e = slot.epoch.load(Ordering::Acquire);
+                if e == 0 || e + span <= now || e > now {
+                    continue;
+                }
+                sum.requests += slot.organic.load(Ordering::Relaxed);
+                sum.errors += slot.organic_errors.load(Ordering::Relaxed);
+                for (h, b) in sum.hist.iter_mut().zip(&slot.hist) {
+                    *h += b.load(Ordering::Relaxed);
                 }
             }
         }
-        out
     }
 }
 
@@ -326,27 +316,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_ordered_and_bound_their_values() {
-        for us in [
-            0u64, 63, 64, 95, 96, 127, 128, 1_000, 250_000, 2_000_000, 60_000_000,
-        ] {
-            let d = Duration::from_micros(us);
-            let b = bucket(d);
-            // The last bucket holds everything above it.
-            assert!(
-                b == BUCKETS - 1 || d <= bucket_upper(b),
-                "{us} µs in bucket {b}"
-            );
-            if b > 0 && b < BUCKETS - 1 {
-                assert!(d >= bucket_upper(b - 1), "{us} µs above bucket {}", b - 1);
-            }
-        }
-        for i in 1..BUCKETS {
-            assert!(bucket_upper(i) > bucket_upper(i - 1));
-        }
-    }
 
     #[test]
     fn counts_organic_and_injected_apart() {

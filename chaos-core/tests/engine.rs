@@ -756,7 +756,8 @@ fn events_and_versions() {
         got[5],
         Event::RuleAborted {
             rule: "b".into(),
-            reason: "guard: error rate 9% above 5%".into()
+            reason: "guard: error rate 9% above 5%".into(),
+            breach: None,
         }
     );
     let snap = chaos.snapshot();

@@ -97,7 +97,7 @@ fn rule_with_fault(fault: &str) -> String {
 #[test]
 fn refused_inputs_say_where_what_and_why() {
     let unknown_rule_field = "unknown field `rat`, expected one of id, description, point, target, match, fault, \
-                              sequence, first, every, rate, sticky_by, max_active, max_hits, ttl, expires_at, guard, ramp, mode";
+                              sequence, first, every, rate, sticky_by, max_active, max_hits, ttl, expires_at, guard, max_errors, ramp, mode";
     let cases: Vec<(Format, String, String)> = vec![
         // --- schema errors, with positions
         (Format::Yaml, rule_with("rat: 5%"), format!("<string>:5:5: rule `r1`, field `rat`: {unknown_rule_field}")),
@@ -132,7 +132,7 @@ fn refused_inputs_say_where_what_and_why() {
         (Format::Yaml, rule_with("mode: loud"), "<string>:5:11: rule `r1`, field `mode`: unknown variant `loud`, expected one of inject, shadow".into()),
         (Format::Yaml, rule_with("sequence: [abort, maybe]"), "<string>:5:23: rule `r1`, field `sequence[1]`: unknown sequence step `maybe`, expected `pass`, `inject` or the fault's kind".into()),
         (Format::Yaml, "version: 2\nrules: []\n".into(), "<string>:1:10: field `version`: unsupported rules version 2, expected 1".into()),
-        (Format::Yaml, "rulez: []\n".into(), "<string>:1:1: field `rulez`: unknown field `rulez`, expected one of version, kill_switch, allow_directives, defaults, max_active, limits, rules".into()),
+        (Format::Yaml, "rulez: []\n".into(), "<string>:1:1: field `rulez`: unknown field `rulez`, expected one of version, kill_switch, allow_directives, defaults, max_active, limits, guard, rules".into()),
         // --- validation across fields (no position: the format cannot give one)
         (Format::Yaml, "rules:\n  - { id: payments-slow, point: server, fault: { delay: 1s } }\n  - { id: payments-slow, point: client, fault: { delay: 1s } }\n".into(), "<string>: rule `payments-slow`, field `id`: duplicate rule id `payments-slow`".into()),
         (Format::Yaml, rule_with_fault("{ delay: 2m }"), "<string>: rule `r1`, field `fault.delay`: delay 2m is above the ceiling 30s (limits.max_delay)".into()),
@@ -141,7 +141,7 @@ fn refused_inputs_say_where_what_and_why() {
         (Format::Yaml, rule_with("sequence: []"), "<string>: rule `r1`, field `sequence`: sequence is empty".into()),
         (Format::Yaml, rule_with("ttl: 1h\n    expires_at: 2099-01-01T00:00:00Z"), "<string>: rule `r1`, field `ttl`: give `ttl` or `expires_at`, not both".into()),
         (Format::Yaml, rule_with("max_active: 0"), "<string>: rule `r1`, field `max_active`: max_active 0 would never inject".into()),
-        (Format::Yaml, rule_with("guard: { window: 10s }"), "<string>: rule `r1`, field `guard`: a guard needs `error_rate_above` or `p99_above`".into()),
+        (Format::Yaml, rule_with("guard: { window: 10s }"), "<string>: rule `r1`, field `guard`: a guard needs `error_rate_above`, `p99_above` or `vs_control`".into()),
         (Format::Yaml, rule_with("ramp: { steps: [25%, 5%], every: 1m }"), "<string>: rule `r1`, field `ramp.steps`: ramp steps must not go down".into()),
         (Format::Yaml, rule_with("match: { sql: \"UPDATE*\" }"), "<string>: rule `r1`, field `match.sql`: `match.sql` applies at the `sql` point, not `server`".into()),
         (Format::Yaml, rule_with("match: { scenario: \"two words\" }"), "<string>: rule `r1`, field `match.scenario`: scenario `two words` may only hold letters, digits, `.`, `_` and `-`".into()),

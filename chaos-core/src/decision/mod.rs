@@ -8,6 +8,7 @@ mod permit;
 mod rng;
 mod rules;
 mod state;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,6 +20,9 @@ pub(crate) use self::permit::Permit;
 pub(crate) use self::rng::RngSource;
 pub(crate) use self::rules::Compiled;
 use self::rules::{CompiledRule, Sticky};
+pub(crate) use self::state::RuleState;
+pub(crate) use self::watch::Cohort;
+pub use self::watch::{AbortInfo, Breach, CohortFigures, CohortsSnapshot, GuardState, RampStatus};
 use crate::context::ChaosContext;
 use crate::request::RequestView;
 use crate::rules::{Fault, Mode};
@@ -35,6 +39,23 @@ pub(crate) struct Decided {
     pub(crate) permit: Option<Permit>,
 }
 
+/// What a decision tells on the way, besides its result.
+pub(crate) trait Sink {
+    /// A shadow-mode rule would have injected.
+    fn shadow(&mut self, d: Decided);
+    /// The request matched `rule`, active, and is in `cohort`; `reserved`: it holds a unit
+    /// of the rule's error budget. `true` when its outcome will be recorded.
+    fn touch(
+        &mut self,
+        rule: &Arc<RuleState>,
+        cohort: Cohort,
+        shadow: bool,
+        reserved: bool,
+    ) -> bool;
+    /// A guard judged on the way found a breach.
+    fn breach(&mut self, rule: &Arc<RuleState>, breach: Breach);
+}
+
 /// What a decision reads: the rules in force, the random source and the engine's slots.
 pub(crate) struct Decider<'a> {
     pub(crate) compiled: &'a Compiled,
@@ -44,12 +65,9 @@ pub(crate) struct Decider<'a> {
 
 impl Decider<'_> {
     /// The first trusted directive or rule that injects into `req`, in that order.
-    /// `shadow` is given every shadow-mode rule that would have injected on the way.
-    pub(crate) fn decide(
-        &self,
-        req: &RequestView<'_>,
-        shadow: &mut dyn FnMut(Decided),
-    ) -> Option<Decided> {
+    /// `sink` is told every rule matched on the way (its cohort), every shadow-mode rule
+    /// that would have injected, and every guard breach found.
+    pub(crate) fn decide(&self, req: &RequestView<'_>, sink: &mut dyn Sink) -> Option<Decided> {
         if let Some(ctx) = req.context
             && ctx.is_trusted()
             && !ctx.directives().is_empty()
@@ -62,7 +80,7 @@ impl Decider<'_> {
         }
         let mut out = None;
         self.compiled.index.for_candidates(req, |i| {
-            out = self.evaluate(&self.compiled.rules[i], req, shadow);
+            out = self.evaluate(&self.compiled.rules[i], req, sink);
             out.is_some()
         });
         out
@@ -99,11 +117,11 @@ impl Decider<'_> {
         &self,
         rule: &CompiledRule,
         req: &RequestView<'_>,
-        shadow: &mut dyn FnMut(Decided),
+        sink: &mut dyn Sink,
     ) -> Option<Decided> {
         let st = &rule.state;
         st.matched.fetch_add(1, Ordering::Relaxed);
-        if st.is_aborted() {
+        if st.is_aborted() || st.watch.budget_spent() {
             return None;
         }
         let now = Instant::now();
@@ -111,6 +129,18 @@ impl Decider<'_> {
             st.expired_hits.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        // A guard due for judgement is judged before the rule injects again.
+        if st.watch.judgement_due(now)
+            && let Some(b) = st.watch.judge(now)
+        {
+            sink.breach(&rule.state, b);
+            return None;
+        }
+        // Left alone from here on: the request is in the rule's control cohort.
+        let control = |sink: &mut dyn Sink| {
+            sink.touch(&rule.state, Cohort::Control, false, false);
+            None
+        };
         let scope_name: Option<&str> = rule.scenario.as_deref().or_else(|| {
             req.context
                 .and_then(|c| c.scenarios().first().map(String::as_str))
@@ -126,7 +156,7 @@ impl Decider<'_> {
         if let (Some(sched), Some(sc)) = (&rule.schedule, &scope)
             && !sched.step(sc.seen.fetch_add(1, Ordering::AcqRel))
         {
-            return None;
+            return control(sink);
         }
         let rate = rule.rate_now(now);
         if rate.fraction() < 1.0 || rule.sticky.is_some() {
@@ -136,21 +166,22 @@ impl Decider<'_> {
             let draw = match &rule.sticky {
                 Some(Sticky::Header(h)) => match req.headers.and_then(|m| m.get(h)) {
                     Some(v) => xxhash_rust::xxh3::xxh3_64(v.as_bytes()),
-                    None => return None,
+                    None => return control(sink),
                 },
                 Some(Sticky::Scenario) => match scope_name {
                     Some(s) => xxhash_rust::xxh3::xxh3_64(s.as_bytes()),
-                    None => return None,
+                    None => return control(sink),
                 },
                 None => self.rng.next(),
             };
             if !rate.admits(draw) {
-                return None;
+                return control(sink);
             }
         }
         if rule.mode == Mode::Shadow {
             st.shadowed.fetch_add(1, Ordering::Relaxed);
-            shadow(self.decided(rule.id.clone(), rule.fault.clone(), scope_name, None));
+            sink.touch(&rule.state, Cohort::Experiment, true, false);
+            sink.shadow(self.decided(rule.id.clone(), rule.fault.clone(), scope_name, None));
             return None;
         }
         let Some(permit) = Permit::acquire(
@@ -159,8 +190,15 @@ impl Decider<'_> {
             self.compiled.set.max_active,
         ) else {
             st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return control(sink);
         };
+        // An error budget: each injection holds a unit until its outcome is known, so the
+        // budget is never overspent by injections in flight.
+        let budgeted = st.watch.has_budget();
+        if budgeted && !st.watch.reserve() {
+            st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
+            return control(sink);
+        }
         if let (Some(max), Some(sc)) = (rule.max_hits, &scope) {
             let took = sc
                 .hits
@@ -170,9 +208,20 @@ impl Decider<'_> {
                 .is_ok();
             if !took {
                 // Another request took the last hit; `permit` gives the slots back.
+                if budgeted {
+                    st.watch.settle(false);
+                }
                 st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
+        }
+        if !sink.touch(&rule.state, Cohort::Experiment, false, budgeted) && budgeted {
+            // Nowhere to learn the outcome: a budgeted rule does not inject blind.
+            st.watch.settle(false);
+            if let (Some(_), Some(sc)) = (rule.max_hits, &scope) {
+                sc.hits.fetch_sub(1, Ordering::AcqRel);
+            }
+            return None;
         }
         st.injected.fetch_add(1, Ordering::Relaxed);
         Some(self.decided(

@@ -83,7 +83,12 @@ mod tests {
     use tokio::time::Instant;
 
     fn rule() -> Arc<RuleState> {
-        Arc::new(RuleState::new(Instant::now(), Instant::now()))
+        let r = crate::rules::Rule::new(
+            "r",
+            "server",
+            crate::rules::Fault::Drop(crate::rules::DropKind::Reset),
+        );
+        Arc::new(RuleState::new(&r, Instant::now(), Instant::now()))
     }
 
     #[test]

@@ -74,21 +74,14 @@ pub(crate) struct CompiledRule {
     pub(crate) max_active: Option<u32>,
     pub(crate) max_hits: Option<u64>,
     pub(crate) mode: Mode,
-    pub(crate) ramp: Option<(Vec<Rate>, Duration)>,
     pub(crate) state: Arc<RuleState>,
 }
 
 impl CompiledRule {
-    /// The rate in force now (ramps step up with time since the rule was loaded).
+    /// The rate in force now: a ramp's step, else the rule's rate.
+    #[inline]
     pub(crate) fn rate_now(&self, now: Instant) -> Rate {
-        match &self.ramp {
-            None => self.rate,
-            Some((steps, every)) => {
-                let elapsed = now.saturating_duration_since(self.state.loaded_at);
-                let i = (elapsed.as_nanos() / every.as_nanos().max(1)) as usize;
-                steps[i.min(steps.len() - 1)]
-            }
-        }
+        self.state.watch.ramp_rate(now).unwrap_or(self.rate)
     }
 }
 
@@ -134,7 +127,7 @@ impl Compiled {
                     (None, Some(at)) => now + at.0.duration_since(wall).unwrap_or(Duration::ZERO),
                     (None, None) => now + default_ttl,
                 };
-                Arc::new(RuleState::new(now, expires_at))
+                Arc::new(RuleState::new(r, now, expires_at))
             });
             let sticky = r.sticky_by.as_deref().map(|k| match k {
                 "scenario" => Sticky::Scenario,
@@ -150,7 +143,6 @@ impl Compiled {
                 max_active: r.max_active,
                 max_hits: r.max_hits,
                 mode: r.mode,
-                ramp: r.ramp.as_ref().map(|rp| (rp.steps.clone(), rp.every.0)),
                 state,
             });
         }

@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
+use super::watch::{AbortInfo, Watch};
+use crate::rules::Rule;
+
 /// Scopes tracked per rule; past this the rule-wide counters are used.
 const MAX_SCOPES: usize = 4096;
 
@@ -18,7 +21,7 @@ pub(crate) struct ScopeCounters {
 }
 
 pub(crate) struct RuleState {
-    pub(crate) loaded_at: Instant,
+    pub(crate) id: Arc<str>,
     pub(crate) expires_at: Instant,
     pub(crate) matched: AtomicU64,
     pub(crate) injected: AtomicU64,
@@ -28,7 +31,9 @@ pub(crate) struct RuleState {
     /// Injections in flight (see [`Permit`](super::permit::Permit)).
     pub(crate) active: AtomicU32,
     aborted: AtomicBool,
-    abort_reason: Mutex<Option<String>>,
+    abort: Mutex<Option<AbortInfo>>,
+    /// The cohorts, guard, budget and ramp.
+    pub(crate) watch: Watch,
     pub(crate) rule_scope: ScopeCounters,
     scopes: Mutex<HashMap<Box<str>, Arc<ScopeCounters>>>,
 }
@@ -49,9 +54,10 @@ impl std::ops::Deref for ScopeRef<'_> {
 }
 
 impl RuleState {
-    pub(crate) fn new(loaded_at: Instant, expires_at: Instant) -> RuleState {
+    pub(crate) fn new(rule: &Rule, loaded_at: Instant, expires_at: Instant) -> RuleState {
         RuleState {
-            loaded_at,
+            id: rule.id.as_str().into(),
+            watch: Watch::new(rule, loaded_at),
             expires_at,
             matched: AtomicU64::new(0),
             injected: AtomicU64::new(0),
@@ -60,7 +66,7 @@ impl RuleState {
             expired_hits: AtomicU64::new(0),
             active: AtomicU32::new(0),
             aborted: AtomicBool::new(false),
-            abort_reason: Mutex::new(None),
+            abort: Mutex::new(None),
             rule_scope: ScopeCounters::default(),
             scopes: Mutex::new(HashMap::new()),
         }
@@ -84,23 +90,21 @@ impl RuleState {
     }
 
     /// Aborts the rule; `false` if it already was.
-    pub(crate) fn abort(&self, reason: &str) -> bool {
-        let mut r = self.abort_reason.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn abort(&self, info: AbortInfo) -> bool {
+        let mut a = self.abort.lock().unwrap_or_else(|p| p.into_inner());
         if self.aborted.swap(true, Ordering::SeqCst) {
             return false;
         }
-        *r = Some(reason.to_owned());
+        *a = Some(info);
         true
     }
 
+    #[inline]
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn abort_reason(&self) -> Option<String> {
-        self.abort_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub(crate) fn abort_info(&self) -> Option<AbortInfo> {
+        self.abort.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

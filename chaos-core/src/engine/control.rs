@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::broadcast;
 
 use super::{Chaos, Event};
-use crate::decision::Compiled;
+use crate::decision::{AbortInfo, Compiled};
 use crate::rules::{Rule, RuleSet, RulesError};
 
 impl Chaos {
@@ -60,14 +60,7 @@ impl Chaos {
     pub fn abort_rule(&self, id: &str, reason: &str) -> Result<(), RulesError> {
         let compiled = self.compiled();
         let rule = compiled.rule(id).ok_or_else(|| RulesError::not_found(id))?;
-        if rule.state.abort(reason) {
-            self.shared.version.fetch_add(1, Ordering::AcqRel);
-            tracing::warn!(target: "chaos", rule = id, reason, "rule aborted");
-            self.events().emit(Event::RuleAborted {
-                rule: id.to_owned(),
-                reason: reason.to_owned(),
-            });
-        }
+        self.abort_state(&rule.state, AbortInfo::new(reason.to_owned(), None));
         Ok(())
     }
 
@@ -76,6 +69,7 @@ impl Chaos {
         let compiled = Arc::new(Compiled::new(set, Some(&prev)));
         let n = compiled.rules.len();
         self.refresh_flags(&compiled);
+        self.service_guard().reset(compiled.set.guard.as_ref());
         self.shared.compiled.store(compiled);
         let v = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.events().emit(Event::RulesChanged {
@@ -130,6 +124,7 @@ impl Chaos {
     pub fn resume(&self) {
         let _w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.runtime_killed.store(false, Ordering::SeqCst);
+        self.service_guard().clear();
         self.refresh_flags(&self.compiled());
         self.shared.version.fetch_add(1, Ordering::AcqRel);
     }

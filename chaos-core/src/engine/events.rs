@@ -42,8 +42,17 @@ pub enum Event {
         /// `true` when the rule is in shadow mode and nothing was injected.
         shadow: bool,
     },
-    /// A rule was aborted (by its guard, or by hand).
+    /// A rule was aborted (by its guard, the service guard, or by hand).
     RuleAborted {
+        /// The rule id.
+        rule: String,
+        /// Why.
+        reason: String,
+        /// The guard's breach: the condition, what was observed, the threshold.
+        breach: Option<crate::decision::Breach>,
+    },
+    /// A rule's error budget (`max_errors`) is spent: it injects nothing more.
+    RuleRetired {
         /// The rule id.
         rule: String,
         /// Why.

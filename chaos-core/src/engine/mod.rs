@@ -7,6 +7,7 @@
 mod builder;
 mod control;
 mod events;
+mod guard;
 mod kill;
 mod snapshot;
 
@@ -20,8 +21,9 @@ use http::HeaderMap;
 
 pub use self::builder::Builder;
 pub use self::events::Event;
+pub use self::guard::ServiceGuardSnapshot;
 pub(crate) use self::kill::KillSwitch;
-pub use self::snapshot::{EngineStats, RuleCounters, RuleSnapshot, RuleStatus, Snapshot};
+pub use self::snapshot::{Budget, EngineStats, RuleCounters, RuleSnapshot, RuleStatus, Snapshot};
 use crate::context::ChaosContext;
 use crate::context::inbound::{HeaderCounters, Policy};
 use crate::context::signature::SigningKeys;
@@ -89,6 +91,7 @@ struct Shared {
     warn_headers: RateLimited,
     warn_reload: RateLimited,
     steady: Registry,
+    service: guard::ServiceGuard,
     /// What lives as long as the engine (the `CHAOS_RULES` file watch).
     kept: Mutex<Vec<Box<dyn Send>>>,
     #[cfg(feature = "test-util")]
@@ -125,6 +128,7 @@ impl Shared {
             warn_headers: RateLimited::new(Duration::from_secs(10)),
             warn_reload: RateLimited::new(Duration::from_secs(10)),
             steady: Registry::default(),
+            service: guard::ServiceGuard::new(),
             kept: Mutex::new(Vec::new()),
             #[cfg(feature = "test-util")]
             journal: crate::journal::Journal::default(),
@@ -267,6 +271,14 @@ impl Chaos {
 
     pub(crate) fn events(&self) -> &events::Events {
         &self.shared.events
+    }
+
+    pub(crate) fn service_guard(&self) -> &guard::ServiceGuard {
+        &self.shared.service
+    }
+
+    pub(crate) fn bump_version(&self) {
+        self.shared.version.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn count_injected(&self) {

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::Chaos;
+use super::{Chaos, ServiceGuardSnapshot};
+use crate::decision::{AbortInfo, CohortsSnapshot, GuardState, RampStatus};
 use crate::rules::{Dur, Rule};
 
 impl Chaos {
@@ -22,6 +23,15 @@ impl Chaos {
             .zip(&compiled.rules)
             .map(|(spec, c)| {
                 let st = &c.state;
+                let w = &st.watch;
+                // A reader judges a guard that is due, as a request would.
+                if !killed
+                    && !st.is_aborted()
+                    && w.judgement_due(now)
+                    && let Some(b) = w.judge(now)
+                {
+                    self.abort_breach(&c.state, b);
+                }
                 let hits = st.rule_scope.hits.load(Ordering::Relaxed);
                 let state = if killed {
                     RuleStatus::Killed
@@ -29,15 +39,17 @@ impl Chaos {
                     RuleStatus::Aborted
                 } else if now >= st.expires_at {
                     RuleStatus::Expired
-                } else if spec.max_hits.is_some_and(|m| hits >= m) {
+                } else if spec.max_hits.is_some_and(|m| hits >= m) || w.budget_spent() {
                     RuleStatus::Retired
                 } else {
                     RuleStatus::Active
                 };
+                let abort = st.abort_info();
                 RuleSnapshot {
                     rule: spec.clone(),
                     state,
-                    abort_reason: st.abort_reason(),
+                    abort_reason: abort.as_ref().map(|a| a.reason.clone()),
+                    abort,
                     expires_in: Dur(st.expires_at.saturating_duration_since(now)),
                     counters: RuleCounters {
                         matched: st.matched.load(Ordering::Relaxed),
@@ -48,6 +60,12 @@ impl Chaos {
                         active: st.active.load(Ordering::Relaxed),
                         hits,
                     },
+                    guard: w.guard_state(now, st.is_aborted()),
+                    cohorts: w.snapshot(now),
+                    ramp: w.ramp_status(now),
+                    budget: w
+                        .budget()
+                        .map(|(max_errors, spent)| Budget { max_errors, spent }),
                 }
             })
             .collect();
@@ -56,6 +74,7 @@ impl Chaos {
             version: self.version(),
             killed,
             allow_directives: compiled.set.allow_directives,
+            service_guard: self.service_guard_snapshot(),
             rules,
             stats: EngineStats {
                 injected: s.injected.load(Ordering::Relaxed),
@@ -94,6 +113,9 @@ pub struct Snapshot {
     pub killed: bool,
     /// Whether unsigned directives are accepted.
     pub allow_directives: bool,
+    /// The service guard, if the rules document has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_guard: Option<ServiceGuardSnapshot>,
     /// Each rule, in order.
     pub rules: Vec<RuleSnapshot>,
     /// Engine-wide counters.
@@ -108,13 +130,37 @@ pub struct RuleSnapshot {
     pub rule: Rule,
     /// Its state.
     pub state: RuleStatus,
-    /// Why it was aborted, if it was.
+    /// Why it was aborted, if it was (the sentence of [`abort`](Self::abort)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
+    /// Its abort: why, the guard's breach (condition, observed value, threshold), when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortInfo>,
     /// Time left before it expires.
     pub expires_in: Dur,
     /// Its counters.
     pub counters: RuleCounters,
+    /// Its guard's state.
+    pub guard: GuardState,
+    /// What it did to the requests it matched: its experiment and control cohorts, over
+    /// its guard's window (else the last 60 s).
+    pub cohorts: CohortsSnapshot,
+    /// Its ramp's progress, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampStatus>,
+    /// Its error budget, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// A rule's error budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Budget {
+    /// The budget: `max_errors`.
+    pub max_errors: u64,
+    /// User-visible errors of the experiment cohort so far.
+    pub spent: u64,
 }
 
 /// The state of a rule.
@@ -126,11 +172,11 @@ pub enum RuleStatus {
     Active,
     /// Its TTL has passed.
     Expired,
-    /// It reached `max_hits` (in its rule-wide scope).
+    /// It reached `max_hits` (in its rule-wide scope), or spent its error budget.
     Retired,
     /// The kill switch is on.
     Killed,
-    /// Its guard fired, or it was aborted by hand.
+    /// Its guard (or the service guard) fired, or it was aborted by hand.
     Aborted,
 }
 

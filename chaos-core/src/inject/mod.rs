@@ -17,9 +17,10 @@ pub(crate) use self::error::FaultKind;
 pub use self::error::InjectedFault;
 pub use self::wait::Wait;
 use crate::context::ChaosContext;
-use crate::decision::{Decided, Permit};
+use crate::decision::{Breach, Cohort, Decided, Permit, RuleState, Sink};
 use crate::engine::Chaos;
 use crate::engine::{Event, KillSwitch};
+use crate::observe::{self, Observation};
 use crate::request::{Point, RequestView};
 use crate::rules::Fault;
 
@@ -216,22 +217,44 @@ impl Chaos {
     /// a request only looks at rules of its point and target (and of its scenario tags).
     /// The path that matches nothing allocates nothing, takes no lock and draws no random
     /// number.
+    ///
+    /// The rules the request matches are counted in their cohorts only when it is part of
+    /// a request a server layer serves; adapters that observe their own outcome use
+    /// [`decide_observed`](Chaos::decide_observed). A rule with an error budget
+    /// (`max_errors`) injects only where its outcome is seen.
     #[inline]
     pub fn decide(&self, req: &RequestView<'_>) -> Decision {
         if !self.is_armed() {
             return Decision::Pass;
         }
-        self.decide_armed(req)
+        self.decide_armed(req, None)
     }
 
-    fn decide_armed(&self, req: &RequestView<'_>) -> Decision {
+    /// Decides, noting the rules the request matches (with their cohorts) in `obs`, or in
+    /// the request a server layer serves when the work is part of one. See
+    /// [`observe`](crate::observe).
+    #[inline]
+    pub fn decide_observed(
+        &self,
+        req: &RequestView<'_>,
+        obs: Option<&mut Observation>,
+    ) -> Decision {
+        if !self.is_armed() {
+            return Decision::Pass;
+        }
+        self.decide_armed(req, obs)
+    }
+
+    fn decide_armed(&self, req: &RequestView<'_>, obs: Option<&mut Observation>) -> Decision {
         let compiled = self.compiled();
         let max_hang = compiled.set.limits.max_hang.0;
-        let mut shadow = |d: Decided| {
-            let inj = self.injection(d, req, max_hang);
-            self.record(&inj, true);
+        let mut sink = Noted {
+            chaos: self,
+            req,
+            max_hang,
+            obs,
         };
-        match self.decider(&compiled).decide(req, &mut shadow) {
+        match self.decider(&compiled).decide(req, &mut sink) {
             Some(d) => {
                 let inj = self.injection(d, req, max_hang);
                 self.record(&inj, false);
@@ -323,8 +346,10 @@ impl Chaos {
     /// works). Nothing is cloned or allocated when nothing matches.
     ///
     /// While the engine is armed, each call's outcome is recorded in the steady state of
-    /// its point and target ([`Chaos::steady_state`]): an error is an injected failure
-    /// (the work's own output is the caller's to judge).
+    /// its point and target ([`Chaos::steady_state`]) and, outside a request a server
+    /// layer serves, in the cohorts of the rules it matched: an error is an injected
+    /// failure (the work's own output is the caller's to judge; use
+    /// [`inject_fallible`](Chaos::inject_fallible) when it is a `Result`).
     ///
     /// # Errors
     ///
@@ -335,19 +360,104 @@ impl Chaos {
         target: &str,
         work: F,
     ) -> Result<F::Output, InjectedFault> {
-        if !self.is_armed() {
+        let Some(mut obs) = self.observe() else {
             return Ok(work.await);
-        }
-        let start = std::time::Instant::now();
+        };
         let decision = ChaosContext::with_current(|ctx| {
-            self.decide(&RequestView::new(Point::from_name(point), target).context(ctx))
+            self.decide_observed(
+                &RequestView::new(Point::from_name(point), target).context(ctx),
+                Some(&mut obs),
+            )
         });
         let (out, injected) = match decision {
             Decision::Pass => (Ok(work.await), false),
             Decision::Inject(i) => (i.run(work).await, true),
         };
-        self.record_outcome(point, target, start, out.is_err(), injected);
+        obs.finish_named(self, point, target, out.is_err(), injected);
         out
+    }
+
+    /// [`inject`](Chaos::inject) for work that can fail on its own: its `Err` counts as an
+    /// error in the steady state and the cohorts, as an injected failure does.
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let chaos = Chaos::new();
+    /// let out = chaos.inject_fallible("cache.get", "orders", async { Err::<u8, _>("miss") }).await;
+    /// assert_eq!(out.unwrap(), Err("miss"));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The injected fault, as an [`InjectedFault`]; the work's own result is inside `Ok`.
+    pub async fn inject_fallible<F, T, E>(
+        &self,
+        point: &str,
+        target: &str,
+        work: F,
+    ) -> Result<Result<T, E>, InjectedFault>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let Some(mut obs) = self.observe() else {
+            return Ok(work.await);
+        };
+        let decision = ChaosContext::with_current(|ctx| {
+            self.decide_observed(
+                &RequestView::new(Point::from_name(point), target).context(ctx),
+                Some(&mut obs),
+            )
+        });
+        let (out, injected) = match decision {
+            Decision::Pass => (Ok(work.await), false),
+            Decision::Inject(i) => (i.run(work).await, true),
+        };
+        let error = !matches!(out, Ok(Ok(_)));
+        obs.finish_named(self, point, target, error, injected);
+        out
+    }
+}
+
+/// Where a decision tells what it met on the way.
+struct Noted<'a, 'r> {
+    chaos: &'a Chaos,
+    req: &'a RequestView<'r>,
+    max_hang: Duration,
+    obs: Option<&'a mut Observation>,
+}
+
+impl Sink for Noted<'_, '_> {
+    #[cold]
+    fn shadow(&mut self, d: Decided) {
+        let inj = self.chaos.injection(d, self.req, self.max_hang);
+        self.chaos.record(&inj, true);
+    }
+
+    #[cold]
+    fn touch(
+        &mut self,
+        rule: &Arc<RuleState>,
+        cohort: Cohort,
+        shadow: bool,
+        reserved: bool,
+    ) -> bool {
+        // The request a server layer serves first: its outcome is judged where it leaves
+        // the process.
+        if let Some(held) = observe::touch_in_scope(rule, cohort, shadow, reserved) {
+            return held;
+        }
+        match &mut self.obs {
+            Some(o) => o.touches_mut().add(rule, cohort, shadow, reserved),
+            None => false,
+        }
+    }
+
+    #[cold]
+    fn breach(&mut self, rule: &Arc<RuleState>, breach: Breach) {
+        self.chaos.abort_breach(rule, breach);
     }
 }
 

@@ -76,6 +76,14 @@ pub struct RuleSet {
     /// Limits on headers and on how long a fault may hold a request.
     #[serde(default, deserialize_with = "value::map")]
     pub limits: Limits,
+    /// The service guard: judges the organic traffic (responses no fault touched) and,
+    /// on a breach, aborts every rule and turns the kill switch on.
+    #[serde(
+        default,
+        deserialize_with = "value::opt_map",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub guard: Option<Guard>,
     /// The rules, in order.
     #[serde(default, deserialize_with = "value::maps")]
     pub rules: Vec<Rule>,
@@ -104,6 +112,7 @@ impl Default for RuleSet {
             defaults: Defaults::default(),
             max_active: None,
             limits: Limits::default(),
+            guard: None,
             rules: Vec::new(),
         }
     }
@@ -235,14 +244,19 @@ pub struct Rule {
     /// Absolute expiry (instead of `ttl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    /// Automatic abort when the steady state degrades.
+    /// Automatic abort when the experiment cohort's outcome degrades (see [`Guard`]).
     #[serde(
         default,
         deserialize_with = "value::opt_map",
         skip_serializing_if = "Option::is_none"
     )]
     pub guard: Option<Guard>,
-    /// Progressive blast radius: the rate steps up over time.
+    /// Error budget: the rule retires once its experiment cohort has produced this many
+    /// user-visible errors. Injections wait for the outcomes of those in flight, so the
+    /// budget is never overspent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<u64>,
+    /// Progressive blast radius: the rate steps up, while the guard holds.
     #[serde(
         default,
         deserialize_with = "value::opt_map",
@@ -309,6 +323,7 @@ impl Rule {
             ttl: None,
             expires_at: None,
             guard: None,
+            max_errors: None,
             ramp: None,
             mode: Mode::Inject,
         }
@@ -377,6 +392,30 @@ impl Rule {
         self
     }
 
+    /// Sets the guard.
+    #[must_use]
+    pub fn with_guard(mut self, guard: Guard) -> Rule {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Sets the error budget.
+    #[must_use]
+    pub fn with_max_errors(mut self, n: u64) -> Rule {
+        self.max_errors = Some(n);
+        self
+    }
+
+    /// Sets the ramp: `steps` in turn, one per `every`.
+    #[must_use]
+    pub fn with_ramp(mut self, steps: Vec<Rate>, every: Duration) -> Rule {
+        self.ramp = Some(Ramp {
+            steps,
+            every: Dur(every),
+        });
+        self
+    }
+
     /// Sets the mode.
     #[must_use]
     pub fn with_mode(mut self, mode: Mode) -> Rule {
@@ -417,27 +456,107 @@ impl<'de> Deserialize<'de> for Step {
     }
 }
 
-/// Automatic abort when the steady state degrades while the rule runs.
+/// Automatic abort when what a rule does to users goes too far.
+///
+/// A rule's guard judges its **experiment** cohort (the requests it injected into) by their
+/// user-visible outcome, where they left this process, over the last `window`; with
+/// `vs_control` it compares them with the **control** cohort (requests it matched and left
+/// alone). A breach aborts the rule within a tenth of the window (at most a second). The
+/// rules document's top-level `guard` judges the service's organic traffic instead (what no
+/// fault touched): a breach aborts every rule and turns the kill switch on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Guard {
-    /// Abort when the organic error rate is above this.
+    /// Abort when the error rate is above this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_rate_above: Option<Rate>,
-    /// Abort when the organic p99 latency is above this.
+    /// Abort when the 99th percentile latency is above this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_above: Option<Dur>,
-    /// The observation window (default 30s).
+    /// Abort when the experiment cohort does worse than the control cohort (rules only).
+    #[serde(
+        default,
+        deserialize_with = "value::opt_map",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vs_control: Option<VsControl>,
+    /// No judgement on fewer requests than this in the window, per cohort (default 20).
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// The observation window (default 30s, at most 1h).
     #[serde(default = "default_window")]
     pub window: Dur,
+}
+
+impl Guard {
+    /// A guard with no condition yet, over `window`, judging from 20 requests.
+    pub fn new(window: Duration) -> Guard {
+        Guard {
+            error_rate_above: None,
+            p99_above: None,
+            vs_control: None,
+            min_requests: default_min_requests(),
+            window: Dur(window),
+        }
+    }
+
+    /// Aborts above this error rate.
+    #[must_use]
+    pub fn error_rate_above(mut self, rate: Rate) -> Guard {
+        self.error_rate_above = Some(rate);
+        self
+    }
+
+    /// Aborts above this p99 latency.
+    #[must_use]
+    pub fn p99_above(mut self, p99: Duration) -> Guard {
+        self.p99_above = Some(Dur(p99));
+        self
+    }
+
+    /// Aborts when the experiment cohort diverges from control.
+    #[must_use]
+    pub fn vs_control(mut self, vs: VsControl) -> Guard {
+        self.vs_control = Some(vs);
+        self
+    }
+
+    /// Judges only windows with at least `n` requests per cohort.
+    #[must_use]
+    pub fn min_requests(mut self, n: u64) -> Guard {
+        self.min_requests = n;
+        self
+    }
+}
+
+/// The experiment cohort compared with the control cohort, as Netflix's ChAP does.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VsControl {
+    /// Abort when the experiment's error rate is above control's by more than this
+    /// (percentage points: `2%` means 0.5% → 2.6% breaches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate_increase_above: Option<Rate>,
+    /// Abort when the experiment's p99 is more than this many times control's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ratio_above: Option<f64>,
 }
 
 fn default_window() -> Dur {
     Dur(Duration::from_secs(30))
 }
 
+fn default_min_requests() -> u64 {
+    20
+}
+
 /// Progressive blast radius: the rate takes each step in turn, one per `every`.
+///
+/// With a guard, a step is left for the next only after a whole `every` in which the guard
+/// held and the experiment cohort saw at least `min_requests`; until then the ramp stays
+/// (the snapshot says why). Without a guard the steps follow time alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]

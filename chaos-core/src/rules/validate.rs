@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use super::{Fault, Limits, Rule, RuleSet, RulesError};
+use std::time::Duration;
+
+use super::{Fault, Guard, Limits, Rule, RuleSet, RulesError};
 use crate::names::Name;
 
 impl RuleSet {
@@ -22,6 +24,11 @@ impl RuleSet {
                 "max_active 0 would never inject; remove the rules or set kill_switch",
             )
             .with_field("max_active"));
+        }
+        if let Some(g) = &self.guard {
+            check_guard(g, false).map_err(|(field, reason)| {
+                RulesError::invalid(reason).with_field(guard_field(field))
+            })?;
         }
         for r in &self.rules {
             if !ids.insert(r.id.as_str()) {
@@ -77,14 +84,11 @@ impl Rule {
         if self.max_active == Some(0) {
             return err("max_active", "max_active 0 would never inject".to_owned());
         }
-        if let Some(g) = &self.guard
-            && g.error_rate_above.is_none()
-            && g.p99_above.is_none()
-        {
-            return err(
-                "guard",
-                "a guard needs `error_rate_above` or `p99_above`".to_owned(),
-            );
+        if let Some(g) = &self.guard {
+            check_guard(g, true).or_else(|(field, reason)| err(&guard_field(field), reason))?;
+        }
+        if self.max_errors == Some(0) {
+            return err("max_errors", "max_errors 0 would never inject".to_owned());
         }
         if let Some(r) = &self.ramp {
             if r.steps.is_empty() {
@@ -124,4 +128,73 @@ impl Rule {
         }
         Ok(())
     }
+}
+
+/// `guard.FIELD`, or `guard` for the guard as a whole.
+fn guard_field(field: &str) -> String {
+    if field.is_empty() {
+        "guard".to_owned()
+    } else {
+        format!("guard.{field}")
+    }
+}
+
+/// The longest guard window.
+const MAX_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Checks a guard; `rule`: a rule's (which may compare with control), else the service's.
+fn check_guard(g: &Guard, rule: bool) -> Result<(), (&'static str, String)> {
+    let vs = g
+        .vs_control
+        .as_ref()
+        .is_some_and(|v| v.error_rate_increase_above.is_some() || v.p99_ratio_above.is_some());
+    if g.vs_control.is_some() && !rule {
+        return Err((
+            "vs_control",
+            "the service guard has no control cohort to compare with; vs_control is for rules"
+                .to_owned(),
+        ));
+    }
+    if g.vs_control.is_some() && !vs {
+        return Err((
+            "vs_control",
+            "vs_control needs `error_rate_increase_above` or `p99_ratio_above`".to_owned(),
+        ));
+    }
+    if g.error_rate_above.is_none() && g.p99_above.is_none() && !vs {
+        return Err((
+            "",
+            "a guard needs `error_rate_above`, `p99_above` or `vs_control`".to_owned(),
+        ));
+    }
+    if let Some(r) = g.vs_control.as_ref().and_then(|v| v.p99_ratio_above)
+        && !(r.is_finite() && r >= 1.0)
+    {
+        return Err((
+            "vs_control.p99_ratio_above",
+            format!("p99_ratio_above {r} must be a number of at least 1"),
+        ));
+    }
+    if g.window.0 < Duration::from_secs(1) || g.window.0 > MAX_WINDOW {
+        return Err((
+            "window",
+            format!("guard window {} must be from 1s to 1h", g.window),
+        ));
+    }
+    if !rule && g.window.0 > Duration::from_secs(60) {
+        return Err((
+            "window",
+            format!(
+                "the service guard's window {} must be at most 60s",
+                g.window
+            ),
+        ));
+    }
+    if g.min_requests == 0 {
+        return Err((
+            "min_requests",
+            "min_requests 0 would judge an empty window; use 1 or more".to_owned(),
+        ));
+    }
+    Ok(())
 }

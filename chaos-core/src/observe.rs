@@ -1,0 +1,363 @@
+//! Observing one piece of work at a point, for the steady state and for the cohorts of
+//! the rules it matched.
+//!
+//! An adapter starts an [`Observation`] when the engine is armed
+//! ([`Chaos::observe`]), decides with it ([`Chaos::decide_observed`]), and finishes it
+//! with the work's outcome ([`Observation::finish`]). The rules the work matched are
+//! noted in it, each with its cohort: **experiment** (the fault was applied) or
+//! **control** (matched and left alone). Where the work is part of a request a server
+//! layer serves, they are noted in the request instead (a task-local the server layer
+//! opens with [`Touching`]), so each cohort is judged by what the request's caller saw
+//! where it left this process, whichever hop the fault was injected at.
+//!
+//! Nothing here allocates or locks; an observation is a clock reading and a few slots.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Instant;
+
+use crate::decision::{Cohort, RuleState};
+use crate::engine::Chaos;
+use crate::steady::SteadyState;
+
+/// Rules one request can be in the cohorts of; a request matched by more is counted for
+/// the first ones.
+const MAX_TOUCHES: usize = 4;
+
+/// The rules a request matched, each with its cohort.
+#[derive(Default)]
+pub struct Touches {
+    rules: [Option<Arc<RuleState>>; MAX_TOUCHES],
+    /// Bit i: rule i's cohort is the experiment.
+    experiment: u8,
+    /// Bit i: rule i is in shadow mode (its experiment injected nothing).
+    shadow: u8,
+    /// Error-budget units rule i holds for this request.
+    reserved: [u8; MAX_TOUCHES],
+}
+
+impl fmt::Debug for Touches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut l = f.debug_list();
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(r) = r {
+                let cohort = if self.experiment & (1 << i) != 0 {
+                    "experiment"
+                } else {
+                    "control"
+                };
+                l.entry(&(&*r.id, cohort));
+            }
+        }
+        l.finish()
+    }
+}
+
+impl Touches {
+    /// Notes that the request matched `rule`, in `cohort`; `reserved`: it holds a unit of
+    /// the rule's error budget. `false` when there is no room (the caller gives the unit
+    /// back).
+    pub(crate) fn add(
+        &mut self,
+        rule: &Arc<RuleState>,
+        cohort: Cohort,
+        shadow: bool,
+        reserved: bool,
+    ) -> bool {
+        let mut free = None;
+        for (i, slot) in self.rules.iter().enumerate() {
+            match slot {
+                // The same rule again (a second call to the same dependency): the request
+                // is in its experiment if any call was.
+                Some(r) if Arc::ptr_eq(r, rule) => {
+                    self.mark(i, cohort, shadow, reserved);
+                    return true;
+                }
+                None if free.is_none() => free = Some(i),
+                _ => {}
+            }
+        }
+        let Some(i) = free else { return false };
+        self.rules[i] = Some(rule.clone());
+        self.mark(i, cohort, shadow, reserved);
+        true
+    }
+
+    fn mark(&mut self, i: usize, cohort: Cohort, shadow: bool, reserved: bool) {
+        if cohort == Cohort::Experiment {
+            self.experiment |= 1 << i;
+            if shadow {
+                self.shadow |= 1 << i;
+            } else {
+                self.shadow &= !(1 << i);
+            }
+        }
+        self.reserved[i] += u8::from(reserved);
+    }
+
+    /// Whether a fault was injected into the request (not only decided in shadow mode).
+    pub fn injected(&self) -> bool {
+        self.experiment & !self.shadow != 0
+    }
+
+    /// Whether the request matched any rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.iter().all(Option::is_none)
+    }
+
+    fn absorb(&mut self, other: Touches) {
+        let mut other = other;
+        for i in 0..MAX_TOUCHES {
+            let Some(rule) = other.rules[i].take() else {
+                continue;
+            };
+            let cohort = if other.experiment & (1 << i) != 0 {
+                Cohort::Experiment
+            } else {
+                Cohort::Control
+            };
+            let shadow = other.shadow & (1 << i) != 0;
+            let units = std::mem::take(&mut other.reserved[i]);
+            if self.add(&rule, cohort, shadow, false) {
+                let j = self.position(&rule);
+                self.reserved[j] += units;
+            } else {
+                for _ in 0..units {
+                    rule.watch.settle(false);
+                }
+            }
+        }
+    }
+
+    fn position(&self, rule: &Arc<RuleState>) -> usize {
+        self.rules
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| Arc::ptr_eq(r, rule)))
+            .expect("just added")
+    }
+
+    /// Records the request's outcome in each rule's cohort, settles the budgets, and
+    /// judges the guards that are due.
+    fn finish(&mut self, chaos: &Chaos, start: Instant, error: bool) {
+        if self.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(start);
+        for i in 0..MAX_TOUCHES {
+            let Some(rule) = self.rules[i].take() else {
+                continue;
+            };
+            let cohort = if self.experiment & (1 << i) != 0 {
+                Cohort::Experiment
+            } else {
+                Cohort::Control
+            };
+            let w = &rule.watch;
+            w.record(cohort, now, latency, error);
+            let units = std::mem::take(&mut self.reserved[i]);
+            for u in 0..units {
+                // One request spends one unit at most, however many calls it made.
+                if w.settle(error && u == 0) {
+                    chaos.budget_spent(&rule);
+                }
+            }
+            if w.judgement_due(now)
+                && let Some(b) = w.judge(now)
+            {
+                chaos.abort_breach(&rule, b);
+            }
+        }
+        self.experiment = 0;
+        self.shadow = 0;
+    }
+}
+
+impl Drop for Touches {
+    fn drop(&mut self) {
+        // A request dropped before its outcome (its caller went away): give back the
+        // budget it held, count nothing.
+        for i in 0..MAX_TOUCHES {
+            if let Some(rule) = &self.rules[i] {
+                for _ in 0..self.reserved[i] {
+                    rule.watch.settle(false);
+                }
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    static TOUCHES: RefCell<Touches>;
+}
+
+/// Notes a touch in the current request's scope, if there is one: `Some(held)`.
+pub(crate) fn touch_in_scope(
+    rule: &Arc<RuleState>,
+    cohort: Cohort,
+    shadow: bool,
+    reserved: bool,
+) -> Option<bool> {
+    TOUCHES
+        .try_with(|t| match t.try_borrow_mut() {
+            Ok(mut t) => t.add(rule, cohort, shadow, reserved),
+            Err(_) => false,
+        })
+        .ok()
+}
+
+/// Whether the current task serves a request whose touches a server layer collects.
+pub fn in_request_scope() -> bool {
+    TOUCHES.try_with(|_| ()).is_ok()
+}
+
+/// One piece of work observed at a point: when it began and the rules it matched.
+///
+/// See the [module docs](self).
+#[must_use = "an observation records nothing until it is finished"]
+pub struct Observation {
+    start: Instant,
+    touches: Touches,
+}
+
+impl fmt::Debug for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observation")
+            .field("start", &self.start)
+            .field("touches", &self.touches)
+            .finish()
+    }
+}
+
+impl Observation {
+    pub(crate) fn touches_mut(&mut self) -> &mut Touches {
+        &mut self.touches
+    }
+
+    /// When the work began.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Whether a fault was injected into the work, here or (for a request a server layer
+    /// serves) at any hop inside it.
+    pub fn injected(&self) -> bool {
+        self.touches.injected()
+    }
+
+    /// The rules noted so far, to carry into the request's scope ([`Touching::scoped`]).
+    pub fn lend(&mut self) -> Touches {
+        std::mem::take(&mut self.touches)
+    }
+
+    /// Takes back what was lent, with what the request's hops added.
+    pub fn take_back(&mut self, touches: Touches) {
+        self.touches.absorb(touches);
+    }
+
+    /// Records the outcome: in `steady` (`error`; `injected`, or a fault injected anywhere
+    /// in the work, keeps it out of the organic figures), and in the cohorts of the rules
+    /// the work matched. Due guards are judged, and the service guard.
+    pub fn finish(mut self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
+        let injected = injected || self.touches.injected();
+        steady.record(self.start.into_std(), error, injected);
+        self.touches.finish(chaos, self.start, error);
+        chaos.service_guard_tick();
+    }
+}
+
+impl Observation {
+    /// [`finish`](Self::finish) at a point named with each call (the generic injection
+    /// point).
+    pub(crate) fn finish_named(
+        mut self,
+        chaos: &Chaos,
+        point: &str,
+        target: &str,
+        error: bool,
+        injected: bool,
+    ) {
+        let injected = injected || self.touches.injected();
+        chaos.record_outcome(point, target, self.start.into_std(), error, injected);
+        self.touches.finish(chaos, self.start, error);
+        chaos.service_guard_tick();
+    }
+}
+
+impl Chaos {
+    /// Starts observing a piece of work: `None` while the engine is not armed (nothing is
+    /// recorded then).
+    #[inline]
+    pub fn observe(&self) -> Option<Observation> {
+        self.is_armed().then(|| Observation {
+            start: Instant::now(),
+            touches: Touches::default(),
+        })
+    }
+}
+
+pin_project! {
+    /// A request's future with its touches in a task-local scope, so the hops inside it
+    /// (a client call, a statement, [`Chaos::inject`]) note the rules they match in the
+    /// request. A server layer wraps the inner service's future in it.
+    #[derive(Debug)]
+    pub struct Touching<F: Future> {
+        #[pin]
+        inner: TouchingInner<F>,
+    }
+}
+
+pin_project! {
+    #[project = TouchingProj]
+    #[derive(Debug)]
+    enum TouchingInner<F: Future> {
+        Scoped { #[pin] fut: TaskLocalFuture<RefCell<Touches>, F> },
+        Plain { #[pin] fut: F },
+    }
+}
+
+impl<F: Future> Touching<F> {
+    /// `fut` as it is: no scope.
+    #[inline]
+    pub fn plain(fut: F) -> Touching<F> {
+        Touching {
+            inner: TouchingInner::Plain { fut },
+        }
+    }
+
+    /// `fut` with `touches` in scope.
+    pub fn scoped(touches: Touches, fut: F) -> Touching<F> {
+        Touching {
+            inner: TouchingInner::Scoped {
+                fut: TOUCHES.scope(RefCell::new(touches), fut),
+            },
+        }
+    }
+
+    /// The touches back, once the future is done (`None` without a scope).
+    pub fn take_touches(self: Pin<&mut Self>) -> Option<Touches> {
+        match self.project().inner.project() {
+            TouchingProj::Scoped { fut } => fut.take_value().map(RefCell::into_inner),
+            TouchingProj::Plain { .. } => None,
+        }
+    }
+}
+
+impl<F: Future> Future for Touching<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project().inner.project() {
+            TouchingProj::Scoped { fut } => fut.poll(cx),
+            TouchingProj::Plain { fut } => fut.poll(cx),
+        }
+    }
+}
