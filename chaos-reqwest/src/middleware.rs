@@ -10,8 +10,8 @@ use chaos_core::headers::X_CHAOS_INJECTED;
 use chaos_core::respond::{self, is_grpc};
 use chaos_core::steady::SteadyState;
 use chaos_core::{
-    Chaos, ChaosContext, Decision, HttpAction, HttpSide, InjectedFault, Injection, Point,
-    RequestView, Wait,
+    Chaos, ChaosContext, Decision, HttpAction, HttpSide, InjectedFault, Injection, Observation,
+    Point, RequestView, Wait,
 };
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
@@ -171,7 +171,12 @@ impl ChaosMiddlewareBuilder {
 
 impl ChaosMiddleware {
     /// Forwards the context and decides. Synchronous, so the task-local is read here.
-    fn prepare(&self, req: &mut Request, ext: &Extensions) -> Decision {
+    fn prepare(
+        &self,
+        req: &mut Request,
+        ext: &Extensions,
+        obs: Option<&mut Observation>,
+    ) -> Decision {
         let own = ext.get::<ChaosContext>();
         ChaosContext::with_current(|current| {
             #[cfg(feature = "otel")]
@@ -189,9 +194,9 @@ impl ChaosMiddleware {
             {
                 c.forward_to(req.headers_mut());
             }
-            if !self.chaos.is_armed() {
+            let Some(obs) = obs else {
                 return Decision::Pass;
-            }
+            };
             let url = req.url();
             let host = url.host_str().unwrap_or("");
             let target = ext
@@ -199,13 +204,14 @@ impl ChaosMiddleware {
                 .map(ChaosTarget::as_str)
                 .or(self.target.as_deref())
                 .unwrap_or(host);
-            self.chaos.decide(
+            self.chaos.decide_observed(
                 &RequestView::new(Point::Client, target)
                     .method(req.method())
                     .path(url.path())
                     .host(host)
                     .headers(req.headers())
                     .context(ctx),
+                Some(obs),
             )
         })
     }
@@ -334,21 +340,21 @@ impl Middleware for ChaosMiddleware {
         if ext.get::<SkipChaos>().is_some() {
             return next.run(req, ext).await;
         }
-        let started = self.chaos.is_armed().then(std::time::Instant::now);
+        let mut obs = self.chaos.observe();
         // Each arm records its own outcome, so the response is not moved through a tuple.
-        match self.prepare(&mut req, ext) {
+        match self.prepare(&mut req, ext, obs.as_mut()) {
             Decision::Pass => {
                 let out = next.run(req, ext).await;
-                if let Some(start) = started {
-                    self.steady.record(start, failed(&out), false);
+                if let Some(o) = obs {
+                    o.finish(&self.chaos, &self.steady, failed(&out), false);
                 }
                 out
             }
             // Boxed, so the future of a call that passes stays small.
             Decision::Inject(inj) => {
                 let out = Box::pin(self.inject(inj, req, ext, next)).await;
-                if let Some(start) = started {
-                    self.steady.record(start, failed(&out), true);
+                if let Some(o) = obs {
+                    o.finish(&self.chaos, &self.steady, failed(&out), true);
                 }
                 out
             }

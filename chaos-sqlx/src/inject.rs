@@ -8,12 +8,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use chaos_core::rules::ErrorKind;
 use chaos_core::steady::SteadyState;
 use chaos_core::{
-    Action, Chaos, ChaosContext, Decision, InjectedFault, Injection, Point, RequestView,
+    Action, Chaos, ChaosContext, Decision, InjectedFault, Injection, Observation, Point,
+    RequestView,
 };
 use futures_core::Stream;
 use futures_core::future::BoxFuture;
@@ -52,15 +52,19 @@ impl Target {
         self.chaos.is_armed()
     }
 
-    /// Decides for a statement, with the task's chaos context.
-    pub(crate) fn decide(&self, sql: &str) -> Decision {
-        ChaosContext::with_current(|ctx| {
-            self.chaos.decide(
+    /// Decides for a statement, with the task's chaos context; the observation records
+    /// the statement's outcome (the engine is armed when this is called).
+    pub(crate) fn decide(&self, sql: &str) -> (Decision, Option<Observation>) {
+        let mut obs = self.chaos.observe();
+        let d = ChaosContext::with_current(|ctx| {
+            self.chaos.decide_observed(
                 &RequestView::new(Point::Sql, &self.name)
                     .sql(sql)
                     .context(ctx),
+                obs.as_mut(),
             )
-        })
+        });
+        (d, obs)
     }
 }
 
@@ -116,13 +120,14 @@ where
 pub(crate) fn future<'e, T, F>(
     target: &Target,
     inj: Injection,
+    obs: Option<Observation>,
     run: F,
 ) -> BoxFuture<'e, Result<T, sqlx::Error>>
 where
     T: Send + 'e,
     F: FnOnce() -> BoxFuture<'e, Result<T, sqlx::Error>> + Send + 'e,
 {
-    observed_future(target, apply(inj, run), true)
+    observed_future(target, apply(inj, run), obs, true)
 }
 
 /// Applies the injection around a statement that yields a stream of results, and records
@@ -130,6 +135,7 @@ where
 pub(crate) fn stream<'e, T, F>(
     target: &Target,
     inj: Injection,
+    obs: Option<Observation>,
     run: F,
 ) -> BoxStream<'e, Result<T, sqlx::Error>>
 where
@@ -148,7 +154,7 @@ where
         }
     })
     .flatten();
-    observed_stream(target, Box::pin(held), true)
+    observed_stream(target, Box::pin(held), obs, true)
 }
 
 /// The stream holds the rule's concurrency slot until it ends.
@@ -163,33 +169,37 @@ fn holding<'e, T: Send + 'e>(
     .boxed()
 }
 
-/// A statement recorded in the pool's steady state: whether it failed, how long it took.
+/// A statement recorded with its observation (the pool's steady state, the cohorts of
+/// the rules it matched): whether it failed, how long it took.
 pub(crate) fn observed_future<'e, T: Send + 'e>(
     target: &Target,
     fut: impl Future<Output = Result<T, sqlx::Error>> + Send + 'e,
+    obs: Option<Observation>,
     injected: bool,
 ) -> BoxFuture<'e, Result<T, sqlx::Error>> {
-    let steady = target.steady.clone();
+    let target = target.clone();
     Box::pin(async move {
-        let start = Instant::now();
         let out = fut.await;
-        steady.record(start, out.is_err(), injected);
+        if let Some(o) = obs {
+            o.finish(&target.chaos, &target.steady, out.is_err(), injected);
+        }
         out
     })
 }
 
-/// A stream of results recorded in the pool's steady state when it ends: an error if any
-/// item was one. A stream dropped before its end (the caller read what it needed) counts
-/// as it was until then.
+/// A stream of results recorded with its observation when it ends: an error if any item
+/// was one. A stream dropped before its end (the caller read what it needed) counts as it
+/// was until then.
 pub(crate) fn observed_stream<'e, T: Send + 'e>(
     target: &Target,
     rows: BoxStream<'e, Result<T, sqlx::Error>>,
+    obs: Option<Observation>,
     injected: bool,
 ) -> BoxStream<'e, Result<T, sqlx::Error>> {
     Box::pin(Observed {
         rows,
-        steady: Some(target.steady.clone()),
-        start: Instant::now(),
+        target: target.clone(),
+        obs,
         error: false,
         injected,
     })
@@ -197,16 +207,16 @@ pub(crate) fn observed_stream<'e, T: Send + 'e>(
 
 struct Observed<'e, T> {
     rows: BoxStream<'e, Result<T, sqlx::Error>>,
-    steady: Option<Arc<SteadyState>>,
-    start: Instant,
+    target: Target,
+    obs: Option<Observation>,
     error: bool,
     injected: bool,
 }
 
 impl<T> Observed<'_, T> {
     fn record(&mut self) {
-        if let Some(s) = self.steady.take() {
-            s.record(self.start, self.error, self.injected);
+        if let Some(o) = self.obs.take() {
+            o.finish(&self.target.chaos, &self.target.steady, self.error, self.injected);
         }
     }
 }

@@ -118,8 +118,10 @@ async fn gate(target: &Target, sql: &'static str) -> Result<(), sqlx::Error> {
         return Ok(());
     }
     match target.decide(sql) {
-        Decision::Pass => Ok(()),
-        Decision::Inject(inj) => inject::future(target, inj, || Box::pin(async { Ok(()) })).await,
+        (Decision::Pass, _) => Ok(()),
+        (Decision::Inject(inj), obs) => {
+            inject::future(target, inj, obs, || Box::pin(async { Ok(()) })).await
+        }
     }
 }
 
@@ -230,15 +232,15 @@ macro_rules! through_chaos {
         }
         let $q = Rebuilt::split($query);
         match $target.decide($q.sql_str()) {
-            Decision::Pass => through_chaos!(@observe $kind, $target, $pass),
-            Decision::Inject(inj) => inject::$kind(&$target, inj, $inject),
+            (Decision::Pass, obs) => through_chaos!(@observe $kind, $target, obs, $pass),
+            (Decision::Inject(inj), obs) => inject::$kind(&$target, inj, obs, $inject),
         }
     }};
-    (@observe future, $target:expr, $pass:expr) => {{
-        inject::observed_future(&$target, $pass, false)
+    (@observe future, $target:expr, $obs:expr, $pass:expr) => {{
+        inject::observed_future(&$target, $pass, $obs, false)
     }};
-    (@observe stream, $target:expr, $pass:expr) => {{
-        inject::observed_stream(&$target, $pass, false)
+    (@observe stream, $target:expr, $obs:expr, $pass:expr) => {{
+        inject::observed_stream(&$target, $pass, $obs, false)
     }};
 }
 
@@ -298,10 +300,10 @@ where
             return (&self.inner).prepare_with(sql, parameters);
         }
         match self.target.decide(sql.as_str()) {
-            Decision::Pass => (&self.inner).prepare_with(sql, parameters),
-            Decision::Inject(inj) => {
+            (Decision::Pass, _) => (&self.inner).prepare_with(sql, parameters),
+            (Decision::Inject(inj), obs) => {
                 let pool = self.inner.clone();
-                inject::future(&self.target, inj, move || {
+                inject::future(&self.target, inj, obs, move || {
                     (&pool).prepare_with(sql, parameters)
                 })
             }
@@ -371,9 +373,9 @@ macro_rules! connection_executor {
                     return conn.prepare_with(sql, parameters);
                 }
                 match target.decide(sql.as_str()) {
-                    Decision::Pass => conn.prepare_with(sql, parameters),
-                    Decision::Inject(inj) => {
-                        inject::future(target, inj, move || conn.prepare_with(sql, parameters))
+                    (Decision::Pass, _) => conn.prepare_with(sql, parameters),
+                    (Decision::Inject(inj), obs) => {
+                        inject::future(target, inj, obs, move || conn.prepare_with(sql, parameters))
                     }
                 }
             }

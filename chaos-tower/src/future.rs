@@ -6,12 +6,12 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
-
 use chaos_core::context::WithContext;
+use chaos_core::observe::{Touches, Touching};
 use chaos_core::steady::SteadyState;
 use chaos_core::{
-    ChaosContext, ChaosFutureExt, Decision, HttpAction, HttpSide, InjectedFault, Injection, Wait,
+    Chaos, ChaosContext, ChaosFutureExt, Decision, HttpAction, HttpSide, InjectedFault, Injection,
+    Observation, Wait,
 };
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -29,11 +29,19 @@ pub(crate) enum Done<R> {
     Fail(Injection, InjectedFault),
 }
 
-/// Makes the inner call: the server runs it inside the request's context scope. A type,
-/// not a function pointer, so the call on the path that passes is inlined.
+/// Makes the inner call: the server runs it inside the request's context scope, with the
+/// request's touches (the rules its hops match) in scope. A type, not a function pointer,
+/// so the call on the path that passes is inlined.
 pub(crate) trait Call<S, ReqB, C> {
-    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>) -> C;
+    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>, obs: Option<&mut Observation>) -> C;
+
+    /// The touches lent to the call's scope, back once it is done.
+    fn take_touches(fut: Pin<&mut C>) -> Option<Touches>;
 }
+
+/// Where an observed exchange records: the engine (for the cohorts and guards) and the
+/// layer's steady state.
+pub(crate) type Recorder<'a> = Option<(&'a Chaos, &'a SteadyState)>;
 
 pin_project! {
     pub(crate) struct Waiting<S, ReqB> {
@@ -64,7 +72,7 @@ pin_project! {
         #[pin]
         state: State<S, ReqB, C, R>,
         // Set while the engine is armed: the exchange's outcome is recorded.
-        started: Option<Instant>,
+        obs: Option<Observation>,
         injected: bool,
         call: PhantomData<fn() -> K>,
     }
@@ -75,7 +83,8 @@ where
     S: Service<Request<ReqB>> + Clone,
     K: Call<S, ReqB, C>,
 {
-    /// Starts the exchange the decision asks for. `observe`: record its outcome.
+    /// Starts the exchange the decision asks for; `obs`: the observation its outcome is
+    /// recorded with (while the engine is armed).
     #[inline]
     pub(crate) fn start(
         decision: Decision,
@@ -83,20 +92,19 @@ where
         req: Request<ReqB>,
         ctx: Option<ChaosContext>,
         side: HttpSide,
-        observe: bool,
+        mut obs: Option<Observation>,
     ) -> Self {
-        let started = observe.then(Instant::now);
         match decision {
             Decision::Pass => Exchange {
                 state: State::Called {
-                    fut: K::call(svc, req, ctx),
+                    fut: K::call(svc, req, ctx, obs.as_mut()),
                     injection: None,
                 },
-                started,
+                obs,
                 injected: false,
                 call: PhantomData,
             },
-            Decision::Inject(inj) => Self::inject(inj, svc, req, ctx, side, started),
+            Decision::Inject(inj) => Self::inject(inj, svc, req, ctx, side, obs),
         }
     }
 
@@ -108,7 +116,7 @@ where
         req: Request<ReqB>,
         ctx: Option<ChaosContext>,
         side: HttpSide,
-        started: Option<Instant>,
+        mut obs: Option<Observation>,
     ) -> Self {
         let grpc = respond::is_grpc(req.headers());
         let state = match inj.http_action(side, grpc) {
@@ -128,11 +136,11 @@ where
                     }),
                 }
             }
-            other => ended::<_, _, _, _, K>(other, svc, req, ctx),
+            other => ended::<_, _, _, _, K>(other, svc, req, ctx, obs.as_mut()),
         };
         Exchange {
             state,
-            started,
+            obs,
             injected: true,
             call: PhantomData,
         }
@@ -145,10 +153,11 @@ fn ended<S, ReqB, C, R, K: Call<S, ReqB, C>>(
     svc: &mut S,
     req: Request<ReqB>,
     ctx: Option<ChaosContext>,
+    obs: Option<&mut Observation>,
 ) -> State<S, ReqB, C, R> {
     match action {
         HttpAction::WrapBody(inj) => State::Called {
-            fut: K::call(svc, req, ctx),
+            fut: K::call(svc, req, ctx, obs),
             injection: Some(inj),
         },
         HttpAction::Respond(inj, res) => State::Done {
@@ -178,39 +187,47 @@ impl<S, ReqB, C, R, K> Exchange<S, ReqB, C, R, K> {
                 fut,
                 injection: None,
             },
-            started: None,
+            obs: None,
             injected: false,
             call: PhantomData,
         }
     }
 
-    /// The inner call and when the exchange started, while nothing is injected into it:
+    /// The inner call and the exchange's observation, while nothing is injected into it:
     /// the layers poll the call as it is and hand its output on unchanged, recording it
     /// (with [`record_passed`]) when the exchange is observed. Its output is not moved
     /// through [`Done`], the common path of an armed engine as of an unarmed one.
     #[inline]
-    pub(crate) fn passing(self: Pin<&mut Self>) -> Option<(Pin<&mut C>, Option<Instant>)> {
+    pub(crate) fn passing(
+        self: Pin<&mut Self>,
+    ) -> Option<(Pin<&mut C>, &mut Option<Observation>)> {
         let this = self.project();
         match this.state.project() {
             StateProj::Called {
                 fut,
                 injection: None,
-            } if !*this.injected => Some((fut, *this.started)),
+            } if !*this.injected => Some((fut, this.obs)),
             _ => None,
         }
     }
 }
 
-/// Records a passed exchange's outcome in `steady`, when it was observed.
+/// Records a passed exchange's outcome, when it was observed.
 #[inline]
-pub(crate) fn record_passed<B, E>(
-    steady: Option<&SteadyState>,
-    started: Option<Instant>,
+pub(crate) fn record_passed<S, ReqB, C, K, B, E>(
+    rec: Recorder<'_>,
+    obs: &mut Option<Observation>,
+    fut: Pin<&mut C>,
     out: &Result<Response<B>, E>,
-) {
-    if let (Some(start), Some(steady)) = (started, steady) {
+) where
+    K: Call<S, ReqB, C>,
+{
+    if let (Some(mut o), Some((chaos, steady))) = (obs.take(), rec) {
+        if let Some(t) = K::take_touches(fut) {
+            o.take_back(t);
+        }
         let error = out.as_ref().map_or(true, respond::is_error);
-        steady.record(start, error, false);
+        o.finish(chaos, steady, error, false);
     }
 }
 
@@ -219,18 +236,21 @@ where
     C: Future<Output = Result<Response<ResB>, E>>,
     K: Call<S, ReqB, C>,
 {
-    /// Polls the exchange to its end; records the outcome in `steady` when observed.
+    /// Polls the exchange to its end; records the outcome with `rec` when observed.
     #[inline]
     pub(crate) fn poll_done(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        steady: Option<&SteadyState>,
+        rec: Recorder<'_>,
     ) -> Poll<Result<Done<Response<ResB>>, E>> {
         let mut this = self.project();
         loop {
             let out = match this.state.as_mut().project() {
-                StateProj::Called { fut, injection } => {
-                    let out = ready!(fut.poll(cx));
+                StateProj::Called { mut fut, injection } => {
+                    let out = ready!(fut.as_mut().poll(cx));
+                    if let (Some(o), Some(t)) = (this.obs.as_mut(), K::take_touches(fut)) {
+                        o.take_back(t);
+                    }
                     out.map(|res| Done::Called(res, injection.take()))
                 }
                 StateProj::Waiting { waiting } => {
@@ -242,7 +262,7 @@ where
                     let ctx = w.ctx.take();
                     let next = match waited {
                         Ok(()) => State::Called {
-                            fut: K::call(&mut svc, req, ctx),
+                            fut: K::call(&mut svc, req, ctx, this.obs.as_mut()),
                             injection: Some(inj),
                         },
                         Err(fault) => ended::<_, _, _, _, K>(
@@ -250,6 +270,7 @@ where
                             &mut svc,
                             req,
                             ctx,
+                            this.obs.as_mut(),
                         ),
                     };
                     this.state.set(next);
@@ -259,13 +280,13 @@ where
                     Ok(*done.take().expect("future polled after completion"))
                 }
             };
-            if let (Some(start), Some(steady)) = (*this.started, steady) {
+            if let (Some(o), Some((chaos, steady))) = (this.obs.take(), rec) {
                 let error = match &out {
                     Err(_) | Ok(Done::Fail(..)) => true,
                     Ok(Done::Called(res, _)) => respond::is_error(res),
                     Ok(Done::Respond(_, res)) => respond::is_error(res),
                 };
-                steady.record(start, error, *this.injected);
+                o.finish(chaos, steady, error, *this.injected);
             }
             return Poll::Ready(out);
         }
@@ -273,22 +294,37 @@ where
 }
 
 /// Calls the inner service inside the context's scope (so even work done in `call` sees
-/// it).
+/// it), and, for an observed request outside any other, with its touches in scope: the
+/// hops inside note the rules they match in the request.
 pub(crate) struct InScope;
 
-impl<S, ReqB> Call<S, ReqB, WithContext<S::Future>> for InScope
+impl<S, ReqB> Call<S, ReqB, Touching<WithContext<S::Future>>> for InScope
 where
     S: Service<Request<ReqB>>,
 {
     #[inline]
-    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>) -> WithContext<S::Future> {
-        match ctx {
+    fn call(
+        svc: &mut S,
+        req: Request<ReqB>,
+        ctx: Option<ChaosContext>,
+        obs: Option<&mut Observation>,
+    ) -> Touching<WithContext<S::Future>> {
+        let fut = match ctx {
             None => svc.call(req).with_chaos_context(None),
             Some(c) => {
                 let fut = c.clone().sync_scope(|| svc.call(req));
                 fut.with_chaos_context(Some(c))
             }
+        };
+        match obs {
+            Some(o) if !chaos_core::observe::in_request_scope() => Touching::scoped(o.lend(), fut),
+            _ => Touching::plain(fut),
         }
+    }
+
+    #[inline]
+    fn take_touches(fut: Pin<&mut Touching<WithContext<S::Future>>>) -> Option<Touches> {
+        fut.take_touches()
     }
 }
 
@@ -300,7 +336,17 @@ where
     S: Service<Request<ReqB>>,
 {
     #[inline]
-    fn call(svc: &mut S, req: Request<ReqB>, _: Option<ChaosContext>) -> S::Future {
+    fn call(
+        svc: &mut S,
+        req: Request<ReqB>,
+        _: Option<ChaosContext>,
+        _: Option<&mut Observation>,
+    ) -> S::Future {
         svc.call(req)
+    }
+
+    #[inline]
+    fn take_touches(_: Pin<&mut S::Future>) -> Option<Touches> {
+        None
     }
 }

@@ -67,13 +67,14 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let sh = this.settings.as_deref();
-        if let Some((call, started)) = this.exchange.as_mut().passing() {
-            let out = ready!(call.poll(cx));
-            record_passed(sh.map(|s| &*s.steady), started, &out);
+        let rec = sh.map(|s| (&s.chaos, &*s.steady));
+        if let Some((mut call, obs)) = this.exchange.as_mut().passing() {
+            let out = ready!(call.as_mut().poll(cx));
+            record_passed::<S, ReqB, _, Plain, _, _>(rec, obs, call, &out);
             let res = out.map_err(Into::into)?;
             return Poll::Ready(Ok(res.map(ChaosResponseBody::inner)));
         }
-        let done = ready!(this.exchange.poll_done(cx, sh.map(|s| &*s.steady)));
+        let done = ready!(this.exchange.poll_done(cx, rec));
         Poll::Ready(done.map_err(Into::into).and_then(|d| answer(d, sh)))
     }
 }

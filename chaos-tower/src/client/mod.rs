@@ -199,31 +199,30 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let sh = &*self.shared;
         let ext = req.extensions().get::<ChaosContext>().cloned();
-        let (decision, armed) = ChaosContext::with_current(|cur| {
+        let (decision, obs) = ChaosContext::with_current(|cur| {
             let ctx = ext.as_ref().or(cur);
             if sh.forward
                 && let Some(c) = ctx
             {
                 c.forward_to(req.headers_mut());
             }
-            if !sh.chaos.is_armed() {
-                return (Decision::Pass, false);
-            }
+            let mut obs = sh.chaos.observe()?;
             let view = RequestView::new(Point::Client, &sh.target)
                 .method(req.method())
                 .uri(req.uri())
                 .headers(req.headers())
                 .context(ctx);
-            (sh.chaos.decide(&view), true)
-        });
-        let settings = armed.then(|| self.shared.clone());
+            Some((sh.chaos.decide_observed(&view, Some(&mut obs)), obs))
+        })
+        .map_or((Decision::Pass, None), |(d, o)| (d, Some(o)));
+        let settings = obs.as_ref().map(|_| self.shared.clone());
         let exchange = Exchange::start(
             decision,
             &mut self.inner,
             req,
             None,
             HttpSide::Client,
-            armed,
+            obs,
         );
         ResponseFuture::new(exchange, settings)
     }

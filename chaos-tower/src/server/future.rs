@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use chaos_core::context::WithContext;
+use chaos_core::observe::Touching;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -28,7 +29,7 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         #[pin]
-        exchange: Exchange<S, ReqB, WithContext<S::Future>, S::Response, InScope>,
+        exchange: Exchange<S, ReqB, Touching<WithContext<S::Future>>, S::Response, InScope>,
         // While the engine is armed: the attribution header and the steady state.
         settings: Option<Handle<Shared>>,
     }
@@ -40,7 +41,7 @@ where
 {
     #[inline]
     pub(crate) fn new(
-        exchange: Exchange<S, ReqB, WithContext<S::Future>, S::Response, InScope>,
+        exchange: Exchange<S, ReqB, Touching<WithContext<S::Future>>, S::Response, InScope>,
         settings: Option<Handle<Shared>>,
     ) -> Self {
         ResponseFuture { exchange, settings }
@@ -67,12 +68,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let sh = this.settings.as_deref();
-        if let Some((call, started)) = this.exchange.as_mut().passing() {
-            let out = ready!(call.poll(cx));
-            record_passed(sh.map(|s| &*s.steady), started, &out);
+        let rec = sh.map(|s| (&s.chaos, &*s.steady));
+        if let Some((mut call, obs)) = this.exchange.as_mut().passing() {
+            let out = ready!(call.as_mut().poll(cx));
+            record_passed::<S, ReqB, _, InScope, _, _>(rec, obs, call, &out);
             return Poll::Ready(out);
         }
-        let done = ready!(this.exchange.poll_done(cx, sh.map(|s| &*s.steady)));
+        let done = ready!(this.exchange.poll_done(cx, rec));
         Poll::Ready(done.map(|d| answer(d, sh)))
     }
 }

@@ -82,7 +82,7 @@ where
             req.extensions_mut().insert(c.clone());
         }
         ResponseFuture::new(
-            Exchange::pass(InScope::call(&mut self.inner, req, ctx)),
+            Exchange::pass(InScope::call(&mut self.inner, req, ctx, None)),
             None,
         )
     }
@@ -101,18 +101,20 @@ impl<S> ChaosService<S> {
         ResB: ChaosBody,
     {
         let sh = &*self.shared;
-        let decision = sh.chaos.decide(
+        let mut obs = sh.chaos.observe();
+        let decision = sh.chaos.decide_observed(
             &RequestView::new(Point::Server, &sh.target)
                 .method(req.method())
                 .uri(req.uri())
                 .headers(req.headers())
                 .context(ctx.as_ref()),
+            obs.as_mut(),
         );
         if let Some(c) = &ctx {
             req.extensions_mut().insert(c.clone());
         }
         let settings = Some(self.shared.clone());
-        let exchange = Exchange::start(decision, &mut self.inner, req, ctx, HttpSide::Server, true);
+        let exchange = Exchange::start(decision, &mut self.inner, req, ctx, HttpSide::Server, obs);
         ResponseFuture::new(exchange, settings)
     }
 }
