@@ -216,7 +216,12 @@ struct Observed<'e, T> {
 impl<T> Observed<'_, T> {
     fn record(&mut self) {
         if let Some(o) = self.obs.take() {
-            o.finish(&self.target.chaos, &self.target.steady, self.error, self.injected);
+            o.finish(
+                &self.target.chaos,
+                &self.target.steady,
+                self.error,
+                self.injected,
+            );
         }
     }
 }

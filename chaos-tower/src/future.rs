@@ -2,10 +2,6 @@
 //! exchange. The server and the client differ only in what they make of the end
 //! ([`Done`]): each has one function for that.
 
-use std::future::Future;
-use std::marker::PhantomData;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use chaos_core::context::WithContext;
 use chaos_core::observe::{Touches, Touching};
 use chaos_core::steady::SteadyState;
@@ -15,6 +11,10 @@ use chaos_core::{
 };
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use tower_service::Service;
 
 use crate::respond;
@@ -33,7 +33,12 @@ pub(crate) enum Done<R> {
 /// request's touches (the rules its hops match) in scope. A type, not a function pointer,
 /// so the call on the path that passes is inlined.
 pub(crate) trait Call<S, ReqB, C> {
-    fn call(svc: &mut S, req: Request<ReqB>, ctx: Option<ChaosContext>, obs: Option<&mut Observation>) -> C;
+    fn call(
+        svc: &mut S,
+        req: Request<ReqB>,
+        ctx: Option<ChaosContext>,
+        obs: Option<&mut Observation>,
+    ) -> C;
 
     /// The touches lent to the call's scope, back once it is done.
     fn take_touches(fut: Pin<&mut C>) -> Option<Touches>;
@@ -198,9 +203,7 @@ impl<S, ReqB, C, R, K> Exchange<S, ReqB, C, R, K> {
     /// (with [`record_passed`]) when the exchange is observed. Its output is not moved
     /// through [`Done`], the common path of an armed engine as of an unarmed one.
     #[inline]
-    pub(crate) fn passing(
-        self: Pin<&mut Self>,
-    ) -> Option<(Pin<&mut C>, &mut Option<Observation>)> {
+    pub(crate) fn passing(self: Pin<&mut Self>) -> Option<(Pin<&mut C>, &mut Option<Observation>)> {
         let this = self.project();
         match this.state.project() {
             StateProj::Called {

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 pub(crate) use self::permit::Permit;
 pub(crate) use self::rng::RngSource;
-pub(crate) use self::rules::Compiled;
+pub(crate) use self::rules::{Compiled, Removed};
 use self::rules::{CompiledRule, Sticky};
 pub(crate) use self::state::RuleState;
 pub(crate) use self::watch::Cohort;

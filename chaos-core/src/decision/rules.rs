@@ -85,6 +85,42 @@ impl CompiledRule {
     }
 }
 
+/// Rules removed lately, with their state, so one added back unchanged carries on where it
+/// was. Bounded: the oldest are forgotten.
+#[derive(Default)]
+pub(crate) struct Removed {
+    rules: std::sync::Mutex<std::collections::VecDeque<(Rule, Duration, Arc<RuleState>)>>,
+}
+
+/// Removed rules remembered.
+const REMEMBERED: usize = 256;
+
+impl Removed {
+    /// Remembers the rules of `prev` that `next` no longer has.
+    pub(crate) fn note(&self, prev: &Compiled, next: &RuleSet) {
+        let mut m = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        let default_ttl = prev.set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
+        for (spec, c) in prev.set.rules.iter().zip(&prev.rules) {
+            if next.rules.iter().any(|r| r.id == spec.id) {
+                continue;
+            }
+            m.retain(|(r, _, _)| r.id != spec.id);
+            m.push_back((spec.clone(), default_ttl, c.state.clone()));
+            if m.len() > REMEMBERED {
+                m.pop_front();
+            }
+        }
+    }
+
+    fn find(&self, r: &Rule, default_ttl: Duration) -> Option<Arc<RuleState>> {
+        let m = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        let own_expiry = r.ttl.is_some() || r.expires_at.is_some();
+        m.iter()
+            .find(|(spec, ttl, _)| spec == r && (own_expiry || *ttl == default_ttl))
+            .map(|(_, _, st)| st.clone())
+    }
+}
+
 impl Compiled {
     pub(crate) fn empty() -> Compiled {
         Compiled {
@@ -94,8 +130,9 @@ impl Compiled {
         }
     }
 
-    /// Compiles a validated set; rules unchanged since `prev` keep their state.
-    pub(crate) fn new(set: RuleSet, prev: Option<&Compiled>) -> Compiled {
+    /// Compiles a validated set; rules unchanged since `prev`, or since they were removed
+    /// (`removed`), keep their state.
+    pub(crate) fn new(set: RuleSet, prev: Option<&Compiled>, removed: &Removed) -> Compiled {
         let now = Instant::now();
         let wall = SystemTime::now();
         let default_ttl = set.defaults.ttl.map_or(DEFAULT_TTL, |d| d.0);
@@ -121,6 +158,8 @@ impl Compiled {
                 let same = p.set.rules[j] == *r && (own_expiry || prev_default == default_ttl);
                 same.then(|| p.rules[j].state.clone())
             });
+            // A rule removed and added back unchanged (an aborted rule stays aborted).
+            let reused = reused.or_else(|| removed.find(r, default_ttl));
             let state = reused.unwrap_or_else(|| {
                 let expires_at = match (r.ttl, r.expires_at) {
                     (Some(ttl), _) => now + ttl.0,

@@ -441,6 +441,7 @@ impl Watch {
                 let increase = rate - ctl.error_rate();
                 if let Some(limit) = vs.error_rate_increase_above
                     && increase > limit.fraction()
+                    && beyond_chance(&exp, &ctl)
                 {
                     return Some(Breach {
                         condition: "vs_control.error_rate_increase_above".into(),
@@ -512,6 +513,19 @@ impl Watch {
             control: figures(&ctl, Cohort::Control),
         }
     }
+}
+
+/// Whether the experiment's error rate is above control's by more than chance explains:
+/// a one-sided two-proportion z-test at 97.5% (z above 1.96), so two cohorts that only
+/// differ by the luck of a small window do not abort the rule.
+fn beyond_chance(exp: &Sum, ctl: &Sum) -> bool {
+    let (n1, n2) = (exp.requests as f64, ctl.requests as f64);
+    let pooled = (exp.errors + ctl.errors) as f64 / (n1 + n2);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
+    if se == 0.0 {
+        return exp.error_rate() > ctl.error_rate();
+    }
+    (exp.error_rate() - ctl.error_rate()) / se > 1.96
 }
 
 /// A rule's abort: why, and when.

@@ -66,7 +66,8 @@ impl Chaos {
 
     fn store(&self, set: RuleSet) -> u64 {
         let prev = self.shared.compiled.load_full();
-        let compiled = Arc::new(Compiled::new(set, Some(&prev)));
+        self.removed().note(&prev, &set);
+        let compiled = Arc::new(Compiled::new(set, Some(&prev), self.removed()));
         let n = compiled.rules.len();
         self.refresh_flags(&compiled);
         self.service_guard().reset(compiled.set.guard.as_ref());

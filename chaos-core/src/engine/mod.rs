@@ -27,7 +27,7 @@ pub use self::snapshot::{Budget, EngineStats, RuleCounters, RuleSnapshot, RuleSt
 use crate::context::ChaosContext;
 use crate::context::inbound::{HeaderCounters, Policy};
 use crate::context::signature::SigningKeys;
-use crate::decision::{Compiled, Decider, RngSource};
+use crate::decision::{Compiled, Decider, Removed, RngSource};
 use crate::headers;
 use crate::log::RateLimited;
 use crate::rules::RulesError;
@@ -92,6 +92,7 @@ struct Shared {
     warn_reload: RateLimited,
     steady: Registry,
     service: guard::ServiceGuard,
+    removed: Removed,
     /// What lives as long as the engine (the `CHAOS_RULES` file watch).
     kept: Mutex<Vec<Box<dyn Send>>>,
     #[cfg(feature = "test-util")]
@@ -129,6 +130,7 @@ impl Shared {
             warn_reload: RateLimited::new(Duration::from_secs(10)),
             steady: Registry::default(),
             service: guard::ServiceGuard::new(),
+            removed: Removed::default(),
             kept: Mutex::new(Vec::new()),
             #[cfg(feature = "test-util")]
             journal: crate::journal::Journal::default(),
@@ -275,6 +277,10 @@ impl Chaos {
 
     pub(crate) fn service_guard(&self) -> &guard::ServiceGuard {
         &self.shared.service
+    }
+
+    pub(crate) fn removed(&self) -> &Removed {
+        &self.shared.removed
     }
 
     pub(crate) fn bump_version(&self) {

@@ -536,7 +536,8 @@ impl Guard {
 #[non_exhaustive]
 pub struct VsControl {
     /// Abort when the experiment's error rate is above control's by more than this
-    /// (percentage points: `2%` means 0.5% → 2.6% breaches).
+    /// (percentage points: `2%` means 0.5% → 2.6% breaches), and by more than chance
+    /// explains (a two-proportion z-test at 97.5%, so a small window's luck does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_rate_increase_above: Option<Rate>,
     /// Abort when the experiment's p99 is more than this many times control's.

@@ -216,14 +216,7 @@ where
         })
         .map_or((Decision::Pass, None), |(d, o)| (d, Some(o)));
         let settings = obs.as_ref().map(|_| self.shared.clone());
-        let exchange = Exchange::start(
-            decision,
-            &mut self.inner,
-            req,
-            None,
-            HttpSide::Client,
-            obs,
-        );
+        let exchange = Exchange::start(decision, &mut self.inner, req, None, HttpSide::Client, obs);
         ResponseFuture::new(exchange, settings)
     }
 }
