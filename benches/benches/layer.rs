@@ -176,6 +176,23 @@ fn benches(c: &mut Criterion) {
         false,
     );
 
+    // Matched at rate 0: nothing injected, the request counted in the rule's control
+    // cohort, its outcome recorded there (the cost of cohorts on a matched request).
+    let control = engine(
+        RuleSet::parse(
+            Format::Yaml,
+            "rules: [{ id: c0, point: server, fault: { delay: 0ms }, rate: 0% }]",
+        )
+        .unwrap(),
+    );
+    bench(
+        c,
+        &rt,
+        "match_rate_0_control",
+        ChaosLayer::new(&control).layer(bare()),
+        false,
+    );
+
     let peer = tower_resilience_chaos::ChaosLayer::builder()
         .name("peer")
         .error_rate(0.0)
@@ -225,6 +242,7 @@ fn main() {
             "rules_100_no_match_x_chaos",
             "match_delay_0",
             "match_delay_0_static",
+            "match_rate_0_control",
             "tower_resilience_chaos_rate_0",
             "tower_http_set_request_header",
         ],

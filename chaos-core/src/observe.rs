@@ -41,6 +41,8 @@ pub struct Touches {
     shadow: u8,
     /// Error-budget units rule i holds for this request.
     reserved: [u8; MAX_TOUCHES],
+    /// Rules noted.
+    len: u8,
 }
 
 impl fmt::Debug for Touches {
@@ -86,6 +88,7 @@ impl Touches {
         }
         let Some(i) = free else { return false };
         self.rules[i] = Some(rule.clone());
+        self.len += 1;
         self.mark(i, cohort, shadow, reserved);
         true
     }
@@ -108,8 +111,9 @@ impl Touches {
     }
 
     /// Whether the request matched any rule.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.rules.iter().all(Option::is_none)
+        self.len == 0
     }
 
     fn absorb(&mut self, other: Touches) {
@@ -118,6 +122,7 @@ impl Touches {
             let Some(rule) = other.rules[i].take() else {
                 continue;
             };
+            other.len -= 1;
             let cohort = if other.experiment & (1 << i) != 0 {
                 Cohort::Experiment
             } else {
@@ -145,11 +150,8 @@ impl Touches {
 
     /// Records the request's outcome in each rule's cohort, settles the budgets, and
     /// judges the guards that are due.
-    fn finish(&mut self, chaos: &Chaos, start: Instant, error: bool) {
-        if self.is_empty() {
-            return;
-        }
-        let now = Instant::now();
+    #[cold]
+    fn finish(&mut self, chaos: &Chaos, start: Instant, now: Instant, error: bool) {
         let latency = now.saturating_duration_since(start);
         for i in 0..MAX_TOUCHES {
             let Some(rule) = self.rules[i].take() else {
@@ -177,11 +179,16 @@ impl Touches {
         }
         self.experiment = 0;
         self.shadow = 0;
+        self.len = 0;
     }
 }
 
 impl Drop for Touches {
+    #[inline]
     fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
         // A request dropped before its outcome (its caller went away): give back the
         // budget it held, count nothing.
         for i in 0..MAX_TOUCHES {
@@ -225,6 +232,8 @@ pub fn in_request_scope() -> bool {
 pub struct Observation {
     start: Instant,
     touches: Touches,
+    /// Whether rules exist at other points than `server` (so a request's hops can match).
+    downstream: bool,
 }
 
 impl fmt::Debug for Observation {
@@ -239,6 +248,17 @@ impl fmt::Debug for Observation {
 impl Observation {
     pub(crate) fn touches_mut(&mut self) -> &mut Touches {
         &mut self.touches
+    }
+
+    pub(crate) fn set_downstream(&mut self, yes: bool) {
+        self.downstream = yes;
+    }
+
+    /// Whether the request's hops can match rules, so a server layer should open a scope
+    /// for their touches (known once the observation decided): a request when only
+    /// `server` rules exist costs no scope.
+    pub fn wants_scope(&self) -> bool {
+        self.downstream && !in_request_scope()
     }
 
     /// When the work began.
@@ -259,16 +279,25 @@ impl Observation {
 
     /// Takes back what was lent, with what the request's hops added.
     pub fn take_back(&mut self, touches: Touches) {
-        self.touches.absorb(touches);
+        if self.touches.is_empty() {
+            // Nothing noted meanwhile: what comes back is the whole story.
+            self.touches = touches;
+        } else if !touches.is_empty() {
+            self.touches.absorb(touches);
+        }
     }
 
     /// Records the outcome: in `steady` (`error`; `injected`, or a fault injected anywhere
     /// in the work, keeps it out of the organic figures), and in the cohorts of the rules
     /// the work matched. Due guards are judged, and the service guard.
+    #[inline]
     pub fn finish(mut self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
         let injected = injected || self.touches.injected();
-        steady.record(self.start.into_std(), error, injected);
-        self.touches.finish(chaos, self.start, error);
+        let now = Instant::now();
+        steady.record_at(self.start.into_std(), now.into_std(), error, injected);
+        if !self.touches.is_empty() {
+            self.touches.finish(chaos, self.start, now, error);
+        }
         chaos.service_guard_tick();
     }
 }
@@ -286,7 +315,10 @@ impl Observation {
     ) {
         let injected = injected || self.touches.injected();
         chaos.record_outcome(point, target, self.start.into_std(), error, injected);
-        self.touches.finish(chaos, self.start, error);
+        if !self.touches.is_empty() {
+            self.touches
+                .finish(chaos, self.start, Instant::now(), error);
+        }
         chaos.service_guard_tick();
     }
 }
@@ -299,6 +331,7 @@ impl Chaos {
         self.is_armed().then(|| Observation {
             start: Instant::now(),
             touches: Touches::default(),
+            downstream: false,
         })
     }
 }

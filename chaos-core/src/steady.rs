@@ -176,7 +176,12 @@ impl SteadyState {
     /// chaos injected into it. No lock, no allocation.
     #[inline]
     pub fn record(&self, start: Instant, error: bool, injected: bool) {
-        let now = Instant::now();
+        self.record_at(start, Instant::now(), error, injected);
+    }
+
+    /// [`record`](Self::record) with the clock already read.
+    #[inline]
+    pub(crate) fn record_at(&self, start: Instant, now: Instant, error: bool, injected: bool) {
         let sec = now.duration_since(self.base).as_secs();
         let slot = &self.shards[shard_index()].slots[(sec % SLOTS as u64) as usize];
         let epoch = sec + 1;

@@ -305,7 +305,7 @@ impl<S, ReqB> Call<S, ReqB, Touching<WithContext<S::Future>>> for InScope
 where
     S: Service<Request<ReqB>>,
 {
-    #[inline]
+    #[inline(always)]
     fn call(
         svc: &mut S,
         req: Request<ReqB>,
@@ -320,7 +320,7 @@ where
             }
         };
         match obs {
-            Some(o) if !chaos_core::observe::in_request_scope() => Touching::scoped(o.lend(), fut),
+            Some(o) if o.wants_scope() => Touching::scoped(o.lend(), fut),
             _ => Touching::plain(fut),
         }
     }

@@ -17,6 +17,9 @@ pub(crate) struct Compiled {
     pub(crate) set: RuleSet,
     pub(crate) index: RuleIndex,
     pub(crate) rules: Vec<CompiledRule>,
+    /// Whether any rule is at a point other than `server`: only then can a request's
+    /// hops match rules, and does a server layer open a scope for them.
+    pub(crate) downstream: bool,
 }
 
 pub(crate) enum Sticky {
@@ -127,6 +130,7 @@ impl Compiled {
             set: RuleSet::default(),
             index: RuleIndex::default(),
             rules: Vec::new(),
+            downstream: false,
         }
     }
 
@@ -186,7 +190,13 @@ impl Compiled {
             });
         }
         let index = RuleIndex::new(&set.rules);
-        Compiled { set, index, rules }
+        let downstream = set.rules.iter().any(|r| r.point != "server");
+        Compiled {
+            set,
+            index,
+            rules,
+            downstream,
+        }
     }
 
     pub(crate) fn rule(&self, id: &str) -> Option<&CompiledRule> {

@@ -245,8 +245,11 @@ impl Chaos {
         self.decide_armed(req, obs)
     }
 
-    fn decide_armed(&self, req: &RequestView<'_>, obs: Option<&mut Observation>) -> Decision {
+    fn decide_armed(&self, req: &RequestView<'_>, mut obs: Option<&mut Observation>) -> Decision {
         let compiled = self.compiled();
+        if let Some(o) = obs.as_deref_mut() {
+            o.set_downstream(compiled.downstream);
+        }
         let max_hang = compiled.set.limits.max_hang.0;
         let mut sink = Noted {
             chaos: self,
