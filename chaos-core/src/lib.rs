@@ -21,6 +21,8 @@
 //!   the body. Every adapter maps these to its world in one place.
 //! * [`steady`]: every point's outcomes and latency, organic and injected apart, one
 //!   [`SteadyState`] per point and target in the engine.
+//! * [`observe`]: the [`Observation`] an adapter records its outcome with, so each rule's
+//!   cohorts are judged by what users saw (see below).
 //! * [`reload`]: hot reload from a watched file (`CHAOS_RULES=path`), ConfigMap-safe.
 //! * `testing` (feature `test-util`): rule guards, per-test scenarios, the journal, pause
 //!   points.
@@ -54,6 +56,57 @@
 //! let other = RequestView::new(Point::Client, "inventory").context(ctx.as_ref());
 //! assert!(!chaos.decide(&other).is_inject());
 //! # Ok::<(), chaos_core::rules::RulesError>(())
+//! ```
+//!
+//! # Experiments that stop themselves
+//!
+//! Every rule sorts the requests it matched into two **cohorts**: the **experiment** (its
+//! fault was applied; in shadow mode, would have been) and **control** (matched, and left
+//! alone by the rate, the sticky key, a ramp step, a schedule or a limit). Each request's
+//! user-visible outcome (error or not, latency) is counted in its cohorts where it leaves
+//! the process: at the server layer's response, whichever hop (`server`, `client`, `sql`,
+//! a named point) the fault was injected at. Without a server layer (a worker calling
+//! [`Chaos::inject`]) it is the injected operation's result. Counting takes no lock and
+//! allocates nothing; a request no rule matched counts in no cohort.
+//!
+//! On those cohorts, per rule:
+//!
+//! * a **guard** (`error_rate_above`, `p99_above`, `vs_control` comparing experiment with
+//!   control, over `window`, from `min_requests`) aborts the rule within a tenth of its
+//!   window (at most a second) of a breach: it injects nothing more, and the [`Snapshot`]
+//!   says which condition broke, what was observed, the threshold and when, with an
+//!   [`Event::RuleAborted`] and a warning;
+//! * an **error budget** (`max_errors: N`) retires the rule once its experiment has caused
+//!   N user-visible errors, never more, however many requests are in flight;
+//! * a **ramp** with a guard moves to its next step only after a whole step that held and
+//!   saw `min_requests`.
+//!
+//! The rules document's own `guard` judges the organic traffic (what no fault touched): a
+//! breach aborts every rule and turns the kill switch on.
+//!
+//! ```
+//! use chaos_core::{Chaos, RuleStatus};
+//! use chaos_core::rules::{Format, RuleSet};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let chaos = Chaos::new();
+//! chaos.replace(RuleSet::parse(Format::Yaml, r#"
+//! rules:
+//!   - id: queue-down
+//!     point: queue.publish
+//!     fault: { error: unavailable }
+//!     rate: 50%
+//!     guard: { error_rate_above: 5%, min_requests: 20, window: 10s }
+//! "#)?)?;
+//! for _ in 0..200 {
+//!     let _ = chaos.inject("queue.publish", "orders", async {}).await;
+//!     tokio::time::advance(std::time::Duration::from_millis(10)).await;
+//! }
+//! let rule = &chaos.snapshot().rules[0];
+//! assert_eq!(rule.state, RuleStatus::Aborted);
+//! let breach = rule.abort.as_ref().unwrap().breach.as_ref().unwrap();
+//! assert_eq!((breach.condition.as_str(), breach.threshold.as_str()), ("error_rate_above", "5%"));
+//! # Ok(()) }
 //! ```
 //!
 //! # Feature flags

@@ -55,6 +55,23 @@ async fn cohort_counts_are_exact() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_shadow_rule_has_a_would_be_experiment_and_a_control() {
+    let chaos = engine(
+        "rules:\n  - { id: s, point: queue.publish, fault: { error: unavailable }, rate: 50%, mode: shadow }\n",
+    );
+    for _ in 0..1_000 {
+        assert!(call(&chaos, false).await, "shadow injects nothing");
+    }
+    let r = &chaos.snapshot().rules[0];
+    let (exp, ctl) = (&r.cohorts.experiment, &r.cohorts.control);
+    assert_eq!(r.counters.injected, 0);
+    assert_eq!(exp.total_requests, r.counters.shadowed);
+    assert_eq!(exp.total_requests + ctl.total_requests, 1_000);
+    assert!((400..600).contains(&exp.total_requests), "{exp:?}");
+    assert_eq!(exp.total_errors + ctl.total_errors, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_breaching_rule_is_aborted_within_a_tick_with_what_it_saw() {
     let chaos = engine(
         "rules:\n  - id: r\n    point: queue.publish\n    fault: { error: unavailable }\n    rate: 50%\n    guard: { error_rate_above: 5%, min_requests: 20, window: 10s }\n",

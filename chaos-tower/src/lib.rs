@@ -74,6 +74,18 @@
 //! engine's steady state for their point and target
 //! ([`Chaos::steady_state`](chaos_core::Chaos::steady_state)): no lock, no allocation.
 //!
+//! # Cohorts and guards
+//!
+//! The server layer is where a request leaves the process, so it is where each rule's
+//! cohorts are judged (see [chaos-core](chaos_core#experiments-that-stop-themselves)).
+//! When rules exist beyond the `server` point, it runs the inner service with a request
+//! scope ([`Touching`](chaos_core::observe::Touching)) in which every hop (this crate's
+//! client layer, chaos-reqwest, chaos-sqlx, `Chaos::inject`) notes the rules it matched;
+//! the response then counts in each rule's experiment or control cohort. A rule whose
+//! fault was injected at a payments call is judged by what checkout's caller got: a
+//! fallback that turns the failure into a 200 keeps the guard holding. Work spawned onto
+//! another task is outside the scope and is judged at its own point.
+//!
 //! # Cancel safety
 //!
 //! Dropping a response future (the client went away, a timeout above fired) cancels the

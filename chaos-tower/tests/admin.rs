@@ -98,6 +98,14 @@ async fn every_route_works() {
     assert_eq!(ids, ["a", "b", "c"]);
     assert_eq!(v["rules"][0]["state"], "active");
     assert_eq!(v["killed"], false);
+    // Each rule's cohorts and guard state, over its window.
+    let a = &v["rules"][0];
+    assert_eq!(a["guard"], "none");
+    assert_eq!(a["cohorts"]["window"], "1m");
+    for cohort in ["experiment", "control"] {
+        assert_eq!(a["cohorts"][cohort]["total_requests"], 0, "{a}");
+        assert_eq!(a["cohorts"][cohort]["error_rate"], 0.0);
+    }
 
     let (s, _) = send(c.delete(url("/chaos/rules/b"))).await;
     assert_eq!(s, 200);
