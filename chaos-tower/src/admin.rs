@@ -3,6 +3,7 @@
 //! | route | does | answers |
 //! |---|---|---|
 //! | `GET /chaos/rules` | rules with their state and counters, engine counters | 200, the engine's [`Snapshot`](chaos_core::Snapshot) as JSON |
+//! | `GET /chaos/document` | the rules document in force, as `PUT /chaos/rules` takes it (`chaosctl apply` keeps it to put it back) | 200, the [`RuleSet`] as JSON |
 //! | `PUT /chaos/rules` | replaces every rule (a rules document) | 200 `{"version": N}`; 400 with the reason, rules unchanged |
 //! | `POST /chaos/rules` | adds one rule | 201 `{"version": N}`; 400 with the reason (bad rule, id taken) |
 //! | `DELETE /chaos/rules/{id}` | removes a rule | 200 `{"version": N}`; 404 for an unknown id |
@@ -314,6 +315,13 @@ where
                 }
             }
             _ => method_not_allowed("GET, PUT, POST"),
+        },
+        "/chaos/document" => match method {
+            Method::GET => match serde_json::to_value(chaos.rules()) {
+                Ok(v) => reply(StatusCode::OK, v),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            },
+            _ => method_not_allowed("GET"),
         },
         "/chaos/kill" | "/chaos/resume" if method != Method::POST => method_not_allowed("POST"),
         "/chaos/kill" => {

@@ -107,6 +107,15 @@ async fn every_route_works() {
         assert_eq!(a["cohorts"][cohort]["error_rate"], 0.0);
     }
 
+    // The document in force, as PUT takes it: putting it back changes nothing.
+    let (s, doc) = send(c.get(url("/chaos/document"))).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["rules"].as_array().unwrap().len(), 3);
+    let before = chaos.rules();
+    let (s, v) = send(c.put(url("/chaos/rules")).body(doc.to_string())).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(chaos.rules(), before);
+
     let (s, _) = send(c.delete(url("/chaos/rules/b"))).await;
     assert_eq!(s, 200);
     assert_eq!(chaos.rules().rules.len(), 2);

@@ -66,7 +66,8 @@ pub struct Match {
 }
 
 impl Match {
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether no condition is given (the rule matches every request at its point).
+    pub fn is_empty(&self) -> bool {
         self == &Match::default()
     }
 

@@ -1,0 +1,501 @@
+//! The admin API of many instances at once: parallel, with one deadline for all.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chaos_core::rules::{Format, Rule, RuleSet};
+use futures_util::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::out::{bold, mark, say, table};
+use crate::{FleetArgs, code};
+
+/// The instances and the client that reaches them.
+pub(crate) struct Fleet {
+    urls: Vec<String>,
+    token: String,
+    http: reqwest::Client,
+    deadline: tokio::time::Instant,
+}
+
+/// What one instance answered.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A 2xx, with its JSON.
+    Ok(Value),
+    /// Any other status, with the reason it gave.
+    Refused(StatusCode, String),
+    /// No answer: a connection error, or the deadline.
+    Unreachable(String),
+}
+
+impl Reply {
+    fn is_ok(&self) -> bool {
+        matches!(self, Reply::Ok(_))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Reply::Ok(v) => v.to_string(),
+            Reply::Refused(s, why) => format!("refused ({s}): {why}"),
+            Reply::Unreachable(why) => format!("unreachable: {why}"),
+        }
+    }
+}
+
+/// Runs a fleet command on a runtime of its own; a usage problem is exit 64.
+pub(crate) fn block_on<F, Fut>(args: FleetArgs, f: F) -> u8
+where
+    F: FnOnce(Fleet) -> Fut,
+    Fut: Future<Output = u8>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chaosctl: cannot start: {e}");
+            return code::FAILED;
+        }
+    };
+    match Fleet::new(args) {
+        Ok(fleet) => rt.block_on(f(fleet)),
+        Err(why) => {
+            eprintln!("chaosctl: {why}");
+            code::USAGE
+        }
+    }
+}
+
+/// Reads the admin URLs of `--admin` and `--admins FILE`.
+fn urls(args: &FleetArgs) -> Result<Vec<String>, String> {
+    let mut urls = args.admins.clone();
+    if let Some(file) = &args.admins_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        urls.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    if urls.is_empty() {
+        return Err("no admin endpoint: give --admin URL (repeatable) or --admins FILE".into());
+    }
+    for u in &mut urls {
+        let parsed = reqwest::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("`{u}` is not an http(s) URL"));
+        }
+        *u = u.trim_end_matches('/').to_owned();
+    }
+    Ok(urls)
+}
+
+impl Fleet {
+    fn new(args: FleetArgs) -> Result<Fleet, String> {
+        let urls = urls(&args)?;
+        let token = std::env::var(&args.token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "the admin token is read from ${}, which is unset or empty",
+                    args.token_env
+                )
+            })?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Fleet {
+            urls,
+            token,
+            http,
+            deadline: tokio::time::Instant::now() + args.timeout,
+        })
+    }
+
+    /// One request to one instance, within the fleet's deadline.
+    async fn call(&self, url: &str, method: Method, path: &str, body: Option<String>) -> Reply {
+        let mut req = self
+            .http
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        let res = match tokio::time::timeout(left.max(Duration::from_millis(1)), req.send()).await {
+            Err(_) => return Reply::Unreachable("the deadline passed".into()),
+            Ok(Err(e)) => return Reply::Unreachable(error_chain(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = res.status();
+        let text = match tokio::time::timeout(left, res.text()).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Reply::Unreachable(error_chain(&e)),
+            Err(_) => return Reply::Unreachable("the deadline passed".into()),
+        };
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Reply::Ok(v)
+        } else {
+            let why = v["error"]
+                .as_str()
+                .map_or_else(|| v.to_string(), str::to_owned);
+            Reply::Refused(status, why)
+        }
+    }
+
+    /// The same request to every instance, in parallel; the replies in the fleet's order.
+    async fn all(&self, method: &Method, path: &str, body: Option<&str>) -> Vec<Reply> {
+        let calls = self
+            .urls
+            .iter()
+            .map(|u| self.call(u, method.clone(), path, body.map(str::to_owned)));
+        join_all(calls).await
+    }
+
+    /// Prints one line per instance; `true` when every one succeeded.
+    fn report(&self, what: &str, replies: &[Reply], ok_text: impl Fn(&Value) -> String) -> bool {
+        for (u, r) in self.urls.iter().zip(replies) {
+            match r {
+                Reply::Ok(v) => say!("{} {u}: {what} {}", mark("ok", true), ok_text(v)),
+                other => say!("{} {u}: {}", mark("failed", false), other.describe()),
+            }
+        }
+        replies.iter().all(Reply::is_ok)
+    }
+
+    pub(crate) async fn switch(self, kill: bool) -> u8 {
+        let path = if kill { "/chaos/kill" } else { "/chaos/resume" };
+        let replies = self.all(&Method::POST, path, None).await;
+        let ok = self.report(if kill { "killed" } else { "resumed" }, &replies, |v| {
+            format!("(killed: {})", v["killed"])
+        });
+        if ok { code::OK } else { code::FAILED }
+    }
+
+    pub(crate) async fn remove(self, id: String) -> u8 {
+        let replies = self
+            .all(&Method::DELETE, &format!("/chaos/rules/{id}"), None)
+            .await;
+        let ok = self.report(&format!("removed `{id}`"), &replies, version);
+        if ok { code::OK } else { code::FAILED }
+    }
+
+    pub(crate) async fn add(self, file: PathBuf) -> u8 {
+        let rule = match read_rule(&file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{} {e}", mark("refused", false));
+                return code::FAILED;
+            }
+        };
+        let body = serde_json::to_string(&rule).expect("a rule serializes");
+        let replies = self.all(&Method::POST, "/chaos/rules", Some(&body)).await;
+        if self.report(&format!("added `{}`", rule.id), &replies, version) {
+            return code::OK;
+        }
+        // All or nothing: take it back from those that took it.
+        say!("{}", bold("taking the rule back where it was added:"));
+        let path = format!("/chaos/rules/{}", rule.id);
+        let took: Vec<_> = self
+            .urls
+            .iter()
+            .zip(&replies)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let undo = join_all(
+            took.iter()
+                .map(|u| self.call(u, Method::DELETE, &path, None)),
+        )
+        .await;
+        self.report_undo(&took, &undo);
+        code::FAILED
+    }
+
+    pub(crate) async fn apply(self, file: PathBuf) -> u8 {
+        let set = match RuleSet::from_file(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{} {e}", mark("refused", false));
+                return code::FAILED;
+            }
+        };
+        let body = set
+            .to_string(Format::Json)
+            .expect("a rule set serializes to JSON");
+        // What each instance has now, to put it back if any refuses.
+        let saved = self.all(&Method::GET, "/chaos/document", None).await;
+        if !saved.iter().all(Reply::is_ok) {
+            say!(
+                "{}",
+                bold("not applied: every instance must be reachable first")
+            );
+            self.report("has", &saved, |v| {
+                format!("{} rules", v["rules"].as_array().map_or(0, Vec::len))
+            });
+            return code::FAILED;
+        }
+        let replies = self.all(&Method::PUT, "/chaos/rules", Some(&body)).await;
+        if self.report(&format!("applied {}", file.display()), &replies, version) {
+            return code::OK;
+        }
+        say!(
+            "{}",
+            bold("refused somewhere: putting back what each instance had")
+        );
+        let (took, docs): (Vec<_>, Vec<_>) = self
+            .urls
+            .iter()
+            .zip(&replies)
+            .zip(&saved)
+            .filter(|((_, r), _)| r.is_ok())
+            .map(|((u, _), s)| match s {
+                Reply::Ok(doc) => (u.clone(), doc.to_string()),
+                _ => unreachable!("every instance was read"),
+            })
+            .unzip();
+        let undo = join_all(
+            took.iter()
+                .zip(&docs)
+                .map(|(u, d)| self.call(u, Method::PUT, "/chaos/rules", Some(d.clone()))),
+        )
+        .await;
+        self.report_undo(&took, &undo);
+        code::FAILED
+    }
+
+    fn report_undo(&self, urls: &[String], undo: &[Reply]) {
+        for (u, r) in urls.iter().zip(undo) {
+            match r {
+                Reply::Ok(_) => say!("{} {u}: put back", mark("ok", true)),
+                other => say!(
+                    "{} {u}: COULD NOT BE PUT BACK, fix it by hand: {}",
+                    mark("FAILED", false),
+                    other.describe()
+                ),
+            }
+        }
+    }
+
+    pub(crate) async fn status(self, json_out: bool) -> u8 {
+        let replies = self.all(&Method::GET, "/chaos/rules", None).await;
+        let fleet = sum(&replies);
+        if json_out {
+            let instances: Vec<_> = self
+                .urls
+                .iter()
+                .zip(&replies)
+                .map(|(u, r)| match r {
+                    Reply::Ok(v) => json!({ "admin": u, "ok": true, "snapshot": v }),
+                    other => json!({ "admin": u, "ok": false, "error": other.describe() }),
+                })
+                .collect();
+            say!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "instances": instances, "fleet": fleet }))
+                    .expect("JSON")
+            );
+        } else {
+            for (u, r) in self.urls.iter().zip(&replies) {
+                match r {
+                    Reply::Ok(v) => print_instance(u, v),
+                    other => say!("{} {u}: {}\n", mark("failed", false), other.describe()),
+                }
+            }
+            print_fleet(&fleet, self.urls.len());
+        }
+        if replies.iter().all(Reply::is_ok) {
+            code::OK
+        } else {
+            code::FAILED
+        }
+    }
+}
+
+fn version(v: &Value) -> String {
+    format!("(version {})", v["version"])
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// A file holding one rule, in the format its extension says.
+fn read_rule(file: &PathBuf) -> Result<Rule, String> {
+    let name = file.display();
+    let format = Format::from_path(file)
+        .ok_or_else(|| format!("{name}: expected a .json, .toml, .yaml or .yml file"))?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    Rule::parse(format, &text).map_err(|e| format!("{name}: {e}"))
+}
+
+/// The fleet's sum, per rule id: states, counters, cohorts, guard states.
+fn sum(replies: &[Reply]) -> Value {
+    let mut rules: BTreeMap<String, Value> = BTreeMap::new();
+    let (mut killed, mut reached) = (0, 0);
+    for r in replies {
+        let Reply::Ok(snap) = r else { continue };
+        reached += 1;
+        if snap["killed"] == true {
+            killed += 1;
+        }
+        for rule in snap["rules"].as_array().into_iter().flatten() {
+            let id = rule["rule"]["id"].as_str().unwrap_or("?").to_owned();
+            let e = rules.entry(id.clone()).or_insert_with(|| {
+                json!({ "id": id, "instances": 0, "states": {}, "guards": {},
+                        "matched": 0, "injected": 0,
+                        "experiment": { "requests": 0, "errors": 0 },
+                        "control": { "requests": 0, "errors": 0 } })
+            });
+            add(&mut e["instances"], 1);
+            let state = rule["state"].as_str().unwrap_or("?");
+            add(&mut e["states"][state], 1);
+            let guard = rule["guard"].as_str().unwrap_or("none");
+            add(&mut e["guards"][guard], 1);
+            for k in ["matched", "injected"] {
+                add(&mut e[k], rule["counters"][k].as_u64().unwrap_or(0));
+            }
+            for c in ["experiment", "control"] {
+                for k in ["requests", "errors"] {
+                    let n = rule["cohorts"][c][format!("total_{k}")]
+                        .as_u64()
+                        .unwrap_or(0);
+                    add(&mut e[c][k], n);
+                }
+            }
+        }
+    }
+    json!({ "reached": reached, "killed": killed, "rules": rules.into_values().collect::<Vec<_>>() })
+}
+
+fn add(slot: &mut Value, n: u64) {
+    *slot = json!(slot.as_u64().unwrap_or(0) + n);
+}
+
+fn cohort(c: &Value) -> String {
+    let p99 = c["p99"].as_str().unwrap_or("-");
+    format!(
+        "{}/{} p99 {p99}",
+        c["total_requests"].as_u64().unwrap_or(0),
+        c["total_errors"].as_u64().unwrap_or(0)
+    )
+}
+
+fn print_instance(url: &str, snap: &Value) {
+    let killed = snap["killed"] == true;
+    let service = snap["service_guard"]["state"].as_str().unwrap_or("none");
+    say!(
+        "{} {url}: version {}, kill switch {}, service guard {service}",
+        mark("ok", true),
+        snap["version"],
+        if killed {
+            mark("ON", false)
+        } else {
+            "off".into()
+        },
+    );
+    let mut rows = vec![
+        [
+            "RULE",
+            "STATE",
+            "MATCHED",
+            "INJECTED",
+            "EXPERIMENT req/err",
+            "CONTROL req/err",
+            "GUARD",
+            "RAMP",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in snap["rules"].as_array().into_iter().flatten() {
+        let state = r["state"].as_str().unwrap_or("?");
+        let ramp = match &r["ramp"] {
+            Value::Null => "-".to_owned(),
+            v => format!("step {} ({})", v["step"], v["rate"].as_str().unwrap_or("?")),
+        };
+        rows.push(vec![
+            r["rule"]["id"].as_str().unwrap_or("?").to_owned(),
+            mark(state, state == "active"),
+            r["counters"]["matched"].to_string(),
+            r["counters"]["injected"].to_string(),
+            cohort(&r["cohorts"]["experiment"]),
+            cohort(&r["cohorts"]["control"]),
+            r["guard"].as_str().unwrap_or("none").to_owned(),
+            ramp,
+        ]);
+        if let Some(why) = r["abort_reason"].as_str() {
+            rows.push(vec![format!("  ↳ {why}")]);
+        }
+    }
+    table(&rows);
+    say!();
+}
+
+fn print_fleet(fleet: &Value, instances: usize) {
+    say!(
+        "{}",
+        bold(&format!(
+            "fleet: {} of {instances} reached, kill switch on at {}",
+            fleet["reached"], fleet["killed"]
+        ))
+    );
+    let mut rows = vec![
+        [
+            "RULE",
+            "INSTANCES",
+            "STATES",
+            "MATCHED",
+            "INJECTED",
+            "EXPERIMENT req/err",
+            "CONTROL req/err",
+            "GUARDS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let counts = |v: &Value| {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    for r in fleet["rules"].as_array().into_iter().flatten() {
+        let pair = |c: &str| format!("{}/{}", r[c]["requests"], r[c]["errors"]);
+        rows.push(vec![
+            r["id"].as_str().unwrap_or("?").to_owned(),
+            r["instances"].to_string(),
+            counts(&r["states"]),
+            r["matched"].to_string(),
+            r["injected"].to_string(),
+            pair("experiment"),
+            pair("control"),
+            counts(&r["guards"]),
+        ]);
+    }
+    table(&rows);
+}
