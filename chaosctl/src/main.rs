@@ -4,8 +4,10 @@
 //! of one or many instances at once. See `chaosctl --help` and the README.
 
 mod check;
+mod experiment;
 mod fleet;
 mod out;
+mod run;
 mod sign;
 
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ Exit codes:
   1   a file was refused, or an instance refused or could not be reached
       (apply puts every instance back to what it had)
   64  the command line or its environment is wrong
+
+chaosctl run exits with its verdict: 0 held, 1 refuted, 2 aborted, 3 error.
 
 Colours are used on a terminal only, and never with NO_COLOR set.";
 
@@ -114,6 +118,27 @@ enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Run an experiment: baseline, inject, observe, roll back, recover, and a verdict.
+    #[command(
+        after_help = "Example:\n  chaosctl run checkout-payments-slow.yaml --junit report.xml\n\n\
+        Verdicts and exit codes: 0 held (every probe within tolerance while faults were in), \
+        1 refuted (a probe broke: a finding), 2 aborted (an abort condition or a rule's \
+        guard fired), 3 error (the run could not be done). The rollback always runs, also \
+        on abort, error or Ctrl-C; a run that cannot roll back says so and exits 3."
+    )]
+    Run {
+        /// The experiment file (.yaml, .yml, .json, .toml).
+        file: PathBuf,
+        /// The environment variable that holds the admin token.
+        #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
+        token_env: String,
+        /// The report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit report (one test case per probe) to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
     /// Turn the kill switch off everywhere.
     #[command(after_help = "Example:\n  chaosctl resume --admins fleet.txt")]
     Resume {
@@ -164,6 +189,17 @@ fn main() -> ExitCode {
         Command::Remove { id, fleet } => fleet::block_on(fleet, |f| f.remove(id)),
         Command::Kill { fleet } => fleet::block_on(fleet, |f| f.switch(true)),
         Command::Resume { fleet } => fleet::block_on(fleet, |f| f.switch(false)),
+        Command::Run {
+            file,
+            token_env,
+            json,
+            junit,
+        } => run::main(run::RunArgs {
+            file,
+            token_env,
+            json,
+            junit,
+        }),
     };
     ExitCode::from(out)
 }

@@ -180,6 +180,30 @@ impl RuleSet {
     }
 }
 
+/// Parses any document of this project's kind (an experiment file, say) as a rules file
+/// is parsed: the same size and YAML alias limits, only maps where maps belong, and errors
+/// that give the source, line and column, and the field's path.
+///
+/// # Errors
+///
+/// The first problem, positioned.
+pub fn parse_document<T: serde::de::DeserializeOwned>(
+    format: Format,
+    text: &str,
+    name: Option<&str>,
+) -> Result<T, RulesError> {
+    let source = name.unwrap_or("<string>");
+    check_size(text).map_err(|e| e.with_source(source))?;
+    parse_doc::<T>(format, text).map_err(|(err, path)| {
+        let err = if path.is_empty() || path == "." {
+            err
+        } else {
+            err.with_field(path)
+        };
+        err.with_source(source)
+    })
+}
+
 fn json_reason(e: &serde_json::Error) -> String {
     // serde_json appends " at line L column C"; the position is reported apart.
     let s = e.to_string();

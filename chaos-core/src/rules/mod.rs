@@ -35,7 +35,7 @@ use crate::names::Name;
 
 pub use self::error::RulesError;
 pub use self::fault::{Abort, AbortKind, BodyFault, Delay, DropKind, ErrorKind, Fault};
-pub use self::load::{Format, MAX_DOCUMENT_BYTES};
+pub use self::load::{Format, MAX_DOCUMENT_BYTES, parse_document};
 pub(crate) use self::load::{bounded_text, read_bounded_bytes};
 pub use self::matcher::{HeaderMatch, Match};
 pub use self::value::{Bytes, Dur, Pattern, Rate, Timestamp};
