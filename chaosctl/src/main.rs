@@ -6,6 +6,7 @@
 mod check;
 mod experiment;
 mod fleet;
+mod html;
 mod out;
 mod run;
 mod sign;
@@ -138,6 +139,9 @@ enum Command {
         /// Also write a JUnit report (one test case per probe) to this file.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Also write the report as one self-contained HTML page with a timeline chart.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Turn the kill switch off everywhere.
     #[command(after_help = "Example:\n  chaosctl resume --admins fleet.txt")]
@@ -194,11 +198,13 @@ fn main() -> ExitCode {
             token_env,
             json,
             junit,
+            html,
         } => run::main(run::RunArgs {
             file,
             token_env,
             json,
             junit,
+            html,
         }),
     };
     ExitCode::from(out)

@@ -66,6 +66,8 @@ struct Sample {
 struct Seen {
     started: tokio::time::Instant,
     phase: AtomicU8,
+    /// When each phase began.
+    marks: Mutex<Vec<PhaseMark>>,
     stop: AtomicBool,
     samples: Vec<Mutex<Vec<Sample>>>,
 }
@@ -78,6 +80,13 @@ impl Seen {
     fn set_phase(&self, p: Phase) {
         let i = PHASES.iter().position(|x| *x == p).expect("a phase");
         self.phase.store(i as u8, Ordering::Release);
+        self.marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PhaseMark {
+                phase: p,
+                at: Dur(self.started.elapsed()),
+            });
     }
 
     fn of(&self, probe: usize) -> Vec<Sample> {
@@ -153,6 +162,7 @@ pub(crate) struct RunArgs {
     pub(crate) token_env: String,
     pub(crate) json: bool,
     pub(crate) junit: Option<PathBuf>,
+    pub(crate) html: Option<PathBuf>,
 }
 
 /// The run's record: everything the report says.
@@ -171,7 +181,26 @@ struct Report {
     rollback_failures: Vec<String>,
     /// When the abort came, since the run began.
     aborted_at: Option<Dur>,
+    /// When each phase began.
+    phase_marks: Vec<PhaseMark>,
     timeline: Vec<Point>,
+    /// The cohorts of the experiment's rules, summed over rules and instances, as the
+    /// admin API showed them while the rules were in.
+    cohort_timeline: Vec<CohortPoint>,
+}
+
+/// Totals of both cohorts at one moment of the run.
+#[derive(Clone, Debug, Serialize)]
+struct CohortPoint {
+    at: Dur,
+    experiment: Totals,
+    control: Totals,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct Totals {
+    requests: u64,
+    errors: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,12 +220,22 @@ struct Injected {
     snapshot: Value,
 }
 
-/// A probe's figures over one second of the run, for the timeline.
+/// When a phase began.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct PhaseMark {
+    phase: Phase,
+    at: Dur,
+}
+
+/// The width of one timeline point.
+const SLICE: Duration = Duration::from_millis(250);
+
+/// A probe's figures over one slice of the run (a quarter second), for the timeline.
 #[derive(Debug, Serialize)]
 struct Point {
     probe: String,
-    second: u64,
-    phase: Phase,
+    /// The slice's start, since the run began.
+    at: Dur,
     #[serde(flatten)]
     figures: Figures,
 }
@@ -276,6 +315,7 @@ async fn run(args: RunArgs) -> u8 {
         http,
         added: Vec::new(),
         last_seen: Vec::new(),
+        cohorts: Vec::new(),
     };
     let report = run.go().await;
     print_report(&report, args.json);
@@ -283,6 +323,12 @@ async fn run(args: RunArgs) -> u8 {
         && let Err(e) = std::fs::write(path, junit(&report, &x))
     {
         eprintln!("chaosctl: cannot write {}: {e}", path.display());
+    }
+    if let Some(path) = &args.html {
+        let json = serde_json::to_value(&report).expect("a report serializes");
+        if let Err(e) = std::fs::write(path, crate::html::page(&json)) {
+            eprintln!("chaosctl: cannot write {}: {e}", path.display());
+        }
     }
     report.verdict.code()
 }
@@ -325,6 +371,7 @@ struct Run<'a> {
     added: Vec<(String, String)>,
     /// The last snapshot of each added rule: (admin, rule id, rule JSON).
     last_seen: Vec<(String, String, Value)>,
+    cohorts: Vec<CohortPoint>,
 }
 
 /// Why the observation ended early.
@@ -382,7 +429,9 @@ impl Run<'_> {
             rolled_back: true,
             rollback_failures: Vec::new(),
             aborted_at: None,
+            phase_marks: Vec::new(),
             timeline: Vec::new(),
+            cohort_timeline: Vec::new(),
         };
         // Check: every admin answers, and none has a rule of ours already.
         for a in &self.admins {
@@ -413,6 +462,10 @@ impl Run<'_> {
         let seen = Arc::new(Seen {
             started: tokio::time::Instant::now(),
             phase: AtomicU8::new(0),
+            marks: Mutex::new(vec![PhaseMark {
+                phase: Phase::Baseline,
+                at: Dur(Duration::ZERO),
+            }]),
             stop: AtomicBool::new(false),
             samples: self
                 .x
@@ -471,6 +524,7 @@ impl Run<'_> {
             p.abort();
         }
         report.recovered = recovered;
+        report.cohort_timeline = std::mem::take(&mut self.cohorts);
         self.fill(&seen, &mut report);
         let inject_broke = self.steady(&seen, Phase::Inject).err();
         (report.verdict, report.reason) = match outcome {
@@ -560,17 +614,17 @@ impl Run<'_> {
             if *self.interrupted.borrow() {
                 return Err(Stop::Interrupted);
             }
+            let now = seen.started.elapsed();
             if tokio::time::Instant::now() >= end {
-                self.read_rules().await;
+                self.read_rules(now).await;
                 return Ok(());
             }
-            let now = seen.started.elapsed();
             if let Some(why) = self.abort_condition(seen, now, inject_from) {
                 report.aborted_at = Some(Dur(now));
-                self.read_rules().await;
+                self.read_rules(now).await;
                 return Err(Stop::Abort(why));
             }
-            if let Some(why) = self.read_rules().await {
+            if let Some(why) = self.read_rules(now).await {
                 report.aborted_at = Some(Dur(now));
                 return Err(Stop::Abort(why));
             }
@@ -621,9 +675,14 @@ impl Run<'_> {
     }
 
     /// Reads our rules on every instance; the first one a guard aborted, if any.
-    async fn read_rules(&mut self) -> Option<String> {
+    async fn read_rules(&mut self, at: Duration) -> Option<String> {
         let mut fired = None;
         let mut seen = Vec::new();
+        let mut point = CohortPoint {
+            at: Dur(at),
+            experiment: Totals::default(),
+            control: Totals::default(),
+        };
         for a in &self.admins {
             let Ok(snap) = self.admin(Method::GET, a, "/chaos/rules", None).await else {
                 continue;
@@ -639,11 +698,19 @@ impl Run<'_> {
                         r["abort_reason"].as_str().unwrap_or("by its guard")
                     ));
                 }
+                for (c, t) in [
+                    ("experiment", &mut point.experiment),
+                    ("control", &mut point.control),
+                ] {
+                    t.requests += r["cohorts"][c]["total_requests"].as_u64().unwrap_or(0);
+                    t.errors += r["cohorts"][c]["total_errors"].as_u64().unwrap_or(0);
+                }
                 seen.push((a.clone(), id.to_owned(), r.clone()));
             }
         }
         if !seen.is_empty() {
             self.last_seen = seen;
+            self.cohorts.push(point);
         }
         fired
     }
@@ -705,25 +772,21 @@ impl Run<'_> {
         }
         for (i, p) in self.x.steady_state.probes.iter().enumerate() {
             let all = seen.of(i);
-            let last = all.iter().map(|s| s.at.as_secs()).max().unwrap_or(0);
-            for second in 0..=last {
-                let in_second: Vec<_> = all
-                    .iter()
-                    .copied()
-                    .filter(|s| s.at.as_secs() == second)
-                    .collect();
-                let Some(first) = in_second.first() else {
+            let slice = |at: Duration| (at.as_nanos() / SLICE.as_nanos()) as u32;
+            let last = all.iter().map(|s| slice(s.at)).max().unwrap_or(0);
+            for n in 0..=last {
+                let mine: Vec<_> = all.iter().copied().filter(|s| slice(s.at) == n).collect();
+                if mine.is_empty() {
                     continue;
-                };
-                let phase = first.phase;
+                }
                 report.timeline.push(Point {
                     probe: p.name.clone(),
-                    second,
-                    phase,
-                    figures: figures(in_second.into_iter()),
+                    at: Dur(SLICE * n),
+                    figures: figures(mine.into_iter()),
                 });
             }
         }
+        report.phase_marks = seen.marks.lock().unwrap_or_else(|p| p.into_inner()).clone();
     }
 }
 

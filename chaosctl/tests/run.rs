@@ -245,13 +245,14 @@ async fn an_abort_condition_stops_the_run_early() {
 async fn a_rules_guard_aborts_the_run() {
     let shop = shop(false).await;
     let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
     let body = experiment(&shop, "{ abort: 503 }", "")
         .replace(
             "fault: { abort: 503 } }",
             "fault: { abort: 503 }, guard: { error_rate_above: 10%, min_requests: 5, window: 1s } }",
         )
         .replace("duration: 2s", "duration: 30s");
-    let (o, v) = run(&dir, &body, &[]).await;
+    let (o, v) = run(&dir, &body, &["--html", html.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(2), "{}", why(&o));
     let reason = v["reason"].as_str().unwrap();
     assert!(
@@ -260,6 +261,53 @@ async fn a_rules_guard_aborts_the_run() {
     );
     assert_eq!(v["injected"][0]["snapshot"]["state"], "aborted");
     assert!(shop.chaos.rules().rules.is_empty());
+    // The page, as a browser renders it.
+    if let Some(keep) = std::env::var_os("CHAOS_KEEP_REPORT") {
+        std::fs::copy(&html, keep).unwrap();
+    }
+    let dom = rendered(&html);
+    assert!(
+        dom.contains("<span class=\"verdict\" id=\"verdict\">aborted</span>"),
+        "{dom}"
+    );
+    assert!(dom.contains("If payments fails for canary traffic"));
+    for part in [
+        "id=\"timeline\"",
+        "class=\"error-rate\"",
+        "class=\"p99\"",
+        "data-phase=\"inject\"",
+        "id=\"abort\"",
+        "data-cohort=\"experiment\"",
+    ] {
+        assert!(dom.contains(part), "{part} missing in the rendered page");
+    }
+    assert!(dom.contains("payments-trouble"));
+}
+
+/// The page after a real headless browser (Debian's chromium) loaded it: its DOM.
+/// Without chromium the page is read as written, unless `CHAOS_REQUIRE_CHROMIUM` says a
+/// browser must check it (`.ci/run` installs one and sets it).
+fn rendered(page: &std::path::Path) -> String {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("CHAOS_REQUIRE_CHROMIUM").is_none(),
+            "CHAOS_REQUIRE_CHROMIUM is set and no chromium is installed"
+        );
+        eprintln!("no chromium here: the page is checked as written, not as rendered");
+        return std::fs::read_to_string(page).unwrap();
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,252 @@
+//! `chaosctl run --html FILE`: the report as one self-contained page (no script, no
+//! fetch): hypothesis, verdict, a timeline chart in inline SVG, what was injected where.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// Width and height of the chart, and its margins.
+const W: f64 = 760.0;
+const H: f64 = 240.0;
+const LEFT: f64 = 48.0;
+const RIGHT: f64 = 48.0;
+const TOP: f64 = 16.0;
+const BOTTOM: f64 = 32.0;
+/// The width of one timeline point, in seconds (the run's `SLICE`).
+const SLICE: f64 = 0.25;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Seconds in a `Dur` string as the report serializes it (`1s 250ms`, `800ms`).
+fn seconds(v: &Value) -> Option<f64> {
+    humantime::parse_duration(v.as_str()?)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// The page, from the JSON report.
+pub(crate) fn page(r: &Value) -> String {
+    let verdict = r["verdict"].as_str().unwrap_or("error");
+    let colour = match verdict {
+        "held" => "#1a7f37",
+        "refuted" => "#9a6700",
+        "aborted" => "#cf222e",
+        _ => "#6e7781",
+    };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{title}: {verdict}</title>\
+         <style>body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:820px;color:#1f2328}}\
+         h1{{font-size:1.4em;margin-bottom:.2em}} .verdict{{display:inline-block;padding:.15em .6em;border-radius:4px;\
+         color:#fff;background:{colour};font-weight:600;text-transform:uppercase}}\
+         table{{border-collapse:collapse;margin:1em 0}} td,th{{border-bottom:1px solid #d0d7de;padding:.3em .7em;text-align:left}}\
+         .no{{color:#cf222e;font-weight:600}} svg text{{font-size:11px;fill:#57606a}}</style></head><body>\n\
+         <h1>{title}</h1>\n<p><em>{hypothesis}</em></p>\n\
+         <p><span class=\"verdict\" id=\"verdict\">{verdict}</span> {reason}</p>\n\
+         <p>scenario <code>{scenario}</code>{owner}</p>\n",
+        title = esc(r["title"].as_str().unwrap_or("")),
+        hypothesis = esc(r["hypothesis"].as_str().unwrap_or("")),
+        reason = esc(r["reason"].as_str().unwrap_or("")),
+        scenario = esc(r["scenario"].as_str().unwrap_or("")),
+        owner = r["owner"]
+            .as_str()
+            .map(|o| format!(", owner {}", esc(o)))
+            .unwrap_or_default(),
+    );
+    h.push_str(&chart(r));
+    h.push_str("<h2>Phases</h2>\n<table><tr><th>phase</th><th>probe</th><th>requests</th><th>errors</th><th>error rate</th><th>p99</th><th>within tolerance</th></tr>\n");
+    for p in r["phases"].as_array().into_iter().flatten() {
+        let ok = p["within_tolerance"] == true;
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(p["phase"].as_str().unwrap_or("")),
+            esc(p["probe"].as_str().unwrap_or("")),
+            p["requests"],
+            p["errors"],
+            p["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            esc(p["p99"].as_str().unwrap_or("-")),
+            if ok { "yes" } else { "no" },
+            if ok { "yes" } else { "no" },
+        );
+    }
+    h.push_str("</table>\n<h2>Injected</h2>\n<table><tr><th>rule</th><th>admin</th><th>state</th><th>injected</th><th>experiment req/err</th><th>control req/err</th><th>guard</th></tr>\n");
+    for i in r["injected"].as_array().into_iter().flatten() {
+        let s = &i["snapshot"];
+        let c = |k: &str| {
+            format!(
+                "{}/{}",
+                s["cohorts"][k]["total_requests"], s["cohorts"][k]["total_errors"]
+            )
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(i["rule"].as_str().unwrap_or("")),
+            esc(i["admin"].as_str().unwrap_or("")),
+            esc(s["state"].as_str().unwrap_or("-")),
+            s["counters"]["injected"],
+            c("experiment"),
+            c("control"),
+            esc(s["guard"].as_str().unwrap_or("-")),
+        );
+    }
+    h.push_str("</table>\n");
+    if r["rolled_back"] != true {
+        h.push_str(
+            "<p class=\"no\">ROLLBACK FAILED: the experiment's rules are still in force.</p>\n",
+        );
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The timeline: each probe's error rate (left axis) and p99 (right axis) per second,
+/// the phases shaded, the abort marked.
+fn chart(r: &Value) -> String {
+    let points: Vec<&Value> = r["timeline"].as_array().into_iter().flatten().collect();
+    let last = points
+        .iter()
+        .filter_map(|p| seconds(&p["at"]))
+        .fold(0.0_f64, f64::max)
+        + SLICE;
+    let p99s: Vec<f64> = points.iter().filter_map(|p| seconds(&p["p99"])).collect();
+    let max_p99 = p99s.iter().copied().fold(0.001_f64, f64::max);
+    let x = |s: f64| LEFT + (W - LEFT - RIGHT) * s / last;
+    let y_rate = |e: f64| TOP + (H - TOP - BOTTOM) * (1.0 - e);
+    let y_p99 = |d: f64| TOP + (H - TOP - BOTTOM) * (1.0 - d / max_p99);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<h2>Timeline</h2>\n<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\n"
+    );
+    // Phases: a band each, from its start to the next one's (or the end).
+    let marks: Vec<(String, f64)> = r["phase_marks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["phase"].as_str()?.to_owned(), seconds(&m["at"])?)))
+        .collect();
+    for (i, (name, from)) in marks.iter().enumerate() {
+        let to = marks.get(i + 1).map_or(last, |m| m.1).max(*from);
+        let fill = match name.as_str() {
+            "inject" => "#fff1e5",
+            "recovery" => "#eef6ff",
+            _ => "#f6f8fa",
+        };
+        let _ = writeln!(
+            s,
+            "<rect class=\"phase\" data-phase=\"{name}\" x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{name}</text>",
+            x(*from),
+            (x(to) - x(*from)).max(1.0),
+            H - TOP - BOTTOM,
+            x(*from) + 4.0,
+            TOP + 12.0 + 12.0 * (i % 2) as f64
+        );
+    }
+    // Axes.
+    let _ = writeln!(
+        s,
+        "<line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#8c959f\"/>\
+         <text x=\"4\" y=\"{t}\">100%</text><text x=\"4\" y=\"{b}\">0%</text>\
+         <text x=\"{rl}\" y=\"{t}\">{max_p99:.3}s</text><text x=\"{rl}\" y=\"{b}\">p99</text>\
+         <text x=\"{LEFT}\" y=\"{below}\">0s</text><text x=\"{r2}\" y=\"{below}\">{last:.1}s</text>",
+        b = H - BOTTOM,
+        r = W - RIGHT,
+        t = TOP + 8.0,
+        rl = W - RIGHT + 4.0,
+        r2 = W - RIGHT - 20.0,
+        below = H - BOTTOM + 16.0,
+    );
+    // One error-rate line and one p99 line per probe.
+    let mut probes: Vec<&str> = points.iter().filter_map(|p| p["probe"].as_str()).collect();
+    probes.dedup();
+    for (i, probe) in probes.iter().enumerate() {
+        let mine: Vec<&&Value> = points.iter().filter(|p| p["probe"] == *probe).collect();
+        let rate: Vec<String> = mine
+            .iter()
+            .filter_map(|p| {
+                let t = seconds(&p["at"])? + SLICE / 2.0;
+                Some(format!(
+                    "{:.1},{:.1}",
+                    x(t),
+                    y_rate(p["error_rate"].as_f64().unwrap_or(0.0))
+                ))
+            })
+            .collect();
+        let lat: Vec<String> = mine
+            .iter()
+            .filter_map(|p| {
+                let t = seconds(&p["at"])? + SLICE / 2.0;
+                Some(format!("{:.1},{:.1}", x(t), y_p99(seconds(&p["p99"])?)))
+            })
+            .collect();
+        let dash = if i == 0 {
+            ""
+        } else {
+            " stroke-dasharray=\"4 2\""
+        };
+        let _ = writeln!(
+            s,
+            "<polyline class=\"error-rate\" data-probe=\"{p}\" fill=\"none\" stroke=\"#cf222e\" stroke-width=\"2\"{dash} points=\"{}\"/>\
+             <polyline class=\"p99\" data-probe=\"{p}\" fill=\"none\" stroke=\"#0969da\" stroke-width=\"1.5\"{dash} points=\"{}\"/>",
+            rate.join(" "),
+            lat.join(" "),
+            p = esc(probe),
+        );
+    }
+    // Control against experiment: each cohort's error rate between two readings of the
+    // admin API, while the rules were in.
+    let readings: Vec<&Value> = r["cohort_timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    for (cohort, colour) in [("experiment", "#bc4c00"), ("control", "#1a7f37")] {
+        let mut pts = Vec::new();
+        for w in readings.windows(2) {
+            let (Some(t), a, b) = (seconds(&w[1]["at"]), &w[0][cohort], &w[1][cohort]) else {
+                continue;
+            };
+            let n = b["requests"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(a["requests"].as_u64().unwrap_or(0));
+            let e = b["errors"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(a["errors"].as_u64().unwrap_or(0));
+            if n > 0 {
+                pts.push(format!("{:.1},{:.1}", x(t), y_rate(e as f64 / n as f64)));
+            }
+        }
+        if !pts.is_empty() {
+            let _ = writeln!(
+                s,
+                "<polyline class=\"cohort\" data-cohort=\"{cohort}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
+                pts.join(" ")
+            );
+        }
+    }
+    if let Some(at) = seconds(&r["aborted_at"]) {
+        let _ = writeln!(
+            s,
+            "<line id=\"abort\" x1=\"{a:.1}\" y1=\"{TOP}\" x2=\"{a:.1}\" y2=\"{b}\" stroke=\"#cf222e\" stroke-dasharray=\"3 3\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty}\" style=\"fill:#cf222e\">abort</text>",
+            a = x(at),
+            b = H - BOTTOM,
+            tx = x(at) + 3.0,
+            ty = TOP + 26.0,
+        );
+    }
+    s.push_str("</svg>\n<p><span style=\"color:#cf222e\">━</span> probe error rate &nbsp; <span style=\"color:#0969da\">━</span> probe p99, per quarter second of the run &nbsp; <span style=\"color:#bc4c00\">━</span> experiment and <span style=\"color:#1a7f37\">━</span> control cohorts' error rates</p>\n");
+    s
+}
