@@ -14,13 +14,13 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::experiment::{self, Experiment, Probe, status_class};
+use crate::experiment_file::{self as experiment, Experiment, Probe, status_class};
 use crate::out::{bold, mark, say, table};
 
 /// The outcome of a run, and its exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Every probe stayed within tolerance while faults were injected.
     Held,
     /// A probe broke: a finding, not a failure of the tool.
@@ -32,7 +32,8 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    pub(crate) fn code(self) -> u8 {
+    /// The exit code of `chaosctl run`: 0 held, 1 refuted, 2 aborted, 3 error.
+    pub fn code(self) -> u8 {
         match self {
             Verdict::Held => 0,
             Verdict::Refuted => 1,
@@ -157,12 +158,21 @@ fn within(p: &Probe, f: &Figures) -> Result<(), String> {
 }
 
 /// Options of `chaosctl run`.
-pub(crate) struct RunArgs {
-    pub(crate) file: PathBuf,
-    pub(crate) token_env: String,
-    pub(crate) json: bool,
-    pub(crate) junit: Option<PathBuf>,
-    pub(crate) html: Option<PathBuf>,
+#[derive(Clone, Debug)]
+pub struct RunArgs {
+    /// The experiment file.
+    pub file: PathBuf,
+    /// The environment variable that holds the admin token.
+    pub token_env: String,
+    /// The admin token itself (a program that started the services knows it); else read
+    /// from `token_env`.
+    pub token: Option<String>,
+    /// Print the report as JSON instead of tables.
+    pub json: bool,
+    /// Also write a JUnit report here.
+    pub junit: Option<PathBuf>,
+    /// Also write the HTML report here.
+    pub html: Option<PathBuf>,
 }
 
 /// The run's record: everything the report says.
@@ -252,15 +262,17 @@ pub(crate) fn main(args: RunArgs) -> u8 {
             return Verdict::Error.code();
         }
     };
-    rt.block_on(run(args))
+    rt.block_on(run(args)).code()
 }
 
-async fn run(args: RunArgs) -> u8 {
+/// Runs an experiment file to its verdict, printing the report as `chaosctl run` does.
+/// Needs a multi-threaded tokio runtime.
+pub async fn run(args: RunArgs) -> Verdict {
     let (x, rules) = match experiment::load(&args.file) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{} {e}", mark("refused", false));
-            return Verdict::Error.code();
+            return Verdict::Error;
         }
     };
     let Some(token) = std::env::var(&args.token_env)
@@ -271,7 +283,7 @@ async fn run(args: RunArgs) -> u8 {
             "chaosctl: the admin token is read from ${}, which is unset or empty",
             args.token_env
         );
-        return Verdict::Error.code();
+        return Verdict::Error;
     };
     let scenario = x.scenario.clone().unwrap_or_else(|| scenario_of(&x.title));
     let rules: Vec<Rule> = rules
@@ -287,7 +299,7 @@ async fn run(args: RunArgs) -> u8 {
         Ok(h) => h,
         Err(e) => {
             eprintln!("chaosctl: cannot build the HTTP client: {e}");
-            return Verdict::Error.code();
+            return Verdict::Error;
         }
     };
     let admins: Vec<String> = x
@@ -330,7 +342,7 @@ async fn run(args: RunArgs) -> u8 {
             eprintln!("chaosctl: cannot write {}: {e}", path.display());
         }
     }
-    report.verdict.code()
+    report.verdict
 }
 
 /// A scenario name from a title: `Checkout survives!` → `checkout-survives-1733097600`.

@@ -1,0 +1,221 @@
+//! `chaosctl`: the GameDay commander's tool.
+//!
+//! Checks and signs on its own; drives the chaos admin API (chaos-tower, feature `admin`)
+//! of one or many instances at once; runs experiments to a verdict. See
+//! `chaosctl --help` and the README. The library is the binary's, and lets a program run
+//! an experiment the way `chaosctl run` does ([`experiment`]), as the workspace's
+//! `gameday` demo does.
+
+mod check;
+mod experiment_file;
+mod fleet;
+mod html;
+mod out;
+mod run;
+mod sign;
+
+/// Running an experiment from a program, as `chaosctl run` does.
+pub mod experiment {
+    pub use crate::run::{RunArgs, Verdict, run};
+}
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, as `--help` documents them.
+pub(crate) mod code {
+    /// Everything asked was done.
+    pub(crate) const OK: u8 = 0;
+    /// A file was refused, or an instance refused or could not be reached.
+    pub(crate) const FAILED: u8 = 1;
+    /// The command line or its environment is wrong (sysexits' EX_USAGE).
+    pub(crate) const USAGE: u8 = 64;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   everything asked was done
+  1   a file was refused, or an instance refused or could not be reached
+      (apply puts every instance back to what it had)
+  64  the command line or its environment is wrong
+
+chaosctl run exits with its verdict: 0 held, 1 refuted, 2 aborted, 3 error.
+
+Colours are used on a terminal only, and never with NO_COLOR set.";
+
+/// The GameDay commander's tool: check and sign rules, and drive the chaos admin API of
+/// many instances at once.
+#[derive(Debug, Parser)]
+#[command(name = "chaosctl", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate rules files and print the normalised rules as a table.
+    #[command(after_help = "Example:\n  chaosctl check rules.yaml staging.toml\n\n\
+        Exits 1 with the file, line, column, rule and field of the first problem.")]
+    Check {
+        /// Rules files (.yaml, .yml, .json, .toml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Sign an x-chaos value: print the two headers, ready for curl.
+    #[command(after_help = "Example:\n  \
+        CHAOS_SIGNING_KEY=... chaosctl sign --ttl 10m 'delay=300ms;point=client;target=payments'\n\n\
+        Prints `x-chaos: ...` and `x-chaos-signature: t=...,v1=...`.")]
+    Sign {
+        /// The environment variable that holds the signing key.
+        #[arg(long, default_value = "CHAOS_SIGNING_KEY")]
+        key_env: String,
+        /// How long the signature is good for.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The x-chaos value.
+        value: String,
+    },
+    /// Rules, states, cohorts and guards of every instance, and the fleet's sum.
+    #[command(after_help = "Example:\n  \
+        chaosctl status --admin http://10.0.0.5:9901 --admin http://10.0.0.6:9901 --json")]
+    Status {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// JSON for scripts instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace every instance's rules with a file's, all or nothing.
+    #[command(
+        after_help = "Example:\n  chaosctl apply gameday.yaml --admins fleet.txt\n\n\
+        The file is checked first. If any instance refuses it (or cannot be reached), every \
+        instance that took it is put back to the document it had."
+    )]
+    Apply {
+        /// The rules file.
+        file: PathBuf,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Add one rule (a file holding one rule) to every instance.
+    #[command(
+        after_help = "Example:\n  chaosctl add payments-slow.yaml --admin http://127.0.0.1:9901\n\n\
+        If an instance refuses it, the instances that took it remove it again."
+    )]
+    Add {
+        /// A file holding one rule.
+        file: PathBuf,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Remove a rule from every instance.
+    #[command(after_help = "Example:\n  chaosctl remove payments-slow --admins fleet.txt")]
+    Remove {
+        /// The rule id.
+        id: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Turn the kill switch on everywhere it can be reached: nothing more is injected.
+    #[command(after_help = "Example:\n  chaosctl kill --admins fleet.txt\n\n\
+        Reaches every instance it can and reports each; exits 1 if any was missed.")]
+    Kill {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Run an experiment: baseline, inject, observe, roll back, recover, and a verdict.
+    #[command(
+        after_help = "Example:\n  chaosctl run checkout-payments-slow.yaml --junit report.xml\n\n\
+        Verdicts and exit codes: 0 held (every probe within tolerance while faults were in), \
+        1 refuted (a probe broke: a finding), 2 aborted (an abort condition or a rule's \
+        guard fired), 3 error (the run could not be done). The rollback always runs, also \
+        on abort, error or Ctrl-C; a run that cannot roll back says so and exits 3."
+    )]
+    Run {
+        /// The experiment file (.yaml, .yml, .json, .toml).
+        file: PathBuf,
+        /// The environment variable that holds the admin token.
+        #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
+        token_env: String,
+        /// The report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit report (one test case per probe) to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Also write the report as one self-contained HTML page with a timeline chart.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Turn the kill switch off everywhere.
+    #[command(after_help = "Example:\n  chaosctl resume --admins fleet.txt")]
+    Resume {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+}
+
+/// Which admin endpoints, and how to talk to them.
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    /// An admin endpoint's base URL (repeat for many).
+    #[arg(long = "admin", value_name = "URL")]
+    pub(crate) admins: Vec<String>,
+    /// A file of admin base URLs, one per line (`#` comments and blank lines skipped).
+    #[arg(long = "admins", value_name = "FILE")]
+    pub(crate) admins_file: Option<PathBuf>,
+    /// The environment variable that holds the admin token.
+    #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
+    pub(crate) token_env: String,
+    /// The deadline for the whole fan-out.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+/// The command line, as the `chaosctl` binary runs it.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                code::USAGE
+            } else {
+                code::OK
+            });
+        }
+    };
+    let out = match cli.command {
+        Command::Check { files } => check::run(&files),
+        Command::Sign {
+            key_env,
+            ttl,
+            value,
+        } => sign::run(&key_env, ttl, &value),
+        Command::Status { fleet, json } => fleet::block_on(fleet, |f| f.status(json)),
+        Command::Apply { file, fleet } => fleet::block_on(fleet, |f| f.apply(file)),
+        Command::Add { file, fleet } => fleet::block_on(fleet, |f| f.add(file)),
+        Command::Remove { id, fleet } => fleet::block_on(fleet, |f| f.remove(id)),
+        Command::Kill { fleet } => fleet::block_on(fleet, |f| f.switch(true)),
+        Command::Resume { fleet } => fleet::block_on(fleet, |f| f.switch(false)),
+        Command::Run {
+            file,
+            token_env,
+            json,
+            junit,
+            html,
+        } => run::main(run::RunArgs {
+            file,
+            token_env,
+            token: None,
+            json,
+            junit,
+            html,
+        }),
+    };
+    ExitCode::from(out)
+}
