@@ -275,8 +275,10 @@ pub async fn run(args: RunArgs) -> Verdict {
             return Verdict::Error;
         }
     };
-    let Some(token) = std::env::var(&args.token_env)
-        .ok()
+    let Some(token) = args
+        .token
+        .clone()
+        .or_else(|| std::env::var(&args.token_env).ok())
         .filter(|t| !t.is_empty())
     else {
         eprintln!(
