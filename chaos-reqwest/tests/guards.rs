@@ -293,3 +293,59 @@ rules:
     }
     assert_eq!((aborted, killed), (2, true));
 }
+
+/// The same in a test's own code (`chaos_core::testing::Experiment`), two experiments at
+/// once against one server: each has its scenario, and neither sees the other's fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn experiments_in_tests_run_in_parallel_against_one_server() {
+    use chaos_core::rules::{Abort, Delay, Fault, Rule};
+    use chaos_core::testing::{Experiment, Scenario, Verdict};
+    let shop = shop("rules: []", true).await;
+    let http = reqwest_client();
+    let send = |s: Scenario| {
+        let (http, url) = (http.clone(), shop.url.clone());
+        async move {
+            let res = http
+                .get(url)
+                .header("x-chaos", s.header_value())
+                .header("x-test-traffic", "1")
+                .send()
+                .await;
+            res.is_ok_and(|r| r.status().is_success())
+        }
+    };
+    let slow_payments = Experiment::new(
+        &shop.chaos,
+        Rule::new(
+            "payments-slow",
+            "client",
+            Fault::Delay(Delay::Fixed(Duration::from_millis(300))),
+        )
+        .with_target("payments"),
+    )
+    .tolerate(0.0, Some(Duration::from_secs(1)))
+    .run(30, send);
+    let checkout_down = Experiment::new(
+        &shop.chaos,
+        Rule::new("checkout-down", "server", Fault::Abort(Abort::http(503))),
+    )
+    .run(30, send);
+    let (held, refuted) = tokio::join!(slow_payments, checkout_down);
+    assert_eq!(held.verdict, Verdict::Held, "{}", held.reason);
+    assert_eq!(held.cohorts.experiment.total_requests, 30);
+    assert_eq!(
+        held.cohorts.experiment.total_errors, 0,
+        "the fallback answered"
+    );
+    assert!(
+        held.injected.p99.unwrap() >= Duration::from_millis(100),
+        "the timeout was waited"
+    );
+    assert_eq!(refuted.verdict, Verdict::Refuted, "{}", refuted.reason);
+    assert_eq!(refuted.injected.errors, 30);
+    assert_eq!(
+        refuted.baseline.errors, 0,
+        "nothing of the other test leaked in"
+    );
+    assert!(shop.chaos.rules().rules.is_empty(), "both rules removed");
+}

@@ -129,6 +129,17 @@ pub struct CohortsSnapshot {
     pub control: CohortFigures,
 }
 
+impl CohortsSnapshot {
+    /// No cohorts (a rule that never matched, over the default window).
+    pub(crate) fn empty() -> CohortsSnapshot {
+        CohortsSnapshot {
+            window: Dur(DEFAULT_SPAN),
+            experiment: CohortFigures::default(),
+            control: CohortFigures::default(),
+        }
+    }
+}
+
 /// The state of a guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
