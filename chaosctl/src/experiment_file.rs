@@ -59,11 +59,26 @@ fn three_seconds() -> Dur {
     Dur(std::time::Duration::from_secs(3))
 }
 
-/// The steady state: probes with tolerances.
+/// The steady state: probes with tolerances, and the cohorts of the experiment's rules as
+/// the admin API of the services under test counts them.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SteadyState {
     pub(crate) probes: Vec<Probe>,
+    #[serde(default)]
+    pub(crate) cohorts: Option<CohortTolerance>,
+}
+
+/// What the experiment's rules' cohorts may show while they are in (summed over the rules
+/// and instances): the experiment cohort's user-visible error rate, and how far above the
+/// control cohort's it may be.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CohortTolerance {
+    #[serde(default)]
+    pub(crate) error_rate_below: Option<Rate>,
+    #[serde(default)]
+    pub(crate) increase_over_control_below: Option<Rate>,
 }
 
 /// A stream of canary requests, tagged with the experiment's scenario and
@@ -221,6 +236,15 @@ pub(crate) fn load(path: &Path) -> Result<(Experiment, Vec<Rule>), String> {
                 ),
             );
         }
+    }
+    if let Some(c) = &x.steady_state.cohorts
+        && c.error_rate_below.is_none()
+        && c.increase_over_control_below.is_none()
+    {
+        return bad(
+            "steady_state.cohorts",
+            "give `error_rate_below` or `increase_over_control_below`".into(),
+        );
     }
     for (i, a) in x.abort.iter().enumerate() {
         if !x.steady_state.probes.iter().any(|p| p.name == a.probe) {

@@ -540,7 +540,10 @@ impl Run<'_> {
         report.recovered = recovered;
         report.cohort_timeline = std::mem::take(&mut self.cohorts);
         self.fill(&seen, &mut report);
-        let inject_broke = self.steady(&seen, Phase::Inject).err();
+        let inject_broke = self
+            .steady(&seen, Phase::Inject)
+            .err()
+            .or_else(|| self.cohorts_broke());
         (report.verdict, report.reason) = match outcome {
             Err(Stop::Interrupted) => (Verdict::Error, "interrupted (Ctrl-C); rolled back".into()),
             Err(Stop::Abort(why)) => (Verdict::Aborted, why),
@@ -571,6 +574,46 @@ impl Run<'_> {
             );
         }
         report
+    }
+
+    /// Whether the experiment's rules' cohorts broke the steady state's cohort tolerance
+    /// (as last read while the rules were in); the reason when so.
+    fn cohorts_broke(&self) -> Option<String> {
+        let t = self.x.steady_state.cohorts.as_ref()?;
+        let (mut en, mut ee, mut cn, mut ce) = (0u64, 0u64, 0u64, 0u64);
+        for (_, _, r) in &self.last_seen {
+            let c = &r["cohorts"];
+            en += c["experiment"]["total_requests"].as_u64().unwrap_or(0);
+            ee += c["experiment"]["total_errors"].as_u64().unwrap_or(0);
+            cn += c["control"]["total_requests"].as_u64().unwrap_or(0);
+            ce += c["control"]["total_errors"].as_u64().unwrap_or(0);
+        }
+        if en == 0 {
+            return None;
+        }
+        let rate = ee as f64 / en as f64;
+        if let Some(max) = t.error_rate_below
+            && rate > max.fraction()
+        {
+            return Some(format!(
+                "the experiment cohort's error rate {:.2}% (tolerance below {max})",
+                rate * 100.0
+            ));
+        }
+        if let Some(max) = t.increase_over_control_below
+            && cn > 0
+        {
+            let control = ce as f64 / cn as f64;
+            if rate - control > max.fraction() {
+                return Some(format!(
+                    "the experiment cohort's error rate {:.2}% is {:.2} points above control's {:.2}% (tolerance below {max})",
+                    rate * 100.0,
+                    (rate - control) * 100.0,
+                    control * 100.0
+                ));
+            }
+        }
+        None
     }
 
     /// Waits `d`, or until Ctrl-C: `true` when interrupted.
@@ -856,6 +899,19 @@ async fn probe(p: Probe, i: usize, scenario: String, http: reqwest::Client, seen
 }
 
 fn print_report(r: &Report, json_out: bool) {
+    if !r.rolled_back {
+        // Loud, and on standard error, whatever the format of the report.
+        eprintln!(
+            "{}",
+            mark(
+                &format!(
+                    "ROLLBACK FAILED: the experiment's rules are still in force; remove them by hand (chaosctl remove ID): {}",
+                    r.rollback_failures.join("; ")
+                ),
+                false
+            )
+        );
+    }
     if json_out {
         say!("{}", serde_json::to_string_pretty(r).expect("JSON"));
         return;
@@ -947,15 +1003,6 @@ fn print_report(r: &Report, json_out: bool) {
         mark(&format!("{:?}", r.verdict).to_uppercase(), good),
         r.reason
     );
-    if !r.rolled_back {
-        eprintln!(
-            "{}",
-            mark(
-                "ROLLBACK FAILED: remove the rules above by hand (chaosctl remove ID)",
-                false
-            )
-        );
-    }
 }
 
 /// One JUnit test case per probe: a failure when it broke tolerance while faults were in

@@ -410,3 +410,60 @@ async fn a_bad_experiment_file_is_refused_with_where_and_why() {
         );
     }
 }
+
+/// An admin endpoint behind a gateway that lets rules in but refuses to remove them.
+async fn sticky_admin(chaos: &Chaos) -> String {
+    use axum::routing::delete;
+    let app = Router::new()
+        .route(
+            "/chaos/rules/{id}",
+            delete(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({ "error": "gateway down" })),
+                )
+            }),
+        )
+        .fallback_service(AdminService::new(chaos, TOKEN));
+    format!("http://{}", serve(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_that_cannot_roll_back_says_so_and_exits_3() {
+    let mut shop = shop(true).await;
+    shop.admin = sticky_admin(&shop.chaos).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (o, v) = run(&dir, &experiment(&shop, "{ delay: 5ms }", ""), &[]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", why(&o));
+    assert_eq!(v["rolled_back"], false);
+    assert!(
+        v["reason"].as_str().unwrap().starts_with("ROLLBACK FAILED"),
+        "{v}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ROLLBACK FAILED"));
+    assert_eq!(
+        shop.chaos.rules().rules.len(),
+        1,
+        "the rule is indeed still in"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cohorts_from_the_admin_api_can_refute() {
+    // The probe tolerates everything; the cohort tolerance does not.
+    let shop = shop(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = experiment(&shop, "{ abort: 503 }", "")
+        .replace("error_rate_below: 2%", "error_rate_below: 100%")
+        .replace(
+            "steady_state:\n  probes:",
+            "steady_state:\n  cohorts: { error_rate_below: 5% }\n  probes:",
+        );
+    let (o, v) = run(&dir, &body, &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", why(&o));
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the experiment cohort's error rate 100.00% (tolerance below 5%)"),
+        "{reason}"
+    );
+}
