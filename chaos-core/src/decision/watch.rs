@@ -131,6 +131,7 @@ pub struct CohortsSnapshot {
 
 impl CohortsSnapshot {
     /// No cohorts (a rule that never matched, over the default window).
+    #[cfg(feature = "test-util")]
     pub(crate) fn empty() -> CohortsSnapshot {
         CohortsSnapshot {
             window: Dur(DEFAULT_SPAN),
