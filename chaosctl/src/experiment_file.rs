@@ -159,7 +159,8 @@ pub(crate) struct Method {
     /// Or a rules file (relative to the experiment file).
     #[serde(default)]
     pub(crate) rules_file: Option<PathBuf>,
-    /// How long the rules stay in.
+    /// How long the rules stay in. A ramp is a rule's own (`ramp`, with a guard to hold
+    /// it back): the run watches it climb.
     pub(crate) duration: Dur,
     /// Scope every rule to the experiment's scenario (default `true`): only the canary
     /// requests are touched.

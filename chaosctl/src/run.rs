@@ -576,6 +576,26 @@ impl Run<'_> {
         report
     }
 
+    /// `observing 3.2s of 10s · order 40 req 0.00% errors p99 3ms`
+    fn live_line(&self, seen: &Seen, into: Duration) -> String {
+        let mut line = format!(
+            "observing {:.1}s of {}",
+            into.as_secs_f64(),
+            self.x.method.duration
+        );
+        for (i, p) in self.x.steady_state.probes.iter().enumerate() {
+            let f = figures(seen.of(i).into_iter().filter(|s| s.phase == Phase::Inject));
+            line.push_str(&format!(
+                " · {} {} req {:.2}% errors p99 {}",
+                p.name,
+                f.requests,
+                f.error_rate * 100.0,
+                f.p99.map_or("-".into(), |d| d.to_string())
+            ));
+        }
+        line
+    }
+
     /// Whether the experiment's rules' cohorts broke the steady state's cohort tolerance
     /// (as last read while the rules were in); the reason when so.
     fn cohorts_broke(&self) -> Option<String> {
@@ -674,14 +694,18 @@ impl Run<'_> {
             let now = seen.started.elapsed();
             if tokio::time::Instant::now() >= end {
                 self.read_rules(now).await;
+                live(None);
                 return Ok(());
             }
+            live(Some(&self.live_line(seen, now.saturating_sub(inject_from))));
             if let Some(why) = self.abort_condition(seen, now, inject_from) {
+                live(None);
                 report.aborted_at = Some(Dur(now));
                 self.read_rules(now).await;
                 return Err(Stop::Abort(why));
             }
             if let Some(why) = self.read_rules(now).await {
+                live(None);
                 report.aborted_at = Some(Dur(now));
                 return Err(Stop::Abort(why));
             }
@@ -850,6 +874,21 @@ impl Run<'_> {
 /// A line on standard error about where the run is.
 fn progress(what: &str) {
     eprintln!("{} {what}", bold("…"));
+}
+
+/// The live progress line on a terminal's standard error, rewritten in place; `None`
+/// clears it. Nothing when standard error is not a terminal (a log, a CI job).
+fn live(line: Option<&str>) {
+    use std::io::{IsTerminal, Write};
+    let mut err = std::io::stderr();
+    if !err.is_terminal() {
+        return;
+    }
+    let _ = match line {
+        Some(l) => write!(err, "\r\x1b[2K{l}"),
+        None => write!(err, "\r\x1b[2K"),
+    };
+    let _ = err.flush();
 }
 
 /// A probe's stream of canary requests, at its rate, until the run stops it.
