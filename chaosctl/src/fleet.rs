@@ -5,13 +5,32 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
+
 use chaos_core::rules::{Format, Rule, RuleSet};
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::code;
 use crate::out::{bold, mark, say, table};
-use crate::{FleetArgs, code};
+
+/// Which admin endpoints, and how to talk to them.
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    /// An admin endpoint's base URL (repeat for many).
+    #[arg(long = "admin", value_name = "URL")]
+    pub(crate) admins: Vec<String>,
+    /// A file of admin base URLs, one per line (`#` comments and blank lines skipped).
+    #[arg(long = "admins", value_name = "FILE")]
+    pub(crate) admins_file: Option<PathBuf>,
+    /// The environment variable that holds the admin token.
+    #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
+    pub(crate) token_env: String,
+    /// The deadline for the whole fan-out.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+}
 
 /// The instances and the client that reaches them.
 pub(crate) struct Fleet {

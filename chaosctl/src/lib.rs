@@ -7,6 +7,7 @@
 //! `gameday` demo does.
 
 mod check;
+mod code;
 mod experiment_file;
 mod fleet;
 mod html;
@@ -23,17 +24,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-/// Exit codes, as `--help` documents them.
-pub(crate) mod code {
-    /// Everything asked was done.
-    pub(crate) const OK: u8 = 0;
-    /// A file was refused, or an instance refused or could not be reached.
-    pub(crate) const FAILED: u8 = 1;
-    /// The command line or its environment is wrong (sysexits' EX_USAGE).
-    pub(crate) const USAGE: u8 = 64;
-}
+use crate::fleet::FleetArgs;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -157,23 +150,6 @@ enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
-}
-
-/// Which admin endpoints, and how to talk to them.
-#[derive(Debug, Args)]
-pub(crate) struct FleetArgs {
-    /// An admin endpoint's base URL (repeat for many).
-    #[arg(long = "admin", value_name = "URL")]
-    pub(crate) admins: Vec<String>,
-    /// A file of admin base URLs, one per line (`#` comments and blank lines skipped).
-    #[arg(long = "admins", value_name = "FILE")]
-    pub(crate) admins_file: Option<PathBuf>,
-    /// The environment variable that holds the admin token.
-    #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
-    pub(crate) token_env: String,
-    /// The deadline for the whole fan-out.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub(crate) timeout: Duration,
 }
 
 /// The command line, as the `chaosctl` binary runs it.
