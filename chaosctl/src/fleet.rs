@@ -71,16 +71,8 @@ where
     F: FnOnce(Fleet) -> Fut,
     Fut: Future<Output = u8>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("chaosctl: cannot start: {e}");
-            return code::FAILED;
-        }
+    let Some(rt) = crate::out::runtime() else {
+        return code::FAILED;
     };
     match Fleet::new(args) {
         Ok(fleet) => rt.block_on(f(fleet)),

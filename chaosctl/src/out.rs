@@ -83,6 +83,21 @@ fn visible_len(s: &str) -> usize {
     n
 }
 
+/// The runtime a command runs on; `None` (said on standard error) when it cannot start.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("chaosctl: cannot start: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::visible_len;

@@ -251,16 +251,8 @@ struct Point {
 }
 
 pub(crate) fn main(args: RunArgs) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("chaosctl: cannot start: {e}");
-            return Verdict::Error.code();
-        }
+    let Some(rt) = crate::out::runtime() else {
+        return Verdict::Error.code();
     };
     rt.block_on(run(args)).code()
 }

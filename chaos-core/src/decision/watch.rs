@@ -425,28 +425,11 @@ impl Watch {
         let (exp, ctl) = self.sums(now);
         let min = g.min_requests;
         if exp.requests >= min {
+            if let Some(b) = absolute_breach(g, &exp) {
+                return Some(b);
+            }
             let rate = exp.error_rate();
-            if let Some(limit) = g.error_rate_above
-                && rate > limit.fraction()
-            {
-                return Some(Breach {
-                    condition: "error_rate_above".into(),
-                    observed: percent(rate),
-                    threshold: limit.to_string(),
-                    requests: exp.requests,
-                });
-            }
             let p99 = quantile(&exp.hist, 0.99);
-            if let (Some(limit), Some(p99)) = (g.p99_above, p99)
-                && p99 > limit.0
-            {
-                return Some(Breach {
-                    condition: "p99_above".into(),
-                    observed: Dur(p99).to_string(),
-                    threshold: limit.to_string(),
-                    requests: exp.requests,
-                });
-            }
             if let Some(vs) = &g.vs_control
                 && ctl.requests >= min
             {
@@ -525,6 +508,34 @@ impl Watch {
             control: figures(&ctl, Cohort::Control),
         }
     }
+}
+
+/// The breach of a guard's own thresholds (`error_rate_above`, `p99_above`) by `sum`, if
+/// any: what a rule's guard asks of its experiment cohort, and the service guard of the
+/// organic traffic.
+pub(crate) fn absolute_breach(g: &Guard, sum: &Sum) -> Option<Breach> {
+    let rate = sum.error_rate();
+    if let Some(limit) = g.error_rate_above
+        && rate > limit.fraction()
+    {
+        return Some(Breach {
+            condition: "error_rate_above".into(),
+            observed: percent(rate),
+            threshold: limit.to_string(),
+            requests: sum.requests,
+        });
+    }
+    if let (Some(limit), Some(p99)) = (g.p99_above, quantile(&sum.hist, 0.99))
+        && p99 > limit.0
+    {
+        return Some(Breach {
+            condition: "p99_above".into(),
+            observed: Dur(p99).to_string(),
+            threshold: limit.to_string(),
+            requests: sum.requests,
+        });
+    }
+    None
 }
 
 /// Whether the experiment's error rate is above control's by more than chance explains:

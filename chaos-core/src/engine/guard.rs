@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{Chaos, Event};
-use crate::decision::{AbortInfo, Breach, GuardState, RuleState};
+use crate::decision::{AbortInfo, Breach, GuardState, RuleState, absolute_breach};
 use crate::rules::{Dur, Guard};
 use crate::window::{Sum, quantile};
 
@@ -83,10 +83,6 @@ pub struct ServiceGuardSnapshot {
     pub breach: Option<AbortInfo>,
 }
 
-fn percent(x: f64) -> String {
-    format!("{:.2}%", x * 100.0)
-}
-
 impl Chaos {
     /// A guard found `breach`: the rule injects nothing more.
     pub(crate) fn abort_breach(&self, rule: &Arc<RuleState>, breach: Breach) {
@@ -159,29 +155,7 @@ impl Chaos {
         let rate = sum.error_rate();
         let p99 = quantile(&sum.hist, 0.99);
         let breach = (judging && sum.requests >= g.min_requests && !self.is_killed())
-            .then(|| {
-                if let Some(limit) = g.error_rate_above
-                    && rate > limit.fraction()
-                {
-                    return Some(Breach {
-                        condition: "error_rate_above".into(),
-                        observed: percent(rate),
-                        threshold: limit.to_string(),
-                        requests: sum.requests,
-                    });
-                }
-                if let (Some(limit), Some(p)) = (g.p99_above, p99)
-                    && p > limit.0
-                {
-                    return Some(Breach {
-                        condition: "p99_above".into(),
-                        observed: Dur(p).to_string(),
-                        threshold: limit.to_string(),
-                        requests: sum.requests,
-                    });
-                }
-                None
-            })
+            .then(|| absolute_breach(g, &sum))
             .flatten();
         if let Some(b) = breach {
             self.trip_service_guard(b);

@@ -363,21 +363,7 @@ impl Chaos {
         target: &str,
         work: F,
     ) -> Result<F::Output, InjectedFault> {
-        let Some(mut obs) = self.observe() else {
-            return Ok(work.await);
-        };
-        let decision = ChaosContext::with_current(|ctx| {
-            self.decide_observed(
-                &RequestView::new(Point::from_name(point), target).context(ctx),
-                Some(&mut obs),
-            )
-        });
-        let (out, injected) = match decision {
-            Decision::Pass => (Ok(work.await), false),
-            Decision::Inject(i) => (i.run(work).await, true),
-        };
-        obs.finish_named(self, point, target, out.is_err(), injected);
-        out
+        self.inject_judged(point, target, work, |_| false).await
     }
 
     /// [`inject`](Chaos::inject) for work that can fail on its own: its `Err` counts as an
@@ -405,6 +391,19 @@ impl Chaos {
     where
         F: Future<Output = Result<T, E>>,
     {
+        self.inject_judged(point, target, work, Result::is_err)
+            .await
+    }
+
+    /// The generic injection point: `failed` says whether the work's own output is an
+    /// error (an injected failure always is).
+    async fn inject_judged<F: Future>(
+        &self,
+        point: &str,
+        target: &str,
+        work: F,
+        failed: impl FnOnce(&F::Output) -> bool,
+    ) -> Result<F::Output, InjectedFault> {
         let Some(mut obs) = self.observe() else {
             return Ok(work.await);
         };
@@ -418,7 +417,7 @@ impl Chaos {
             Decision::Pass => (Ok(work.await), false),
             Decision::Inject(i) => (i.run(work).await, true),
         };
-        let error = !matches!(out, Ok(Ok(_)));
+        let error = out.as_ref().map_or(true, failed);
         obs.finish_named(self, point, target, error, injected);
         out
     }
