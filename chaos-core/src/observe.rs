@@ -79,6 +79,10 @@ impl Touches {
                 // The same rule again (a second call to the same dependency): the request
                 // is in its experiment if any call was.
                 Some(r) if Arc::ptr_eq(r, rule) => {
+                    if reserved && self.reserved[i] == u8::MAX {
+                        // No room to hold one more unit: the caller gives it back.
+                        return false;
+                    }
                     self.mark(i, cohort, shadow, reserved);
                     return true;
                 }
@@ -130,13 +134,17 @@ impl Touches {
             };
             let shadow = other.shadow & (1 << i) != 0;
             let units = std::mem::take(&mut other.reserved[i]);
-            if self.add(&rule, cohort, shadow, false) {
+            let kept = if self.add(&rule, cohort, shadow, false) {
                 let j = self.position(&rule);
-                self.reserved[j] += units;
+                let room = u8::MAX - self.reserved[j];
+                self.reserved[j] += units.min(room);
+                units.min(room)
             } else {
-                for _ in 0..units {
-                    rule.watch.settle(false);
-                }
+                0
+            };
+            // Units with no room to be held are given back.
+            for _ in kept..units {
+                rule.watch.settle(false);
             }
         }
     }

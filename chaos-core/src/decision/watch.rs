@@ -181,10 +181,15 @@ pub(crate) struct Watch {
     cohorts: OnceLock<Box<Cohorts>>,
     /// When the guard is next judged (nanoseconds since `base`).
     next_judgement: AtomicU64,
-    /// Experiment errors counted against `max_errors`, and injections whose outcome is
-    /// still to come (each holds one unit of the budget).
-    spent: AtomicU64,
-    in_flight: AtomicU64,
+    /// The error budget in one word, so a reservation and a settlement never see each
+    /// other half done: experiment errors counted against `max_errors` (high half), and
+    /// injections whose outcome is still to come, each holding a unit (low half).
+    budget: AtomicU64,
+}
+
+/// The budget word's halves.
+fn halves(word: u64) -> (u64, u64) {
+    (word >> 32, word & u64::from(u32::MAX))
 }
 
 impl fmt::Debug for Watch {
@@ -229,8 +234,7 @@ impl Watch {
             }),
             cohorts: OnceLock::new(),
             next_judgement: AtomicU64::new(0),
-            spent: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
+            budget: AtomicU64::new(0),
         }
     }
 
@@ -268,7 +272,7 @@ impl Watch {
     /// Whether the error budget (if any) is spent: the rule is retired.
     pub(crate) fn budget_spent(&self) -> bool {
         self.max_errors
-            .is_some_and(|max| self.spent.load(Ordering::Acquire) >= max)
+            .is_some_and(|max| halves(self.budget.load(Ordering::Acquire)).0 >= max)
     }
 
     /// Takes one unit of the budget for an injection whose outcome is to come; `false`
@@ -277,10 +281,10 @@ impl Watch {
         let Some(max) = self.max_errors else {
             return true;
         };
-        let spent = self.spent.load(Ordering::Acquire);
-        self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (spent + n < max).then_some(n + 1)
+        self.budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                let (spent, in_flight) = halves(w);
+                (spent + in_flight < max).then_some(w + 1)
             })
             .is_ok()
     }
@@ -291,19 +295,21 @@ impl Watch {
         let Some(max) = self.max_errors else {
             return false;
         };
-        let spent = if error {
-            self.spent.fetch_add(1, Ordering::AcqRel) + 1
-        } else {
-            self.spent.load(Ordering::Acquire)
-        };
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        error && spent == max
+        let spend = if error { 1 << 32 } else { 0 };
+        let before = self
+            .budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                let (_, in_flight) = halves(w);
+                (in_flight > 0).then(|| w - 1 + spend)
+            })
+            .unwrap_or_else(|w| w);
+        error && halves(before).0 + 1 == max
     }
 
     /// The budget and what is spent of it.
     pub(crate) fn budget(&self) -> Option<(u64, u64)> {
         self.max_errors
-            .map(|max| (max, self.spent.load(Ordering::Acquire)))
+            .map(|max| (max, halves(self.budget.load(Ordering::Acquire)).0))
     }
 
     // ---- the ramp
@@ -570,6 +576,43 @@ impl AbortInfo {
             reason,
             breach,
             at: Timestamp(SystemTime::now()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Fault, Rule};
+
+    #[test]
+    fn the_budget_is_never_overspent_by_racing_threads() {
+        for _ in 0..50 {
+            let rule = Rule::new("b", "server", Fault::Drop(crate::rules::DropKind::Reset))
+                .with_max_errors(5);
+            let w = std::sync::Arc::new(Watch::new(&rule, Instant::now()));
+            let granted = std::sync::Arc::new(AtomicU64::new(0));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (w, granted) = (w.clone(), granted.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..200 {
+                            if w.reserve() {
+                                granted.fetch_add(1, Ordering::Relaxed);
+                                // Every injection fails the user.
+                                w.settle(true);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(granted.load(Ordering::Relaxed), 5);
+            assert_eq!(w.budget(), Some((5, 5)));
+            assert!(w.budget_spent());
+            assert!(!w.reserve());
         }
     }
 }

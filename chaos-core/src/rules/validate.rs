@@ -90,6 +90,9 @@ impl Rule {
         if self.max_errors == Some(0) {
             return err("max_errors", "max_errors 0 would never inject".to_owned());
         }
+        if self.max_errors.is_some_and(|n| n > u64::from(u32::MAX)) {
+            return err("max_errors", format!("max_errors is at most {}", u32::MAX));
+        }
         if let Some(r) = &self.ramp {
             if r.steps.is_empty() {
                 return err("ramp.steps", "ramp has no steps".to_owned());
