@@ -147,6 +147,9 @@ mod journal;
 mod log;
 mod names;
 pub mod observe;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 #[cfg(feature = "test-util")]
 mod pause;
 pub mod reload;

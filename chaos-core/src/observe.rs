@@ -172,6 +172,10 @@ impl Touches {
             };
             let w = &rule.watch;
             w.record(cohort, now, latency, error);
+            #[cfg(feature = "otel")]
+            chaos
+                .metrics()
+                .cohort(&rule.attrs, cohort == Cohort::Experiment, latency, error);
             let units = std::mem::take(&mut self.reserved[i]);
             for u in 0..units {
                 // One request spends one unit at most, however many calls it made.

@@ -117,8 +117,11 @@
 //! extensions (`with_extension(ctx)`), the task's (set by chaos-tower's server layer for
 //! the request being served), then (feature `otel`) OpenTelemetry baggage (`chaos`,
 //! `test-traffic`, `chaos-signature`), checked like headers. A request that already has
-//! `x-chaos` or `x-test-traffic` of its own keeps them. Turn forwarding off for calls that
-//! leave your fleet with [`ChaosMiddlewareBuilder::forward`].
+//! `x-chaos` or `x-test-traffic` of its own keeps them. With `otel`, the context is also
+//! written as those W3C `baggage` members, merged with the request's own `baggage` (see
+//! [`chaos_core::otel`]); to keep them when reqwest-tracing injects the OpenTelemetry
+//! context, attach this middleware after (inside) its `TracingMiddleware`. Turn
+//! forwarding off for calls that leave your fleet with [`ChaosMiddlewareBuilder::forward`].
 //!
 //! Per call, [`SkipChaos`] in the extensions leaves the call alone (no fault, no headers)
 //! and [`ChaosTarget`] names its dependency.
@@ -136,7 +139,7 @@
 //! Name | Description | Default?
 //! ---|---|---
 //! `retry` | [`ChaosRetryableStrategy`] for reqwest-retry, and `RetryError` unwrapping in [`ChaosErrorExt`] | no
-//! `otel` | the context from OpenTelemetry baggage when the request and task carry none | no
+//! `otel` | the context from OpenTelemetry baggage when the request and task carry none, written to outbound `baggage` too; the engine's OpenTelemetry metrics ([`chaos_core::otel`]) | no
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The docs link to `ChaosRetryableStrategy`, which exists with the `retry` feature.
@@ -145,8 +148,6 @@
 mod connect;
 mod error;
 mod middleware;
-#[cfg(feature = "otel")]
-mod otel;
 #[cfg(feature = "retry")]
 mod retry;
 

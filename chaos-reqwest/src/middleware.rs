@@ -181,7 +181,7 @@ impl ChaosMiddleware {
         ChaosContext::with_current(|current| {
             #[cfg(feature = "otel")]
             let baggage = match own.or(current) {
-                None => crate::otel::context(&self.chaos),
+                None => self.chaos.context_from_current_otel(),
                 Some(_) => None,
             };
             #[cfg(feature = "otel")]

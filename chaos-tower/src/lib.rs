@@ -98,7 +98,7 @@
 //! `axum` | [`ChaosBody`] for `axum::body::Body` | no
 //! `tonic` | [`ChaosBody`] for `tonic::body::Body` | no
 //! `admin` | the [`admin`] control service | no
-//! `otel` | read the context from W3C `baggage` (`chaos=...`, `test-traffic=1`) too | no
+//! `otel` | the context from W3C `baggage` and the OpenTelemetry context, written to outbound `baggage` too; the engine's OpenTelemetry metrics ([`chaos_core::otel`]) | no
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -112,7 +112,7 @@ pub mod server;
 #[cfg(feature = "admin")]
 pub mod admin;
 #[cfg(feature = "otel")]
-mod baggage;
+mod otel;
 
 pub use self::body::{ChaosBody, FaultBody};
 pub use chaos_core::steady::{Observed, SteadyState};

@@ -190,3 +190,50 @@ rules:
     assert!(InjectedFault::find(&*err).is_some_and(InjectedFault::is_timeout));
     assert_eq!(start.elapsed(), std::time::Duration::from_secs(300));
 }
+
+#[tokio::test]
+async fn with_otel_the_context_comes_from_opentelemetry_baggage_and_goes_out_in_baggage() {
+    use opentelemetry::KeyValue;
+    use opentelemetry::baggage::BaggageExt as _;
+
+    let chaos = engine(
+        "rules: [{ id: s1-down, point: client, target: svc, match: { scenario: s1, path: /down }, fault: { abort: 502 } }]",
+    );
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<http::HeaderMap>::new()));
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: http::Request<()>| {
+            seen.lock().unwrap().push(req.headers().clone());
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(Body::default())) }
+        })
+    };
+    let mut svc = ServiceBuilder::new()
+        .layer(ChaosClientLayer::new(&chaos, "svc"))
+        .service(inner);
+    let cx = opentelemetry::Context::current_with_baggage([KeyValue::new("chaos", "scenario=s1")]);
+    let mut call = |path: &str, attach: bool| {
+        let req = http::Request::get(path)
+            .header("baggage", "user=7;vip")
+            .body(())
+            .unwrap();
+        let _g = attach.then(|| cx.clone().attach());
+        // The decision and the forwarding happen in `call`, where the context is attached.
+        svc.call(req)
+    };
+    let res = call("/up", true).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = call("/down", true).await.unwrap();
+    assert_eq!(
+        res.status(),
+        502,
+        "the scenario from baggage selects the rule"
+    );
+    let res = call("/down", false).await.unwrap();
+    assert_eq!(res.status(), 200, "without it, nothing");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "the abort never left");
+    assert_eq!(seen[0]["x-chaos"], "scenario=s1");
+    assert_eq!(seen[0]["baggage"], "user=7;vip,chaos=scenario=s1");
+    assert!(!seen[1].contains_key("x-chaos"));
+    assert_eq!(seen[1]["baggage"], "user=7;vip", "other baggage untouched");
+}

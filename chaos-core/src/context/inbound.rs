@@ -32,6 +32,8 @@ pub(crate) struct Policy<'a> {
     pub(crate) keys: Option<&'a SigningKeys>,
     pub(crate) counters: &'a HeaderCounters,
     pub(crate) warn: &'a RateLimited,
+    #[cfg(feature = "otel")]
+    pub(crate) metrics: &'a crate::otel::Metrics,
 }
 
 impl Policy<'_> {
@@ -47,7 +49,7 @@ impl Policy<'_> {
             None => false,
             Some(Ok(b)) => b,
             Some(Err(e)) => {
-                self.reject_header(&e.to_string(), 1);
+                self.reject_header(&e.to_string(), e.code(), 1);
                 false
             }
         };
@@ -57,7 +59,11 @@ impl Policy<'_> {
         if let Some(x) = x {
             let (parsed, errors) = XChaos::parse_lossy(x.as_bytes(), self.limits);
             if let Some(first) = errors.first() {
-                self.reject_header(&first.to_string(), errors.len() as u64);
+                self.reject_header(&first.to_string(), first.code(), 0);
+                // Counted once per refused item, each under its own reason.
+                for e in &errors {
+                    self.count_rejected(e.code(), 1);
+                }
             }
             header = parsed;
             if !header.directives.is_empty() {
@@ -79,7 +85,13 @@ impl Policy<'_> {
                             self.counters
                                 .signature_rejected
                                 .fetch_add(1, Ordering::Relaxed);
-                            self.reject_header(&format!("x-chaos-signature: {e}"), 0);
+                            self.reject_header(
+                                &format!("x-chaos-signature: {e}"),
+                                "bad_signature",
+                                0,
+                            );
+                            #[cfg(feature = "otel")]
+                            self.metrics.header_rejected("bad_signature", 1);
                         }
                     }
                 } else {
@@ -95,19 +107,32 @@ impl Policy<'_> {
         Some(ChaosContext::new(header, test_traffic, trust, hop))
     }
 
-    fn reject_header(&self, what: &str, n: u64) {
+    /// Logs (rate-limited) a refused part of a header, counting `n` of them.
+    fn reject_header(&self, what: &str, code: &'static str, n: u64) {
+        self.count_rejected(code, n);
+        if let Some(held) = self.warn.allow() {
+            tracing::warn!(target: "chaos", reason = what, code, suppressed = held, "ignored part of a chaos header");
+        }
+    }
+
+    fn count_rejected(
+        &self,
+        #[cfg_attr(not(feature = "otel"), allow(unused_variables))] code: &'static str,
+        n: u64,
+    ) {
         self.counters
             .header_rejected
             .fetch_add(n, Ordering::Relaxed);
-        if let Some(held) = self.warn.allow() {
-            tracing::warn!(target: "chaos", reason = what, suppressed = held, "ignored part of a chaos header");
-        }
+        #[cfg(feature = "otel")]
+        self.metrics.header_rejected(code, n);
     }
 
     fn refuse_directives(&self, why: &'static str) {
         self.counters
             .directives_refused
             .fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "otel")]
+        self.metrics.header_rejected("directives_refused", 1);
         if let Some(held) = self.warn.allow() {
             tracing::warn!(target: "chaos", reason = why, suppressed = held, "ignored x-chaos directives");
         }

@@ -299,6 +299,11 @@ impl ChaosContext {
     /// request already carries `x-chaos` or `x-test-traffic` of its own (code that sets
     /// them on purpose wins). This is what every client adapter does.
     ///
+    /// With the `otel` feature, the same context is also written as W3C `baggage` members
+    /// (`chaos`, `chaos-signature`, `test-traffic`), merged with the request's own
+    /// baggage, for hops that forward baggage but not our headers (see
+    /// [`otel`](crate::otel)).
+    ///
     /// ```
     /// use chaos_core::ChaosContext;
     ///
@@ -314,6 +319,13 @@ impl ChaosContext {
             return;
         }
         let next = self.next_hop();
+        #[cfg(feature = "otel")]
+        crate::otel::write_baggage(
+            headers,
+            next.x_chaos.as_ref(),
+            next.signature.as_ref(),
+            next.test_traffic.is_some(),
+        );
         if let Some(v) = next.x_chaos {
             headers.insert(X_CHAOS, v);
             if let Some(s) = next.signature {

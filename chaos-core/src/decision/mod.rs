@@ -37,6 +37,9 @@ pub(crate) struct Decided {
     pub(crate) delay: Option<Duration>,
     /// The slots it holds; `None` for a shadow decision, which holds nothing.
     pub(crate) permit: Option<Permit>,
+    /// The rule's metric attributes; `None` for a directive.
+    #[cfg(feature = "otel")]
+    pub(crate) attrs: Option<Arc<crate::otel::RuleAttrs>>,
 }
 
 /// What a decision tells on the way, besides its result.
@@ -106,6 +109,7 @@ impl Decider<'_> {
                 Arc::new(d.fault.clone()),
                 scope,
                 Some(permit),
+                None,
             ));
         }
         None
@@ -181,7 +185,13 @@ impl Decider<'_> {
         if rule.mode == Mode::Shadow {
             st.shadowed.fetch_add(1, Ordering::Relaxed);
             sink.touch(&rule.state, Cohort::Experiment, true, false);
-            sink.shadow(self.decided(rule.id.clone(), rule.fault.clone(), scope_name, None));
+            sink.shadow(self.decided(
+                rule.id.clone(),
+                rule.fault.clone(),
+                scope_name,
+                None,
+                Some(st),
+            ));
             return None;
         }
         let Some(permit) = Permit::acquire(
@@ -229,6 +239,7 @@ impl Decider<'_> {
             rule.fault.clone(),
             scope_name,
             Some(permit),
+            Some(st),
         ))
     }
 
@@ -238,6 +249,7 @@ impl Decider<'_> {
         fault: Arc<Fault>,
         scope: Option<&str>,
         permit: Option<Permit>,
+        #[cfg_attr(not(feature = "otel"), allow(unused_variables))] state: Option<&Arc<RuleState>>,
     ) -> Decided {
         let delay = match &*fault {
             Fault::Delay(d) => Some(d.sample(
@@ -253,6 +265,8 @@ impl Decider<'_> {
             scope: scope.map(Into::into),
             delay,
             permit,
+            #[cfg(feature = "otel")]
+            attrs: state.map(|s| s.attrs.clone()),
         }
     }
 }

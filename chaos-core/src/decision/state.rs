@@ -36,6 +36,9 @@ pub(crate) struct RuleState {
     pub(crate) watch: Watch,
     pub(crate) rule_scope: ScopeCounters,
     scopes: Mutex<HashMap<Box<str>, Arc<ScopeCounters>>>,
+    /// Its metric attributes, built once.
+    #[cfg(feature = "otel")]
+    pub(crate) attrs: Arc<crate::otel::RuleAttrs>,
 }
 
 pub(crate) enum ScopeRef<'a> {
@@ -69,6 +72,8 @@ impl RuleState {
             abort: Mutex::new(None),
             rule_scope: ScopeCounters::default(),
             scopes: Mutex::new(HashMap::new()),
+            #[cfg(feature = "otel")]
+            attrs: crate::otel::RuleAttrs::new(rule),
         }
     }
 

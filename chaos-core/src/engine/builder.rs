@@ -4,6 +4,7 @@ use super::Chaos;
 use crate::context::signature::SigningKeys;
 use crate::rules::{RuleSet, RulesError};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::Shared;
 
@@ -30,6 +31,8 @@ pub struct Builder {
     seed: Option<u64>,
     kill: bool,
     forced_off: bool,
+    #[cfg(feature = "otel")]
+    meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl Builder {
@@ -64,6 +67,23 @@ impl Builder {
         self
     }
 
+    /// Records the engine's metrics ([`otel`](crate::otel)) on this meter, instead of one
+    /// from the global meter provider.
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    ///
+    /// let meter = opentelemetry::global::meter("checkout");
+    /// let chaos = Chaos::builder().meter(meter).build()?;
+    /// # Ok::<(), chaos_core::rules::RulesError>(())
+    /// ```
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
     /// Builds the engine.
     ///
     /// # Errors
@@ -76,6 +96,8 @@ impl Builder {
                 self.seed,
                 self.kill,
                 self.forced_off,
+                #[cfg(feature = "otel")]
+                crate::otel::Metrics::new(self.meter),
             )),
         };
         match self.rules {
@@ -84,6 +106,7 @@ impl Builder {
             }
             None => chaos.refresh_flags(&chaos.compiled()),
         }
+        chaos.shared.built.store(true, Ordering::Relaxed);
         Ok(chaos)
     }
 }

@@ -60,7 +60,11 @@ impl Chaos {
     pub fn abort_rule(&self, id: &str, reason: &str) -> Result<(), RulesError> {
         let compiled = self.compiled();
         let rule = compiled.rule(id).ok_or_else(|| RulesError::not_found(id))?;
-        self.abort_state(&rule.state, AbortInfo::new(reason.to_owned(), None));
+        self.abort_state(
+            &rule.state,
+            AbortInfo::new(reason.to_owned(), None),
+            "manual",
+        );
         Ok(())
     }
 
@@ -90,6 +94,11 @@ impl Chaos {
         s.armed.store(!killed && anything, Ordering::SeqCst);
         if changed && killed {
             tracing::warn!(target: "chaos", "kill switch on: no new injections, in-flight delays released");
+            // A flip, not an engine built with the switch on.
+            #[cfg(feature = "otel")]
+            if s.built.load(Ordering::Relaxed) {
+                self.metrics().abort("*", "kill_switch");
+            }
             self.events().emit(Event::Killed);
         } else if changed {
             tracing::info!(target: "chaos", "kill switch off");

@@ -87,16 +87,24 @@ impl Chaos {
     /// A guard found `breach`: the rule injects nothing more.
     pub(crate) fn abort_breach(&self, rule: &Arc<RuleState>, breach: Breach) {
         let reason = format!("guard breached: {breach}");
-        self.abort_state(rule, AbortInfo::new(reason, Some(breach)));
+        self.abort_state(rule, AbortInfo::new(reason, Some(breach)), "guard");
     }
 
-    /// Aborts a rule's state; an event and a warning the first time.
-    pub(crate) fn abort_state(&self, rule: &RuleState, info: AbortInfo) {
+    /// Aborts a rule's state; an event, a warning and a count (under `code`: `guard`,
+    /// `service_guard`, `manual`) the first time.
+    pub(crate) fn abort_state(
+        &self,
+        rule: &RuleState,
+        info: AbortInfo,
+        #[cfg_attr(not(feature = "otel"), allow(unused_variables))] code: &'static str,
+    ) {
         let reason = info.reason.clone();
         let breach = info.breach.clone();
         if rule.abort(info) {
             self.bump_version();
             tracing::warn!(target: "chaos", rule = &*rule.id, reason, "rule aborted");
+            #[cfg(feature = "otel")]
+            self.metrics().abort(&rule.id, code);
             self.events().emit(Event::RuleAborted {
                 rule: rule.id.to_string(),
                 reason,
@@ -110,6 +118,8 @@ impl Chaos {
         self.bump_version();
         let (max, _) = rule.watch.budget().unwrap_or_default();
         tracing::info!(target: "chaos", rule = &*rule.id, max_errors = max, "error budget spent: rule retired");
+        #[cfg(feature = "otel")]
+        self.metrics().abort(&rule.id, "budget");
         self.events().emit(Event::RuleRetired {
             rule: rule.id.to_string(),
             reason: format!("error budget spent: {max} user-visible errors"),
@@ -200,6 +210,7 @@ impl Chaos {
             self.abort_state(
                 &r.state,
                 AbortInfo::new(reason.clone(), Some(breach.clone())),
+                "service_guard",
             );
         }
         self.kill();

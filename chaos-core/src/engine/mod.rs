@@ -77,6 +77,8 @@ impl fmt::Debug for Chaos {
 struct Shared {
     /// "Anything to do?": not killed, and rules loaded or directives possible.
     armed: AtomicBool,
+    /// Built: the kill switch turning on from now on is a flip.
+    built: AtomicBool,
     kill: Arc<KillSwitch>,
     runtime_killed: AtomicBool,
     forced_off: bool,
@@ -95,6 +97,8 @@ struct Shared {
     removed: Removed,
     /// What lives as long as the engine (the `CHAOS_RULES` file watch).
     kept: Mutex<Vec<Box<dyn Send>>>,
+    #[cfg(feature = "otel")]
+    metrics: crate::otel::Metrics,
     #[cfg(feature = "test-util")]
     journal: crate::journal::Journal,
     #[cfg(feature = "test-util")]
@@ -112,9 +116,16 @@ struct Stats {
 }
 
 impl Shared {
-    fn new(keys: Option<SigningKeys>, seed: Option<u64>, kill: bool, forced_off: bool) -> Shared {
+    fn new(
+        keys: Option<SigningKeys>,
+        seed: Option<u64>,
+        kill: bool,
+        forced_off: bool,
+        #[cfg(feature = "otel")] metrics: crate::otel::Metrics,
+    ) -> Shared {
         Shared {
             armed: AtomicBool::new(false),
+            built: AtomicBool::new(false),
             kill: KillSwitch::new(),
             runtime_killed: AtomicBool::new(kill),
             forced_off,
@@ -132,6 +143,8 @@ impl Shared {
             service: guard::ServiceGuard::new(),
             removed: Removed::default(),
             kept: Mutex::new(Vec::new()),
+            #[cfg(feature = "otel")]
+            metrics,
             #[cfg(feature = "test-util")]
             journal: crate::journal::Journal::default(),
             #[cfg(feature = "test-util")]
@@ -236,6 +249,8 @@ impl Chaos {
             keys: s.keys.as_ref(),
             counters: &s.stats.headers,
             warn: &s.warn_headers,
+            #[cfg(feature = "otel")]
+            metrics: &s.metrics,
         }
         .context(headers, x, tt)
     }
@@ -273,6 +288,11 @@ impl Chaos {
 
     pub(crate) fn events(&self) -> &events::Events {
         &self.shared.events
+    }
+
+    #[cfg(feature = "otel")]
+    pub(crate) fn metrics(&self) -> &crate::otel::Metrics {
+        &self.shared.metrics
     }
 
     pub(crate) fn service_guard(&self) -> &guard::ServiceGuard {

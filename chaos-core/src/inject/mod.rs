@@ -80,6 +80,8 @@ pub(crate) struct Parts {
     pub(crate) max_hang: Duration,
     /// The slots it holds; `None` for a shadow decision.
     _permit: Option<Permit>,
+    #[cfg(feature = "otel")]
+    attrs: Option<Arc<crate::otel::RuleAttrs>>,
     #[cfg(feature = "test-util")]
     pub(crate) gate: Option<crate::pause::PauseGate>,
 }
@@ -282,6 +284,8 @@ impl Chaos {
                 delay: d.delay,
                 max_hang,
                 _permit: d.permit,
+                #[cfg(feature = "otel")]
+                attrs: d.attrs,
             }),
         }
     }
@@ -304,6 +308,15 @@ impl Chaos {
             shadow,
             "{}",
             if shadow { "fault would be injected (shadow)" } else { "fault injected" },
+        );
+        #[cfg(feature = "otel")]
+        self.metrics().injection(
+            i.attrs.as_deref(),
+            &i.fault,
+            &i.point,
+            &i.target,
+            i.delay,
+            shadow,
         );
         if self.events().wanted() {
             self.events().emit(Event::Injected {

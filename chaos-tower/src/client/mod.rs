@@ -201,6 +201,14 @@ where
         let ext = req.extensions().get::<ChaosContext>().cloned();
         let (decision, obs) = ChaosContext::with_current(|cur| {
             let ctx = ext.as_ref().or(cur);
+            // Else the current OpenTelemetry context's baggage (feature `otel`).
+            #[cfg(feature = "otel")]
+            let from_otel = match ctx {
+                None => sh.chaos.context_from_current_otel(),
+                Some(_) => None,
+            };
+            #[cfg(feature = "otel")]
+            let ctx = ctx.or(from_otel.as_ref());
             if sh.forward
                 && let Some(c) = ctx
             {

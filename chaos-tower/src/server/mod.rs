@@ -40,6 +40,6 @@ pub(crate) fn strip_untrusted(
     headers.remove(&X_TEST_TRAFFIC);
     headers.remove(&X_CHAOS_SIGNATURE);
     #[cfg(feature = "otel")]
-    crate::baggage::strip(headers);
+    chaos_core::otel::strip_baggage(headers);
     None
 }

@@ -70,7 +70,7 @@ where
         let mut ctx = chaos.context_from_headers(req.headers());
         #[cfg(feature = "otel")]
         if ctx.is_none() {
-            ctx = crate::baggage::context(chaos, req.headers());
+            ctx = crate::otel::server_context(chaos, &req);
         }
         if sh.trust_boundary {
             ctx = crate::server::strip_untrusted(req.headers_mut(), ctx);
