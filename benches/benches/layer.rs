@@ -11,91 +11,23 @@
 
 #![allow(missing_docs)]
 
+#[path = "common/cases.rs"]
+mod cases;
 mod common;
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use axum::body::Body;
-use chaos_core::Chaos;
-use chaos_core::rules::{Format, RuleSet};
-use chaos_tower::ChaosLayer;
 use criterion::{BatchSize, Criterion, criterion_group};
-use http::{HeaderValue, Request, Response, header::HOST};
-use tower::{Service, ServiceExt, service_fn};
-use tower_layer::Layer;
-
-type Err = std::io::Error;
-
-fn realistic(x_chaos: bool) -> Request<()> {
-    let mut req = Request::get("/api/v1/orders/123").body(()).unwrap();
-    for (k, v) in [
-        ("host", "orders.internal"),
-        ("user-agent", "svc/1.0 (+https://example.invalid)"),
-        ("accept", "application/json"),
-        ("accept-encoding", "gzip, br"),
-        ("accept-language", "en"),
-        (
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ),
-        ("tracestate", "vendor=abc"),
-        ("baggage", "user=1,tenant=acme"),
-        ("content-type", "application/json"),
-        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"),
-        ("x-request-id", "7b0c1d9e"),
-        ("x-forwarded-for", "10.0.0.1"),
-        ("cookie", "session=abc"),
-    ] {
-        req.headers_mut().insert(k, HeaderValue::from_static(v));
-    }
-    if x_chaos {
-        req.headers_mut().insert(
-            "x-chaos",
-            HeaderValue::from_static("scenario=some-other-test"),
-        );
-    }
-    req
-}
-
-/// A hundred rules, none of which matches the request.
-fn hundred_rules() -> RuleSet {
-    let mut yaml = String::from("rules:\n");
-    for i in 0..100 {
-        let extra = match i % 4 {
-            0 => format!("match: {{ path: /svc{i}/*, method: POST }}"),
-            1 => format!("match: {{ scenario: gameday-{i} }}"),
-            2 => format!("target: svc{i}"),
-            _ => format!("match: {{ headers: {{ x-tenant: tenant-{i} }} }}"),
-        };
-        yaml.push_str(&format!(
-            "  - id: r{i}\n    point: server\n    fault: {{ abort: 503 }}\n    {extra}\n"
-        ));
-    }
-    RuleSet::parse(Format::Yaml, &yaml).unwrap()
-}
-
-fn engine(set: RuleSet) -> Chaos {
-    let chaos = Chaos::new();
-    chaos.replace(set).unwrap();
-    chaos
-}
-
-fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Err, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|req: Request<()>| async move {
-        black_box(&req);
-        Ok::<_, Err>(Response::new(Body::empty()))
-    })
-}
+use http::{Request, Response};
+use tower::{Service, ServiceExt};
 
 fn bench<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, svc: S, x_chaos: bool)
 where
-    S: Service<Request<()>, Response = Response<Body>, Error = Err> + Clone,
+    S: Service<Request<()>, Response = Response<Body>, Error = cases::Err> + Clone,
 {
-    let req = realistic(x_chaos);
+    let req = cases::realistic(x_chaos);
     c.bench_function(&format!("layer/{name}"), |b| {
         b.to_async(rt).iter_batched(
             || req.clone(),
@@ -108,116 +40,27 @@ where
     });
 }
 
+/// Measures each case with criterion.
+struct Bench<'a> {
+    c: &'a mut Criterion,
+    rt: tokio::runtime::Runtime,
+}
+
+impl cases::Visit for Bench<'_> {
+    fn case<S>(&mut self, name: &str, svc: S, x_chaos: bool)
+    where
+        S: Service<Request<()>, Response = Response<Body>, Error = cases::Err> + Clone,
+    {
+        bench(self.c, &self.rt, name, svc, x_chaos);
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    bench(c, &rt, "baseline_bare", bare(), false);
-
-    // `build()`: the service holds its settings by reference count (one atomic increment
-    // per clone); `build_static()`: by a `&'static` (a pointer copy).
-    let empty = Chaos::new();
-    bench(
-        c,
-        &rt,
-        "no_rules",
-        ChaosLayer::new(&empty).layer(bare()),
-        false,
-    );
-    bench(
-        c,
-        &rt,
-        "no_rules_static",
-        ChaosLayer::builder(&empty).build_static().layer(bare()),
-        false,
-    );
-
-    let hundred = engine(hundred_rules());
-    let layer = ChaosLayer::builder(&hundred).target("orders").build();
-    bench(c, &rt, "rules_100_no_match", layer.layer(bare()), false);
-    let leaked = ChaosLayer::builder(&hundred)
-        .target("orders")
-        .build_static();
-    bench(
-        c,
-        &rt,
-        "rules_100_no_match_static",
-        leaked.layer(bare()),
-        false,
-    );
-    bench(
-        c,
-        &rt,
-        "rules_100_no_match_x_chaos",
-        layer.layer(bare()),
-        true,
-    );
-
-    let delay0 = engine(
-        RuleSet::parse(
-            Format::Yaml,
-            "rules: [{ id: d0, point: server, fault: { delay: 0ms } }]",
-        )
-        .unwrap(),
-    );
-    bench(
-        c,
-        &rt,
-        "match_delay_0",
-        ChaosLayer::new(&delay0).layer(bare()),
-        false,
-    );
-    bench(
-        c,
-        &rt,
-        "match_delay_0_static",
-        ChaosLayer::builder(&delay0).build_static().layer(bare()),
-        false,
-    );
-
-    // Matched at rate 0: nothing injected, the request counted in the rule's control
-    // cohort, its outcome recorded there (the cost of cohorts on a matched request).
-    let control = engine(
-        RuleSet::parse(
-            Format::Yaml,
-            "rules: [{ id: c0, point: server, fault: { delay: 0ms }, rate: 0% }]",
-        )
-        .unwrap(),
-    );
-    bench(
-        c,
-        &rt,
-        "match_rate_0_control",
-        ChaosLayer::new(&control).layer(bare()),
-        false,
-    );
-
-    let peer = tower_resilience_chaos::ChaosLayer::builder()
-        .name("peer")
-        .error_rate(0.0)
-        .error_fn(|_req: &Request<()>| std::io::Error::other("chaos"))
-        .latency_rate(0.0)
-        .build();
-    bench(
-        c,
-        &rt,
-        "tower_resilience_chaos_rate_0",
-        peer.layer(bare()),
-        false,
-    );
-
-    let set_header = tower_http::set_header::SetRequestHeaderLayer::if_not_present(
-        HOST,
-        HeaderValue::from_static("fallback.internal"),
-    );
-    bench(
-        c,
-        &rt,
-        "tower_http_set_request_header",
-        set_header.layer(bare()),
-        false,
-    );
+    cases::all(&mut Bench { c, rt });
 }
 
 criterion_group! {

@@ -84,6 +84,10 @@
 //! The rules document's own `guard` judges the organic traffic (what no fault touched): a
 //! breach aborts every rule and turns the kill switch on.
 //!
+//! With the `otel` feature the cohorts are also OpenTelemetry metrics
+//! (`chaos.cohort.requests`, `chaos.cohort.errors`, `chaos.cohort.duration`, by rule and
+//! cohort), next to `chaos.injections` and `chaos.aborts`: see [`otel`].
+//!
 //! ```
 //! use chaos_core::{Chaos, RuleStatus};
 //! use chaos_core::rules::{Format, RuleSet};
@@ -115,6 +119,7 @@
 //! ---|---|---
 //! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points. Keeps a journal of every injection in memory (the last 100 000): for tests, not production | no
 //! `http-body` | [`body::FaultBody`], [`respond`] and [`Injection::http_action`], for HTTP adapters | no
+//! `otel` | [`otel`]: OpenTelemetry metrics (`chaos.injections`, `chaos.aborts`, the cohorts, ...) through the API crate, and the context in W3C `baggage`, read and written | no
 //!
 //! # Cancel safety
 //!
@@ -131,6 +136,8 @@
 //! `#![forbid(unsafe_code)]`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The docs link to `otel`, which exists with the `otel` feature.
+#![cfg_attr(not(feature = "otel"), allow(rustdoc::broken_intra_doc_links))]
 #![cfg_attr(test, allow(clippy::float_cmp))]
 
 #[cfg(feature = "http-body")]

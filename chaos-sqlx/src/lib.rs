@@ -77,6 +77,7 @@
 //! ---|---|---
 //! `postgres` | `ChaosPool<Postgres>` | no
 //! `sqlite` | `ChaosPool<Sqlite>` | no
+//! `otel` | the engine's OpenTelemetry metrics (`chaos_core::otel`), for statements too | no
 //!
 //! This crate needs Rust 1.94, as sqlx 0.9 does.
 

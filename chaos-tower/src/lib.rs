@@ -5,8 +5,10 @@
 //! # Overview
 //!
 //! * [`ChaosLayer`] is the server-side injection point (`server`). Per request it reads
-//!   `x-chaos`, `x-chaos-signature` and `x-test-traffic` (and W3C `baggage` with the
-//!   `otel` feature), builds the [`ChaosContext`](chaos_core::ChaosContext), puts it in the
+//!   `x-chaos`, `x-chaos-signature` and `x-test-traffic` (with the `otel` feature and an
+//!   armed engine, when those are absent, W3C `baggage` and then an OpenTelemetry
+//!   `Context` in the extensions or the attached one), builds the
+//!   [`ChaosContext`](chaos_core::ChaosContext), puts it in the
 //!   request's extensions and runs the inner service inside its task-local scope, so
 //!   handlers and client layers below see it. Then it asks the engine and applies the
 //!   fault, always as a *response*, so the service's error type is unchanged and it fits

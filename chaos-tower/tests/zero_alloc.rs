@@ -49,6 +49,8 @@ fn realistic() -> Request<()> {
         ("x-tenant", "tenant-unmatched"),
         ("x-request-id", "7b0c1d"),
         ("authorization", "Bearer abc.def.ghi"),
+        // Someone else's baggage: read (feature `otel`, on in these tests), not ours.
+        ("baggage", "user=1,tenant=acme"),
     ] {
         req.headers_mut().insert(k, HeaderValue::from_static(v));
     }

@@ -201,11 +201,13 @@ where
         let ext = req.extensions().get::<ChaosContext>().cloned();
         let (decision, obs) = ChaosContext::with_current(|cur| {
             let ctx = ext.as_ref().or(cur);
-            // Else the current OpenTelemetry context's baggage (feature `otel`).
+            // Else, when something can be decided, the current OpenTelemetry context's
+            // baggage (feature `otel`; an engine that decides nothing leaves that baggage
+            // to OpenTelemetry's own propagation).
             #[cfg(feature = "otel")]
             let from_otel = match ctx {
-                None => sh.chaos.context_from_current_otel(),
-                Some(_) => None,
+                None if sh.chaos.is_armed() => sh.chaos.context_from_current_otel(),
+                _ => None,
             };
             #[cfg(feature = "otel")]
             let ctx = ctx.or(from_otel.as_ref());

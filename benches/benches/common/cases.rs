@@ -1,0 +1,164 @@
+//! The layer bench's cases, shared by `benches/layer.rs` and the instruction-count
+//! harness (`examples/icount.rs`): the realistic request, the rules, the bare service and
+//! every layered variant, by name.
+
+#![allow(dead_code)]
+
+use std::hint::black_box;
+
+use axum::body::Body;
+use chaos_core::Chaos;
+use chaos_core::rules::{Format, RuleSet};
+use chaos_tower::ChaosLayer;
+use http::{HeaderValue, Request, Response, header::HOST};
+use tower::{Service, service_fn};
+use tower_layer::Layer;
+
+pub(crate) type Err = std::io::Error;
+
+pub(crate) fn realistic(x_chaos: bool) -> Request<()> {
+    let mut req = Request::get("/api/v1/orders/123").body(()).unwrap();
+    for (k, v) in [
+        ("host", "orders.internal"),
+        ("user-agent", "svc/1.0 (+https://example.invalid)"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, br"),
+        ("accept-language", "en"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "vendor=abc"),
+        ("baggage", "user=1,tenant=acme"),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"),
+        ("x-request-id", "7b0c1d9e"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("cookie", "session=abc"),
+    ] {
+        req.headers_mut().insert(k, HeaderValue::from_static(v));
+    }
+    if x_chaos {
+        req.headers_mut().insert(
+            "x-chaos",
+            HeaderValue::from_static("scenario=some-other-test"),
+        );
+    }
+    req
+}
+
+/// A hundred rules, none of which matches the request.
+pub(crate) fn hundred_rules() -> RuleSet {
+    let mut yaml = String::from("rules:\n");
+    for i in 0..100 {
+        let extra = match i % 4 {
+            0 => format!("match: {{ path: /svc{i}/*, method: POST }}"),
+            1 => format!("match: {{ scenario: gameday-{i} }}"),
+            2 => format!("target: svc{i}"),
+            _ => format!("match: {{ headers: {{ x-tenant: tenant-{i} }} }}"),
+        };
+        yaml.push_str(&format!(
+            "  - id: r{i}\n    point: server\n    fault: {{ abort: 503 }}\n    {extra}\n"
+        ));
+    }
+    RuleSet::parse(Format::Yaml, &yaml).unwrap()
+}
+
+pub(crate) fn engine(set: RuleSet) -> Chaos {
+    let chaos = Chaos::new();
+    chaos.replace(set).unwrap();
+    chaos
+}
+
+pub(crate) fn bare()
+-> impl Service<Request<()>, Response = Response<Body>, Error = Err, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(|req: Request<()>| async move {
+        black_box(&req);
+        Ok::<_, Err>(Response::new(Body::empty()))
+    })
+}
+
+/// What is done with each case.
+pub(crate) trait Visit {
+    fn case<S>(&mut self, name: &str, svc: S, x_chaos: bool)
+    where
+        S: Service<Request<()>, Response = Response<Body>, Error = Err> + Clone;
+}
+
+/// Every case, in order: the bare service first (the baseline).
+pub(crate) fn all(v: &mut impl Visit) {
+    v.case("baseline_bare", bare(), false);
+
+    // `build()`: the service holds its settings by reference count (one atomic increment
+    // per clone); `build_static()`: by a `&'static` (a pointer copy).
+    let empty = Chaos::new();
+    v.case("no_rules", ChaosLayer::new(&empty).layer(bare()), false);
+    v.case(
+        "no_rules_static",
+        ChaosLayer::builder(&empty).build_static().layer(bare()),
+        false,
+    );
+
+    let hundred = engine(hundred_rules());
+    let layer = ChaosLayer::builder(&hundred).target("orders").build();
+    v.case("rules_100_no_match", layer.layer(bare()), false);
+    let leaked = ChaosLayer::builder(&hundred)
+        .target("orders")
+        .build_static();
+    v.case("rules_100_no_match_static", leaked.layer(bare()), false);
+    v.case("rules_100_no_match_x_chaos", layer.layer(bare()), true);
+
+    let delay0 = engine(
+        RuleSet::parse(
+            Format::Yaml,
+            "rules: [{ id: d0, point: server, fault: { delay: 0ms } }]",
+        )
+        .unwrap(),
+    );
+    v.case(
+        "match_delay_0",
+        ChaosLayer::new(&delay0).layer(bare()),
+        false,
+    );
+    v.case(
+        "match_delay_0_static",
+        ChaosLayer::builder(&delay0).build_static().layer(bare()),
+        false,
+    );
+
+    // Matched at rate 0: nothing injected, the request counted in the rule's control
+    // cohort, its outcome recorded there (the cost of cohorts on a matched request).
+    let control = engine(
+        RuleSet::parse(
+            Format::Yaml,
+            "rules: [{ id: c0, point: server, fault: { delay: 0ms }, rate: 0% }]",
+        )
+        .unwrap(),
+    );
+    v.case(
+        "match_rate_0_control",
+        ChaosLayer::new(&control).layer(bare()),
+        false,
+    );
+
+    let peer = tower_resilience_chaos::ChaosLayer::builder()
+        .name("peer")
+        .error_rate(0.0)
+        .error_fn(|_req: &Request<()>| std::io::Error::other("chaos"))
+        .latency_rate(0.0)
+        .build();
+    v.case("tower_resilience_chaos_rate_0", peer.layer(bare()), false);
+
+    let set_header = tower_http::set_header::SetRequestHeaderLayer::if_not_present(
+        HOST,
+        HeaderValue::from_static("fallback.internal"),
+    );
+    v.case(
+        "tower_http_set_request_header",
+        set_header.layer(bare()),
+        false,
+    );
+}
