@@ -1,8 +1,7 @@
 //! OpenTelemetry end to end (feature `otel`): the engine's metrics read back through the
 //! SDK's in-memory exporter after a known sequence of requests through a server layer, a
 //! reqwest hop and a sqlx (SQLite) statement; the context in W3C baggage across three real
-//! services, the middle one forwarding only `baggage`; injections as span events through
-//! tracing-opentelemetry.
+//! services, the middle one forwarding only `baggage`. (Span events: `otel_trace.rs`.)
 
 mod support;
 
@@ -19,18 +18,14 @@ use chaos_core::{Chaos, ChaosContext};
 use chaos_sqlx::ChaosPool;
 use chaos_tower::ChaosLayer;
 use http::{HeaderMap, StatusCode};
+use opentelemetry::KeyValue;
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::{Key, KeyValue, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use reqwest_middleware::ClientWithMiddleware;
 use support::{client, dependency_at, reqwest_client, serve};
 use tower_layer::Layer as _;
-use tracing::Instrument as _;
-use tracing_subscriber::layer::SubscriberExt as _;
 
 /// An SDK meter provider whose metrics are read back on demand.
 struct Meters {
@@ -484,75 +479,4 @@ async fn the_server_reads_an_opentelemetry_context_the_app_extracted() {
     assert_eq!(status(Some("gameday-7")).await, 503);
     assert_eq!(status(Some("other")).await, 200);
     assert_eq!(status(None).await, 200);
-}
-
-// ---- injections on the trace
-
-#[tokio::test(flavor = "current_thread")]
-async fn an_injection_is_an_event_on_the_server_span() {
-    let spans = InMemorySpanExporter::default();
-    let tracer = SdkTracerProvider::builder()
-        .with_simple_exporter(spans.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tracer.tracer("checkout")));
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let chaos = engine(
-        "rules: [{ id: checkout-503, point: server, match: { path: /fail }, fault: { abort: 503 } }]",
-        None,
-    );
-    let inner = Router::new()
-        .route("/fail", get(|| async { "ok" }))
-        .route("/plain", get(|| async { "ok" }));
-    // The server span, opened outside the chaos layer as tower-http's `TraceLayer` does.
-    let app = Router::new()
-        .fallback_service(ChaosLayer::new(&chaos).layer(inner))
-        .layer(axum::middleware::from_fn(
-            |req: Request, next: axum::middleware::Next| async move {
-                let span = tracing::info_span!("request", path = %req.uri().path());
-                next.run(req).instrument(span).await
-            },
-        ));
-    let addr = serve(app, None).await;
-    let c = reqwest_client();
-    for path in ["/plain", "/fail"] {
-        c.get(format!("http://{addr}{path}"))
-            .header("x-chaos", "scenario=gameday-7")
-            .send()
-            .await
-            .unwrap();
-    }
-    tracer.force_flush().unwrap();
-    let finished = spans.get_finished_spans().unwrap();
-    let by_path = |p: &str| {
-        finished
-            .iter()
-            .find(|s| {
-                s.name == "request"
-                    && s.attributes.iter().any(|kv| {
-                        kv.key == Key::new("path") && kv.value == Value::from(p.to_owned())
-                    })
-            })
-            .unwrap_or_else(|| panic!("no span for {p}: {finished:?}"))
-    };
-    assert!(
-        by_path("/plain").events.is_empty(),
-        "nothing injected, nothing on the span"
-    );
-    let events = &by_path("/fail").events.events;
-    assert_eq!(events.len(), 1, "{events:?}");
-    let e = &events[0];
-    assert_eq!(e.name, "fault injected");
-    let attr = |k: &str| {
-        e.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == k)
-            .map(|kv| kv.value.to_string())
-    };
-    assert_eq!(attr("rule").as_deref(), Some("checkout-503"));
-    assert_eq!(attr("fault").as_deref(), Some("abort 503"));
-    assert_eq!(attr("point").as_deref(), Some("server"));
-    assert_eq!(attr("scope").as_deref(), Some("gameday-7"));
-    drop(spans);
 }

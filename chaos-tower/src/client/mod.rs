@@ -201,13 +201,12 @@ where
         let ext = req.extensions().get::<ChaosContext>().cloned();
         let (decision, obs) = ChaosContext::with_current(|cur| {
             let ctx = ext.as_ref().or(cur);
-            // Else, when something can be decided, the current OpenTelemetry context's
-            // baggage (feature `otel`; an engine that decides nothing leaves that baggage
-            // to OpenTelemetry's own propagation).
+            // Else the current OpenTelemetry context's baggage (feature `otel`), as the
+            // reqwest middleware does.
             #[cfg(feature = "otel")]
             let from_otel = match ctx {
-                None if sh.chaos.is_armed() => sh.chaos.context_from_current_otel(),
-                _ => None,
+                None => sh.chaos.context_from_current_otel(),
+                Some(_) => None,
             };
             #[cfg(feature = "otel")]
             let ctx = ctx.or(from_otel.as_ref());
