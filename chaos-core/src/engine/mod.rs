@@ -9,6 +9,8 @@ mod control;
 mod events;
 mod guard;
 mod kill;
+#[cfg(feature = "otel")]
+mod otel;
 mod snapshot;
 
 use std::fmt;

@@ -1,0 +1,256 @@
+//! Our members of W3C `baggage`: found, written (merged), stripped.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+use super::BAGGAGE;
+use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
+
+/// W3C baggage limits: what every platform must propagate.
+const MAX_MEMBERS: usize = 64;
+const MAX_BYTES: usize = 8192;
+
+/// Our members' keys.
+const CHAOS: &str = "chaos";
+const SIGNATURE: &str = "chaos-signature";
+const TEST_TRAFFIC: &str = "test-traffic";
+
+/// What a baggage value may not hold as is (W3C `baggage-octet` excludes controls, space,
+/// `"`, `,`, `;`, `\`; `%` is the escape itself).
+const VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%')
+    .add(0x7f);
+
+/// The key of a list member (`key=value;props`), if it is one of ours.
+fn our_key(member: &str) -> Option<&'static str> {
+    let key = member.split_once('=')?.0.trim();
+    [CHAOS, SIGNATURE, TEST_TRAFFIC]
+        .into_iter()
+        .find(|k| *k == key)
+}
+
+/// The value of one of our members, percent-decoded, without its properties.
+fn member_value(member: &str) -> Option<Cow<'_, str>> {
+    let (_, rest) = member.split_once('=')?;
+    let value = rest.split(';').next()?.trim();
+    Some(percent_decode_str(value).decode_utf8_lossy())
+}
+
+/// Our members of a request's `baggage`, as the chaos headers they stand for (`None`
+/// when there are none), for the engine to check as it checks headers.
+pub(crate) fn ours_from_headers(headers: &HeaderMap) -> Option<HeaderMap> {
+    let mut found: Option<HeaderMap> = None;
+    for v in headers.get_all(&BAGGAGE) {
+        if !names_ours(v.as_bytes()) {
+            continue;
+        }
+        let Ok(s) = v.to_str() else { continue };
+        for member in s.split(',') {
+            let Some(key) = our_key(member) else { continue };
+            let Some(value) = member_value(member) else {
+                continue;
+            };
+            put(found.get_or_insert_with(HeaderMap::new), key, &value);
+        }
+    }
+    found
+}
+
+/// Our members of an OpenTelemetry context's baggage, as the chaos headers they stand for.
+pub(crate) fn ours_from_otel(cx: &Context) -> Option<HeaderMap> {
+    let bag = cx.baggage();
+    if bag.is_empty() {
+        return None;
+    }
+    let mut found: Option<HeaderMap> = None;
+    for key in [CHAOS, SIGNATURE, TEST_TRAFFIC] {
+        if let Some(v) = bag.get(key) {
+            put(found.get_or_insert_with(HeaderMap::new), key, v.as_str());
+        }
+    }
+    found
+}
+
+/// Whether a `baggage` value may hold one of our members: a member whose key starts
+/// `chaos` or `test-traffic`. One pass over the bytes, so a request whose baggage is
+/// someone else's pays a few instructions per byte (`str::contains` would set up a
+/// substring search, hundreds of instructions, per call): the members' starts only.
+#[inline]
+fn names_ours(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        while i < v.len() && matches!(v[i], b' ' | b'\t') {
+            i += 1;
+        }
+        let member = &v[i..];
+        if member.starts_with(CHAOS.as_bytes()) || member.starts_with(TEST_TRAFFIC.as_bytes()) {
+            return true;
+        }
+        match member.iter().position(|&b| b == b',') {
+            Some(p) => i += p + 1,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Puts our member `key` into `headers` as the header it stands for.
+fn put(headers: &mut HeaderMap, key: &str, value: &str) {
+    let Ok(value) = HeaderValue::from_str(value) else {
+        return;
+    };
+    let name = match key {
+        CHAOS => X_CHAOS,
+        SIGNATURE => X_CHAOS_SIGNATURE,
+        _ => X_TEST_TRAFFIC,
+    };
+    headers.insert(name, value);
+}
+
+/// Writes the next hop's context into `headers`' `baggage`, merged: other members are
+/// kept as they are, ours replace earlier ones, and nothing is written if the result would
+/// pass the W3C limits (64 members, 8192 bytes).
+pub(crate) fn write_baggage(
+    headers: &mut HeaderMap,
+    x_chaos: Option<&HeaderValue>,
+    signature: Option<&HeaderValue>,
+    test_traffic: bool,
+) {
+    let mut ours: Vec<String> = Vec::with_capacity(3);
+    let mut add = |key: &str, v: &HeaderValue| {
+        if let Ok(s) = v.to_str() {
+            ours.push(format!("{key}={}", utf8_percent_encode(s, VALUE)));
+        }
+    };
+    if let Some(v) = x_chaos {
+        add(CHAOS, v);
+        if let Some(s) = signature {
+            add(SIGNATURE, s);
+        }
+    }
+    if test_traffic {
+        ours.push(format!("{TEST_TRAFFIC}=1"));
+    }
+    if ours.is_empty() {
+        return;
+    }
+    let mut members: Vec<&str> = Vec::new();
+    for v in headers.get_all(&BAGGAGE) {
+        let Ok(s) = v.to_str() else {
+            // Not text: leave the header alone rather than lose what is in it.
+            return;
+        };
+        members.extend(
+            s.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty() && our_key(m).is_none()),
+        );
+    }
+    if members.len() + ours.len() > MAX_MEMBERS {
+        return;
+    }
+    let mut joined = members.join(",");
+    for m in &ours {
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(m);
+    }
+    if joined.len() > MAX_BYTES {
+        return;
+    }
+    let Ok(value) = HeaderValue::try_from(joined) else {
+        return;
+    };
+    headers.remove(&BAGGAGE);
+    headers.insert(BAGGAGE, value);
+}
+
+/// Removes our members from `baggage`, keeping the others (at a trust boundary, with the
+/// chaos headers).
+pub fn strip_baggage(headers: &mut HeaderMap) {
+    if !headers.contains_key(&BAGGAGE) {
+        return;
+    }
+    let mut kept: Vec<HeaderValue> = Vec::new();
+    for v in headers.get_all(&BAGGAGE) {
+        let Ok(s) = v.to_str() else {
+            kept.push(v.clone());
+            continue;
+        };
+        if our_key_in(s) {
+            let rest: Vec<&str> = s
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty() && our_key(m).is_none())
+                .collect();
+            if let Ok(v) = HeaderValue::try_from(rest.join(","))
+                && !v.is_empty()
+            {
+                kept.push(v);
+            }
+        } else {
+            kept.push(v.clone());
+        }
+    }
+    headers.remove(&BAGGAGE);
+    for v in kept {
+        headers.append(&BAGGAGE, v);
+    }
+}
+
+fn our_key_in(s: &str) -> bool {
+    s.split(',').any(|m| our_key(m).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag(h: &HeaderMap) -> Vec<&str> {
+        h.get_all(&BAGGAGE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_quick_check_finds_member_keys_only() {
+        assert!(names_ours(b"chaos=x"));
+        assert!(names_ours(b"user=1, \tchaos-signature=t"));
+        assert!(names_ours(b"a=b,test-traffic=1"));
+        assert!(!names_ours(b"user=chaos,tenant=test-traffic"));
+        assert!(!names_ours(b""));
+        assert!(!names_ours(b"user=1,tenant=acme"));
+    }
+
+    #[test]
+    fn respects_the_w3c_limits() {
+        let many: Vec<String> = (0..63).map(|i| format!("k{i}=v")).collect();
+        let mut h = HeaderMap::new();
+        h.insert(BAGGAGE, HeaderValue::try_from(many.join(",")).unwrap());
+        let before = bag(&h).join("");
+        let x = HeaderValue::from_static("scenario=a");
+        // 63 + chaos + test-traffic = 65 members: nothing is written, nothing dropped.
+        write_baggage(&mut h, Some(&x), None, true);
+        assert_eq!(bag(&h).join(""), before);
+        // 63 + chaos = 64: fits.
+        write_baggage(&mut h, Some(&x), None, false);
+        assert!(bag(&h)[0].ends_with(",chaos=scenario=a"));
+
+        let mut h = HeaderMap::new();
+        let big = format!("blob={}", "x".repeat(8180));
+        h.insert(BAGGAGE, HeaderValue::try_from(big.clone()).unwrap());
+        write_baggage(&mut h, Some(&x), None, false);
+        assert_eq!(bag(&h), [big.as_str()]);
+    }
+}
