@@ -50,6 +50,10 @@ impl Journal {
             .collect()
     }
 
+    pub(crate) fn take(&self) -> Vec<JournalEntry> {
+        self.lock().drain(..).collect()
+    }
+
     pub(crate) fn clear(&self) {
         self.lock().clear();
     }

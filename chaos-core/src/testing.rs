@@ -82,6 +82,12 @@ impl Chaos {
         self.journal_ref().entries(Some(scope))
     }
 
+    /// Takes the journal's entries, oldest first, leaving it empty: what a long run reads
+    /// as it goes, losing nothing between a read and a clear.
+    pub fn take_journal(&self) -> Vec<JournalEntry> {
+        self.journal_ref().take()
+    }
+
     /// Forgets the journal.
     pub fn clear_journal(&self) {
         self.journal_ref().clear();

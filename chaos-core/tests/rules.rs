@@ -194,3 +194,33 @@ fn shorthands_and_defaults() {
     assert!(!set.kill_switch && !set.allow_directives);
     assert_eq!(set.version, 1);
 }
+
+/// Found by the fuzz run (`chaos-core/fuzz/regressions/rules-*`): a written document must
+/// load back as the same rules, whatever the rate's digits or the text in a header.
+#[test]
+fn awkward_rates_and_non_ascii_header_text_survive_a_write_and_a_load() {
+    let doc = r#"
+rules:
+  - id: a
+    point: server
+    rate: 0.011
+    fault: { abort: { status: 503, content_type: "application/jsoné", headers: { x-note: "café" } } }
+  - id: b
+    point: server
+    rate: 33.333%
+    fault: { abort: 502 }
+"#;
+    let set = RuleSet::parse(Format::Yaml, doc).unwrap();
+    for format in [Format::Yaml, Format::Json, Format::Toml] {
+        let text = set.to_string(format).unwrap();
+        assert!(text.contains("jsoné") && text.contains("café"), "{text}");
+        assert_eq!(RuleSet::parse(format, &text).unwrap(), set, "{text}");
+    }
+    // A rate that is exact as a percentage is still written as one.
+    let one = RuleSet::parse(
+        Format::Yaml,
+        "rules: [{ id: c, point: server, rate: 25%, fault: { abort: 503 } }]",
+    )
+    .unwrap();
+    assert!(one.to_string(Format::Yaml).unwrap().contains("rate: 25%"));
+}

@@ -49,8 +49,14 @@ pub(crate) fn realistic(x_chaos: bool) -> Request<()> {
 
 /// A hundred rules, none of which matches the request.
 pub(crate) fn hundred_rules() -> RuleSet {
+    rules_none_matching(100)
+}
+
+/// `n` rules of four shapes (path and method, scenario, target, header), none of which
+/// matches the request.
+pub(crate) fn rules_none_matching(n: usize) -> RuleSet {
     let mut yaml = String::from("rules:\n");
-    for i in 0..100 {
+    for i in 0..n {
         let extra = match i % 4 {
             0 => format!("match: {{ path: /svc{i}/*, method: POST }}"),
             1 => format!("match: {{ scenario: gameday-{i} }}"),
@@ -110,6 +116,18 @@ pub(crate) fn all(v: &mut impl Visit) {
         .build_static();
     v.case("rules_100_no_match_static", leaked.layer(bare()), false);
     v.case("rules_100_no_match_x_chaos", layer.layer(bare()), true);
+    // Untagged traffic with no rules, but a request tagged by a test or a GameDay.
+    v.case(
+        "no_rules_x_chaos",
+        ChaosLayer::new(&empty).layer(bare()),
+        true,
+    );
+
+    // The index: a thousand rules cost what a hundred do.
+    let thousand = engine(rules_none_matching(1000));
+    let layer = ChaosLayer::builder(&thousand).target("orders").build();
+    v.case("rules_1000_no_match", layer.layer(bare()), false);
+    v.case("rules_1000_no_match_x_chaos", layer.layer(bare()), true);
 
     let delay0 = engine(
         RuleSet::parse(
@@ -151,6 +169,20 @@ pub(crate) fn all(v: &mut impl Visit) {
         .latency_rate(0.0)
         .build();
     v.case("tower_resilience_chaos_rate_0", peer.layer(bare()), false);
+
+    // The floor: a layer that does nothing (tower's `MapRequest` with the identity).
+    let identity = tower::util::MapRequestLayer::new(|r: Request<()>| r);
+    v.case("tower_map_request_identity", identity.layer(bare()), false);
+
+    // What propagation alone costs a tower-http user: one header copied to the response.
+    let propagate = tower_http::propagate_header::PropagateHeaderLayer::new(
+        http::HeaderName::from_static("x-request-id"),
+    );
+    v.case(
+        "tower_http_propagate_header",
+        propagate.layer(bare()),
+        false,
+    );
 
     let set_header = tower_http::set_header::SetRequestHeaderLayer::if_not_present(
         HOST,

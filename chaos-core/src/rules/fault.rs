@@ -490,14 +490,17 @@ impl Serialize for Abort {
         if let Some(b) = &self.body {
             m.serialize_entry("body", b)?;
         }
+        // Values came from text, so their bytes are UTF-8 even where they are not visible
+        // ASCII (`HeaderValue::to_str` refuses those): written back as read, never blank.
+        let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
         if let Some(c) = &self.content_type {
-            m.serialize_entry("content_type", c.to_str().unwrap_or_default())?;
+            m.serialize_entry("content_type", &text(c))?;
         }
         if !self.headers.is_empty() {
-            let h: BTreeMap<&str, &str> = self
+            let h: BTreeMap<&str, String> = self
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or_default()))
+                .map(|(k, v)| (k.as_str(), text(v)))
                 .collect();
             m.serialize_entry("headers", &h)?;
         }

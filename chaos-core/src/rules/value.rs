@@ -157,8 +157,16 @@ fn rate_range_error(percent_value: f64) -> String {
 }
 
 impl Serialize for Rate {
+    /// As a percentage when that reads back as exactly this rate, else as the fraction
+    /// (`0.011` is `1.1%` to the eye, but `1.1 / 100` is another `f64`): a document
+    /// written out loads back as the same rules.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&percent(self.0))
+        let nice = percent(self.0);
+        if nice.parse::<Rate>().is_ok_and(|r| r.0 == self.0) {
+            s.serialize_str(&nice)
+        } else {
+            s.serialize_str(&self.0.to_string())
+        }
     }
 }
 
