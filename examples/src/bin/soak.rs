@@ -189,7 +189,6 @@ async fn main() {
         });
     }
 
-    // The operator: reloads, kill switch flips, and the journal drained as it fills.
     // The journal, tallied as it is drained (rule -> injections, shadow decisions), so the
     // soak itself holds no growing list.
     let mut journal: std::collections::HashMap<String, (u64, u64)> = Default::default();
@@ -204,6 +203,7 @@ async fn main() {
             }
         }
     };
+    // The operator: reloads, kill switch flips, and the journal drained as it fills.
     let (mut reloads, mut flips) = (0u64, 0u64);
     let (mut next_reload, mut next_kill) = (total / 20, total / 10 + total / 40);
     let mut killed_at: Option<u64> = None;
