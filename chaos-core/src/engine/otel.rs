@@ -54,14 +54,7 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
-    use crate::otel::{BAGGAGE, strip_baggage, write_baggage};
-
-    fn bag(h: &HeaderMap) -> Vec<&str> {
-        h.get_all(&BAGGAGE)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
-    }
+    use crate::otel::{BAGGAGE, bag, strip_baggage, write_baggage};
 
     #[test]
     fn reads_our_members_only() {

@@ -212,16 +212,18 @@ fn our_key_in(s: &str) -> bool {
     s.split(',').any(|m| our_key(m).is_some())
 }
 
+/// The `baggage` header lines, as text (for tests).
+#[cfg(test)]
+pub(crate) fn bag(h: &HeaderMap) -> Vec<&str> {
+    h.get_all(&BAGGAGE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bag(h: &HeaderMap) -> Vec<&str> {
-        h.get_all(&BAGGAGE)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
-    }
 
     #[test]
     fn the_quick_check_finds_member_keys_only() {

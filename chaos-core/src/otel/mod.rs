@@ -49,6 +49,8 @@
 mod baggage;
 mod metrics;
 
+#[cfg(test)]
+pub(crate) use self::baggage::bag;
 pub use self::baggage::strip_baggage;
 pub(crate) use self::baggage::{ours_from_headers, ours_from_otel, write_baggage};
 pub(crate) use self::metrics::{Metrics, RuleAttrs};
