@@ -113,6 +113,9 @@ rules:
     fault: { error: unavailable }
 "#;
 
+/// What the checkout handlers share: the payments client and address, the database.
+type Deps = (ClientWithMiddleware, SocketAddr, ChaosPool<sqlx::Sqlite>);
+
 /// The checkout service: `/plain`, `/fail`, `/shadow` answer at once, `/pay` calls
 /// payments through the middleware, `/stock` runs a statement through `ChaosPool`.
 async fn checkout(chaos: &Chaos, payments: SocketAddr) -> SocketAddr {
@@ -125,38 +128,26 @@ async fn checkout(chaos: &Chaos, payments: SocketAddr) -> SocketAddr {
         .route("/shadow", get(|| async { "ok" }))
         .route(
             "/pay",
-            get(
-                |State((pay, payments, _)): State<(
-                    ClientWithMiddleware,
-                    SocketAddr,
-                    ChaosPool<sqlx::Sqlite>,
-                )>| async move {
-                    let res = pay
-                        .get(format!("http://{payments}/hello"))
-                        .send()
-                        .await
-                        .unwrap();
-                    StatusCode::from_u16(res.status().as_u16()).unwrap()
-                },
-            ),
+            get(|State((pay, payments, _)): State<Deps>| async move {
+                let res = pay
+                    .get(format!("http://{payments}/hello"))
+                    .send()
+                    .await
+                    .unwrap();
+                StatusCode::from_u16(res.status().as_u16()).unwrap()
+            }),
         )
         .route(
             "/stock",
-            get(
-                |State((_, _, db)): State<(
-                    ClientWithMiddleware,
-                    SocketAddr,
-                    ChaosPool<sqlx::Sqlite>,
-                )>| async move {
-                    match sqlx::query_scalar::<_, i64>("SELECT 7")
-                        .fetch_one(&db)
-                        .await
-                    {
-                        Ok(_) => StatusCode::OK,
-                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                    }
-                },
-            ),
+            get(|State((_, _, db)): State<Deps>| async move {
+                match sqlx::query_scalar::<_, i64>("SELECT 7")
+                    .fetch_one(&db)
+                    .await
+                {
+                    Ok(_) => StatusCode::OK,
+                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }),
         )
         .with_state((pay, payments, db));
     serve(router, Some(ChaosLayer::new(chaos))).await

@@ -49,7 +49,7 @@ impl Policy<'_> {
             None => false,
             Some(Ok(b)) => b,
             Some(Err(e)) => {
-                self.reject_header(&e.to_string(), e.code(), 1);
+                self.refuse(&self.counters.header_rejected, e.code(), &e);
                 false
             }
         };
@@ -58,12 +58,9 @@ impl Policy<'_> {
         let mut hop = 0;
         if let Some(x) = x {
             let (parsed, errors) = XChaos::parse_lossy(x.as_bytes(), self.limits);
-            if let Some(first) = errors.first() {
-                self.reject_header(&first.to_string(), first.code(), 0);
-                // Counted once per refused item, each under its own reason.
-                for e in &errors {
-                    self.count_rejected(e.code(), 1);
-                }
+            // Counted once per refused item, each under its own reason.
+            for e in &errors {
+                self.refuse(&self.counters.header_rejected, e.code(), e);
             }
             header = parsed;
             if !header.directives.is_empty() {
@@ -80,23 +77,22 @@ impl Policy<'_> {
                                 signature: SigningKeys::strip_hop(sig.to_str().unwrap_or_default()),
                             };
                         }
-                        Ok(_) => self.refuse_directives("signed header has refused items"),
-                        Err(e) => {
-                            self.counters
-                                .signature_rejected
-                                .fetch_add(1, Ordering::Relaxed);
-                            self.reject_header(
-                                &format!("x-chaos-signature: {e}"),
-                                "bad_signature",
-                                0,
-                            );
-                            #[cfg(feature = "otel")]
-                            self.metrics.header_rejected("bad_signature", 1);
-                        }
+                        Ok(_) => self.refuse(
+                            &self.counters.directives_refused,
+                            "directives_refused",
+                            &"the signed header has refused items",
+                        ),
+                        Err(e) => self.refuse(
+                            &self.counters.signature_rejected,
+                            "bad_signature",
+                            &format_args!("x-chaos-signature: {e}"),
+                        ),
                     }
                 } else {
-                    self.refuse_directives(
-                        "directives are not allowed and the request is not signed",
+                    self.refuse(
+                        &self.counters.directives_refused,
+                        "directives_refused",
+                        &"directives are not allowed and the request is not signed",
                     );
                 }
             }
@@ -107,34 +103,14 @@ impl Policy<'_> {
         Some(ChaosContext::new(header, test_traffic, trust, hop))
     }
 
-    /// Logs (rate-limited) a refused part of a header, counting `n` of them.
-    fn reject_header(&self, what: &str, code: &'static str, n: u64) {
-        self.count_rejected(code, n);
-        if let Some(held) = self.warn.allow() {
-            tracing::warn!(target: "chaos", reason = what, code, suppressed = held, "ignored part of a chaos header");
-        }
-    }
-
-    fn count_rejected(
-        &self,
-        #[cfg_attr(not(feature = "otel"), allow(unused_variables))] code: &'static str,
-        n: u64,
-    ) {
-        self.counters
-            .header_rejected
-            .fetch_add(n, Ordering::Relaxed);
+    /// Something a request said, refused: counted in `counter` and (feature `otel`) under
+    /// `code` in `chaos.header_rejected`, and logged, rate-limited.
+    fn refuse(&self, counter: &AtomicU64, code: &'static str, what: &dyn std::fmt::Display) {
+        counter.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "otel")]
-        self.metrics.header_rejected(code, n);
-    }
-
-    fn refuse_directives(&self, why: &'static str) {
-        self.counters
-            .directives_refused
-            .fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "otel")]
-        self.metrics.header_rejected("directives_refused", 1);
+        self.metrics.header_rejected(code);
         if let Some(held) = self.warn.allow() {
-            tracing::warn!(target: "chaos", reason = why, suppressed = held, "ignored x-chaos directives");
+            tracing::warn!(target: "chaos", reason = %what, code, suppressed = held, "ignored part of a chaos header");
         }
     }
 }

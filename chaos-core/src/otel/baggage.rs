@@ -187,7 +187,7 @@ pub fn strip_baggage(headers: &mut HeaderMap) {
             kept.push(v.clone());
             continue;
         };
-        if our_key_in(s) {
+        if names_ours(s.as_bytes()) {
             let rest: Vec<&str> = s
                 .split(',')
                 .map(str::trim)
@@ -206,10 +206,6 @@ pub fn strip_baggage(headers: &mut HeaderMap) {
     for v in kept {
         headers.append(&BAGGAGE, v);
     }
-}
-
-fn our_key_in(s: &str) -> bool {
-    s.split(',').any(|m| our_key(m).is_some())
 }
 
 /// The `baggage` header lines, as text (for tests).

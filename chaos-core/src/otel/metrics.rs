@@ -10,7 +10,7 @@ use super::{
     ABORTS, COHORT_DURATION, COHORT_ERRORS, COHORT_REQUESTS, HEADER_REJECTED, INJECTED_DELAY,
     INJECTIONS,
 };
-use crate::rules::{Fault, Rule};
+use crate::rules::{Fault, Mode, Rule};
 
 /// Latency buckets, in seconds (OpenTelemetry's HTTP duration advice, extended to 30 s for
 /// injected hangs and long delays).
@@ -117,8 +117,7 @@ impl Metrics {
         let delay = delay.filter(|_| !shadow);
         match rule {
             Some(a) => {
-                let attrs = if shadow { &a.shadow } else { &a.inject };
-                m.injections.add(1, attrs);
+                m.injections.add(1, &a.injection);
                 if let Some(d) = delay {
                     m.injected_delay.record(d.as_secs_f64(), &a.delay);
                 }
@@ -174,21 +173,20 @@ impl Metrics {
         );
     }
 
-    /// `n` parts of a chaos header ignored, for `reason` (a stable code).
+    /// A part of a chaos header ignored, for `reason` (a stable code).
     #[cold]
-    pub(crate) fn header_rejected(&self, reason: &'static str, n: u64) {
-        if n > 0 {
-            self.get()
-                .header_rejected
-                .add(n, &[KeyValue::new("reason", reason)]);
-        }
+    pub(crate) fn header_rejected(&self, reason: &'static str) {
+        self.get()
+            .header_rejected
+            .add(1, &[KeyValue::new("reason", reason)]);
     }
 }
 
 /// A rule's attribute sets, built when it is loaded.
 pub(crate) struct RuleAttrs {
-    inject: [KeyValue; 5],
-    shadow: [KeyValue; 5],
+    /// For `chaos.injections`: its mode is the rule's (a shadow rule's decisions are its
+    /// only "injections", an inject rule never decides in shadow).
+    injection: [KeyValue; 5],
     delay: [KeyValue; 3],
     experiment: [KeyValue; 2],
     control: [KeyValue; 2],
@@ -199,20 +197,19 @@ impl RuleAttrs {
         let id = KeyValue::new("rule", rule.id.clone());
         let point = KeyValue::new("point", rule.point.clone());
         let target = KeyValue::new("target", rule.target.clone().unwrap_or_else(|| "*".into()));
-        let fault = KeyValue::new("fault", rule.fault.kind_name());
-        let with_mode = |mode: &'static str| {
-            [
+        let mode = match rule.mode {
+            Mode::Inject => "inject",
+            Mode::Shadow => "shadow",
+        };
+        Arc::new(RuleAttrs {
+            injection: [
                 id.clone(),
-                fault.clone(),
+                KeyValue::new("fault", rule.fault.kind_name()),
                 point.clone(),
                 target.clone(),
                 KeyValue::new("mode", mode),
-            ]
-        };
-        Arc::new(RuleAttrs {
-            inject: with_mode("inject"),
-            shadow: with_mode("shadow"),
-            delay: [id.clone(), point.clone(), target.clone()],
+            ],
+            delay: [id.clone(), point, target],
             experiment: [id.clone(), KeyValue::new("cohort", "experiment")],
             control: [id, KeyValue::new("cohort", "control")],
         })
