@@ -15,6 +15,8 @@ pub(crate) const MAX_SCENARIOS: usize = 8;
 /// Header names indexed per group; rules keyed on further names are scanned plainly.
 const MAX_HEADER_KEYS: usize = 4;
 const MAX_LISTS: usize = 2 * (2 + MAX_SCENARIOS + MAX_HEADER_KEYS);
+/// Lists a request usually meets at most (see `for_candidates`).
+const FEW: usize = 4;
 
 /// The conditions of every rule, and the lists that say which rules a request could meet.
 #[derive(Default)]
@@ -289,18 +291,52 @@ impl RuleIndex {
         let Some(ti) = self.index.point(req.point) else {
             return;
         };
+        // Most requests meet a few lists: kept in a small array; more take the long way.
+        let mut few: [&[u32]; FEW] = [&[]; FEW];
+        let mut n = 0;
+        Self::lists(ti, req, |l| {
+            if n < FEW {
+                few[n] = l;
+            }
+            n += 1;
+        });
+        match n {
+            0 => {}
+            1 => {
+                for &idx in few[0] {
+                    if self.matchers[idx as usize].matches(req) && f(idx as usize) {
+                        return;
+                    }
+                }
+            }
+            n if n <= FEW => self.merge(&mut few[..n], req, f),
+            _ => self.many(ti, req, f),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn many(&self, ti: &TargetIndex, req: &RequestView<'_>, f: impl FnMut(usize) -> bool) {
         let mut lists: [&[u32]; MAX_LISTS] = [&[]; MAX_LISTS];
         let mut n = 0;
+        Self::lists(ti, req, |l| {
+            lists[n] = l;
+            n += 1;
+        });
+        self.merge(&mut lists[..n], req, f);
+    }
+
+    /// Calls `push` with each list of rules of `ti` that `req` could match.
+    #[inline]
+    fn lists<'a>(ti: &'a TargetIndex, req: &RequestView<'_>, mut push: impl FnMut(&'a [u32])) {
         let named = ti.named.get(req.target);
         let segment = req.path.map(first_segment);
         for g in [Some(&ti.any), named].into_iter().flatten() {
             if !g.plain.is_empty() {
-                lists[n] = &g.plain;
-                n += 1;
+                push(&g.plain);
             }
             if let Some(l) = segment.and_then(|seg| g.by_segment.get(seg)) {
-                lists[n] = l;
-                n += 1;
+                push(l);
             }
             for (name, by_value) in &g.by_header {
                 if let Some(l) = req
@@ -310,8 +346,7 @@ impl RuleIndex {
                     .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .and_then(|v| by_value.get(v))
                 {
-                    lists[n] = l;
-                    n += 1;
+                    push(l);
                 }
             }
             if g.by_scenario.is_empty() {
@@ -320,13 +355,16 @@ impl RuleIndex {
             if let Some(ctx) = req.context {
                 for s in ctx.scenarios().iter().take(MAX_SCENARIOS) {
                     if let Some(l) = g.by_scenario.get(s) {
-                        lists[n] = l;
-                        n += 1;
+                        push(l);
                     }
                 }
             }
         }
-        let lists = &mut lists[..n];
+    }
+
+    /// Merges sorted `lists`, calling `f` with each rule whose conditions hold, once, in
+    /// file order, until it returns `true`.
+    fn merge(&self, lists: &mut [&[u32]], req: &RequestView<'_>, mut f: impl FnMut(usize) -> bool) {
         let mut last = u32::MAX;
         loop {
             let mut best: Option<usize> = None;

@@ -1133,3 +1133,140 @@ rules:
         .unwrap();
     assert_eq!(rule_for("/x/1").as_deref(), Some("first"));
 }
+
+/// A request tagged with many scenarios meets many candidate lists (more than the few a
+/// request usually meets): every rule is still evaluated once, in file order.
+#[test]
+fn many_candidate_lists_are_merged_in_file_order() {
+    let mut text = String::from("rules:\n");
+    for k in (2..=7).rev() {
+        text.push_str(&format!(
+            "  - {{ id: quiet-s{k}, point: server, match: {{ scenario: s{k} }}, rate: 0%, fault: {{ abort: 500 }} }}\n"
+        ));
+    }
+    text.push_str("  - { id: plain, point: server, match: { method: [GET] }, rate: 0%, fault: { abort: 500 } }\n");
+    text.push_str(
+        "  - { id: loud-s1, point: server, match: { scenario: s1 }, fault: { abort: 503 } }\n",
+    );
+    text.push_str(
+        "  - { id: later-s2, point: server, match: { scenario: s2 }, fault: { abort: 502 } }\n",
+    );
+    for tags in ["s1, s2, s3", "scenario=s7", "s1, s2, s3, s4, s5, s6, s7"] {
+        let chaos = Chaos::new();
+        chaos.replace(yaml(&text)).unwrap();
+        let header = if tags.starts_with("scenario=") {
+            tags.to_owned()
+        } else {
+            tags.split(", ")
+                .map(|t| format!("scenario={t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-chaos", HeaderValue::try_from(header.as_str()).unwrap());
+        let ctx = chaos.context_from_headers(&h);
+        let view = server().method(&Method::GET).context(ctx.as_ref());
+        let got = match chaos.decide(&view) {
+            Decision::Inject(i) => Some(i.rule_id().to_owned()),
+            Decision::Pass => None,
+        };
+        let tagged: Vec<&str> = header.split(", ").map(|t| &t[9..]).collect();
+        let expect = tagged.contains(&"s1").then_some("loud-s1");
+        assert_eq!(got.as_deref(), expect, "{header}");
+        for r in chaos.snapshot().rules {
+            let evaluated = match r.rule.id.strip_prefix("quiet-") {
+                Some(s) => tagged.contains(&s),
+                None => r.rule.id == "plain" || (r.rule.id == "loud-s1" && expect.is_some()),
+            };
+            assert_eq!(
+                r.counters.matched,
+                u64::from(evaluated),
+                "{header}: {}",
+                r.rule.id
+            );
+        }
+    }
+}
+
+/// Contexts of tagged requests are kept by the bytes of their headers, and what the cache
+/// gives back is what a parse would: the same tags, mark and next hop. What is refused is
+/// never kept (each refusal is counted every time), directives are never kept (their
+/// trust is judged per request), and a reload judges headers by its own limits.
+#[test]
+fn tagged_contexts_come_back_from_the_cache_as_parsed() {
+    let headers = |pairs: &[(&'static str, &str)]| {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::try_from(*v).unwrap());
+        }
+        h
+    };
+    let chaos = Chaos::new();
+    let tagged = headers(&[
+        ("x-chaos", "scenario=a, scenario=b"),
+        ("x-test-traffic", "1"),
+    ]);
+    let first = chaos.context_from_headers(&tagged).unwrap();
+    let again = chaos.context_from_headers(&tagged).unwrap();
+    assert_eq!(again.scenarios(), ["a", "b"]);
+    assert!(again.is_test_traffic() && !again.is_trusted());
+    assert_eq!(again, first);
+    let built = ChaosContext::builder()
+        .scenario("a")
+        .scenario("b")
+        .test_traffic(true)
+        .build();
+    assert_eq!(again.next_hop(), built.next_hop());
+    let mut out = HeaderMap::new();
+    again.forward_to(&mut out);
+    assert_eq!(out["x-chaos"], "scenario=a, scenario=b");
+    assert_eq!(out["x-test-traffic"], "1");
+    // Same x-chaos, different mark: a different context.
+    let unmarked = chaos
+        .context_from_headers(&headers(&[("x-chaos", "scenario=a, scenario=b")]))
+        .unwrap();
+    assert!(!unmarked.is_test_traffic());
+    assert!(
+        chaos
+            .context_from_headers(&headers(&[("x-test-traffic", "0")]))
+            .is_none()
+    );
+    assert!(
+        chaos
+            .context_from_headers(&headers(&[("x-test-traffic", "0")]))
+            .is_none()
+    );
+
+    // Refused items are counted on every request.
+    let bad = headers(&[("x-chaos", "scenario=ok, scenario=no spaces")]);
+    for _ in 0..3 {
+        assert_eq!(
+            chaos.context_from_headers(&bad).unwrap().scenarios(),
+            ["ok"]
+        );
+    }
+    assert_eq!(chaos.snapshot().stats.header_rejected, 3);
+    let bad_mark = headers(&[("x-test-traffic", "maybe")]);
+    for _ in 0..2 {
+        assert!(chaos.context_from_headers(&bad_mark).is_none());
+    }
+    assert_eq!(chaos.snapshot().stats.header_rejected, 5);
+    // Directives: refused, and counted, on every request.
+    let directive = headers(&[("x-chaos", "scenario=a, abort=503")]);
+    for _ in 0..2 {
+        let ctx = chaos.context_from_headers(&directive).unwrap();
+        assert!(!ctx.is_trusted());
+    }
+    assert_eq!(chaos.snapshot().stats.directives_refused, 2);
+
+    // A reload brings its own limits: a header kept under the old ones is judged anew.
+    let long = format!("scenario={}", "x".repeat(60));
+    let long = headers(&[("x-chaos", long.as_str())]);
+    assert!(chaos.context_from_headers(&long).is_some());
+    assert!(chaos.context_from_headers(&long).is_some());
+    chaos
+        .replace(yaml("limits: { max_header_bytes: 32 }\nrules: []"))
+        .unwrap();
+    assert!(chaos.context_from_headers(&long).is_none());
+    assert_eq!(chaos.snapshot().stats.header_rejected, 6);
+}

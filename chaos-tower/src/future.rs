@@ -184,20 +184,6 @@ fn ended<S, ReqB, C, R, K: Call<S, ReqB, C>>(
 }
 
 impl<S, ReqB, C, R, K> Exchange<S, ReqB, C, R, K> {
-    /// An exchange that is the inner call and nothing else (the engine is not armed).
-    #[inline]
-    pub(crate) fn pass(fut: C) -> Self {
-        Exchange {
-            state: State::Called {
-                fut,
-                injection: None,
-            },
-            obs: None,
-            injected: false,
-            call: PhantomData,
-        }
-    }
-
     /// The inner call and the exchange's observation, while nothing is injected into it:
     /// the layers poll the call as it is and hand its output on unchanged, recording it
     /// (with [`record_passed`]) when the exchange is observed. Its output is not moved

@@ -8,9 +8,11 @@
 //!   `x-chaos`, `x-chaos-signature` and `x-test-traffic` (with the `otel` feature and an
 //!   armed engine, when those are absent, W3C `baggage` and then an OpenTelemetry
 //!   `Context` in the extensions or the attached one), builds the
-//!   [`ChaosContext`](chaos_core::ChaosContext), puts it in the
-//!   request's extensions and runs the inner service inside its task-local scope, so
-//!   handlers and client layers below see it. Then it asks the engine and applies the
+//!   [`ChaosContext`](chaos_core::ChaosContext) (a tagged request's from a cache, without
+//!   parsing or allocating) and runs the inner service inside its task-local scope, so
+//!   handlers ([`ChaosContext::current`](chaos_core::ChaosContext::current)) and client
+//!   layers below see it; [`ChaosLayerBuilder::context_extension`] puts it in the
+//!   request's extensions too. Then it asks the engine and applies the
 //!   fault, always as a *response*, so the service's error type is unchanged and it fits
 //!   `axum::serve`, `Router::layer`, hyper and `tonic::transport::Server::builder().layer`.
 //! * [`ChaosClientLayer`] is the client-side point (`client`) for tower clients: it

@@ -57,6 +57,69 @@ fn realistic() -> Request<()> {
     req
 }
 
+/// `realistic()`, tagged the way a test or a GameDay tags its traffic.
+fn tagged() -> Request<()> {
+    let mut req = realistic();
+    req.headers_mut().insert(
+        "x-chaos",
+        HeaderValue::from_static("scenario=checkout-test"),
+    );
+    req
+}
+
+/// `realistic()`, marked as synthetic traffic.
+fn test_traffic() -> Request<()> {
+    let mut req = realistic();
+    req.headers_mut()
+        .insert("x-test-traffic", HeaderValue::from_static("1"));
+    req
+}
+
+/// `tagged()` and `test_traffic()` at once.
+fn tagged_test_traffic() -> Request<()> {
+    let mut req = tagged();
+    req.headers_mut()
+        .insert("x-test-traffic", HeaderValue::from_static("1"));
+    req
+}
+
+/// A service that makes an outbound call through `client` per request, as a handler
+/// calling a dependency does: the context the server layer put in scope is forwarded.
+#[derive(Clone)]
+struct Calls<C>(C);
+
+impl<C, B> Service<Request<()>> for Calls<C>
+where
+    C: Service<Request<()>, Response = Response<B>> + Clone,
+    C::Error: std::fmt::Debug,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<()>) -> Self::Future {
+        let mut out = Request::get("http://payments.internal/charge")
+            .body(())
+            .unwrap();
+        // Room for what is forwarded, as a client that sets a few headers of its own has.
+        out.headers_mut().reserve(16);
+        out.headers_mut()
+            .insert("accept", HeaderValue::from_static("application/json"));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(self.0.poll_ready(&mut cx).is_ready());
+        let fut = pin!(self.0.call(out));
+        match fut.poll(&mut cx) {
+            Poll::Ready(r) => drop(r.unwrap()),
+            Poll::Pending => panic!("the test client is always ready"),
+        }
+        std::future::ready(Ok(Response::new(Body::empty())))
+    }
+}
+
 /// Allocations made by 5 000 calls of `svc` (requests built beforehand).
 fn allocations<S, B>(svc: &mut S, make: fn() -> Request<()>) -> usize
 where
@@ -135,6 +198,53 @@ fn pass_through_adds_no_allocation() {
         baseline_realistic,
         "client layer, 100 rules"
     );
+
+    // Tagged requests: the context comes from the cache (made by the warm-up calls), so
+    // parsing, looking up the scenario and running the handler in its scope allocate
+    // nothing, with or without rules.
+    for (name, make) in [
+        ("scenario tag", tagged as fn() -> Request<()>),
+        ("test traffic", test_traffic),
+        ("both", tagged_test_traffic),
+    ] {
+        let baseline = allocations(&mut bare(), make);
+        for (rules, engine) in [("no rules", &empty), ("100 rules", &chaos)] {
+            let mut svc = ChaosLayer::builder(engine)
+                .target("orders")
+                .build()
+                .layer(bare());
+            assert_eq!(
+                allocations(&mut svc, make),
+                baseline,
+                "{rules}, request with {name}"
+            );
+        }
+    }
+    assert!(
+        chaos
+            .snapshot()
+            .rules
+            .iter()
+            .all(|r| r.counters.injected == 0)
+    );
+
+    // Carrying the context on: a handler's outbound call through the client layer
+    // forwards the tagged request's context (x-chaos, x-test-traffic and, with the otel
+    // feature, baggage) without allocating.
+    let outbound = |engine: &Chaos, layered: bool| {
+        let calls = Calls(ChaosClientLayer::new(engine, "payments").layer(bare()));
+        if layered {
+            allocations(
+                &mut ChaosLayer::new(engine).layer(calls),
+                tagged_test_traffic,
+            )
+        } else {
+            allocations(&mut Calls(bare()), tagged_test_traffic)
+        }
+    };
+    let baseline = outbound(&empty, false);
+    assert_eq!(outbound(&empty, true), baseline, "forwarded, no rules");
+    assert_eq!(outbound(&chaos, true), baseline, "forwarded, 100 rules");
 
     // The counter works: a layer that injects is counted.
     let abort = Chaos::new();

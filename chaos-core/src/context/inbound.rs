@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue};
 
+use super::cache::{ContextCache, MAX_CACHED_BYTES};
 use super::signature::SigningKeys;
 use super::{ChaosContext, Trust, XChaos, parse_test_traffic};
 use crate::headers;
@@ -32,6 +33,8 @@ pub(crate) struct Policy<'a> {
     pub(crate) keys: Option<&'a SigningKeys>,
     pub(crate) counters: &'a HeaderCounters,
     pub(crate) warn: &'a RateLimited,
+    /// Contexts made before from the same bytes, for the rules in force.
+    pub(crate) cache: &'a ContextCache,
     #[cfg(feature = "otel")]
     pub(crate) metrics: &'a crate::otel::Metrics,
 }
@@ -45,10 +48,17 @@ impl Policy<'_> {
         x: Option<&HeaderValue>,
         tt: Option<&HeaderValue>,
     ) -> Option<ChaosContext> {
+        let (xb, tb) = (x.map(HeaderValue::as_bytes), tt.map(HeaderValue::as_bytes));
+        let cacheable = xb.is_none_or(|b| b.len() <= MAX_CACHED_BYTES);
+        if cacheable && let Some(hit) = self.cache.get(xb, tb) {
+            return hit;
+        }
+        let mut clean = cacheable;
         let test_traffic = match tt.map(|v| parse_test_traffic(v.as_bytes())) {
             None => false,
             Some(Ok(b)) => b,
             Some(Err(e)) => {
+                clean = false;
                 self.refuse(&self.counters.header_rejected, e.code(), &e);
                 false
             }
@@ -63,6 +73,7 @@ impl Policy<'_> {
                 self.refuse(&self.counters.header_rejected, e.code(), e);
             }
             header = parsed;
+            clean &= errors.is_empty() && header.directives.is_empty();
             if !header.directives.is_empty() {
                 if self.allow_directives {
                     trust = Trust::Allowed;
@@ -96,6 +107,13 @@ impl Policy<'_> {
                     );
                 }
             }
+        }
+        if clean {
+            // Tags and the mark only: the same bytes always make this context.
+            let ctx = (!header.is_empty() || test_traffic)
+                .then(|| ChaosContext::shared(header, test_traffic));
+            self.cache.put(xb, tb, ctx.clone());
+            return ctx;
         }
         if header.is_empty() && !test_traffic {
             return None;

@@ -34,6 +34,7 @@
 //! Parsing is strict ([`XChaos::parse`], for tests and tools) or lenient
 //! ([`XChaos::parse_lossy`], for requests: bad items are skipped and reported, never fatal).
 
+pub(crate) mod cache;
 mod header;
 pub(crate) mod inbound;
 mod scope;
@@ -83,6 +84,17 @@ struct Inner {
     trust: Trust,
     /// How many hops this context has already taken since it was signed.
     hop: u32,
+    /// The next hop's headers, made once, for a context many requests share.
+    next: Option<Forward>,
+}
+
+/// What a shared context forwards, made once: each forward clones reference counts.
+#[derive(Debug)]
+struct Forward {
+    next: NextHop,
+    /// Its `baggage` members (feature `otel`).
+    #[cfg(feature = "otel")]
+    baggage: Option<HeaderValue>,
 }
 
 impl fmt::Debug for ChaosContext {
@@ -184,7 +196,37 @@ impl ChaosContext {
                 test_traffic,
                 trust,
                 hop,
+                next: None,
             }),
+        }
+    }
+
+    /// A context of tags and the test-traffic mark only, to be shared by many requests
+    /// (see `cache`): its next hop's headers are made now, and forwarding them later
+    /// copies no bytes.
+    pub(crate) fn shared(header: XChaos, test_traffic: bool) -> ChaosContext {
+        let plain = ChaosContext::new(header, test_traffic, Trust::Untrusted, 0);
+        let next = plain.next_hop();
+        let forward = Forward {
+            #[cfg(feature = "otel")]
+            baggage: crate::otel::our_members(
+                next.x_chaos.as_ref(),
+                next.signature.as_ref(),
+                next.test_traffic.is_some(),
+            ),
+            next,
+        };
+        // The values' bytes now shared, so each clone is a reference count (a value made
+        // from a `String` is promoted to shared storage by its first clone).
+        drop(forward.next.clone());
+        #[cfg(feature = "otel")]
+        drop(forward.baggage.clone());
+        let Ok(mut inner) = Arc::try_unwrap(plain.inner) else {
+            unreachable!("a context just made has one owner")
+        };
+        inner.next = Some(forward);
+        ChaosContext {
+            inner: Arc::new(inner),
         }
     }
 
@@ -260,6 +302,9 @@ impl ChaosContext {
     /// ```
     pub fn next_hop(&self) -> NextHop {
         let i = &self.inner;
+        if let Some(f) = &i.next {
+            return f.next.clone();
+        }
         let test_traffic = i.test_traffic.then(|| HeaderValue::from_static("1"));
         if let Trust::Signed { value, signature } = &i.trust {
             let sig = format!("{signature},h={}", i.hop + 1);
@@ -314,18 +359,25 @@ impl ChaosContext {
     /// assert_eq!(headers["x-test-traffic"], "1");
     /// ```
     pub fn forward_to(&self, headers: &mut http::HeaderMap) {
-        use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
-        if headers.contains_key(&X_CHAOS) || headers.contains_key(&X_TEST_TRAFFIC) {
+        use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC, carries_context};
+        if carries_context(headers) {
             return;
         }
         let next = self.next_hop();
         #[cfg(feature = "otel")]
-        crate::otel::write_baggage(
-            headers,
-            next.x_chaos.as_ref(),
-            next.signature.as_ref(),
-            next.test_traffic.is_some(),
-        );
+        match &self.inner.next {
+            Some(f) => {
+                if let Some(ours) = &f.baggage {
+                    crate::otel::write_members(headers, ours);
+                }
+            }
+            None => crate::otel::write_baggage(
+                headers,
+                next.x_chaos.as_ref(),
+                next.signature.as_ref(),
+                next.test_traffic.is_some(),
+            ),
+        }
         if let Some(v) = next.x_chaos {
             headers.insert(X_CHAOS, v);
             if let Some(s) = next.signature {

@@ -9,6 +9,7 @@ use http::HeaderName;
 use tokio::time::Instant;
 
 use super::state::RuleState;
+use crate::context::cache::ContextCache;
 use crate::index::RuleIndex;
 use crate::rules::{DEFAULT_TTL, Fault, Mode, Rate, Rule, RuleSet, Step};
 
@@ -20,6 +21,8 @@ pub(crate) struct Compiled {
     /// Whether any rule is at a point other than `server`: only then can a request's
     /// hops match rules, and does a server layer open a scope for them.
     pub(crate) downstream: bool,
+    /// The contexts made lately from inbound headers, judged by these rules' limits.
+    pub(crate) contexts: ContextCache,
 }
 
 pub(crate) enum Sticky {
@@ -131,6 +134,7 @@ impl Compiled {
             index: RuleIndex::default(),
             rules: Vec::new(),
             downstream: false,
+            contexts: ContextCache::default(),
         }
     }
 
@@ -196,6 +200,7 @@ impl Compiled {
             index,
             rules,
             downstream,
+            contexts: ContextCache::default(),
         }
     }
 

@@ -227,11 +227,10 @@ impl Chaos {
     /// are trusted when the rules set `allow_directives` or the signature checks out.
     #[inline]
     pub fn context_from_headers(&self, headers: &HeaderMap) -> Option<ChaosContext> {
-        let x = headers.get(&headers::X_CHAOS);
-        let tt = headers.get(&headers::X_TEST_TRAFFIC);
-        if x.is_none() && tt.is_none() {
+        if !headers::carries_context(headers) {
             return None;
         }
+        let (x, tt) = headers::context_values(headers);
         self.context_slow(headers, x, tt)
     }
 
@@ -251,6 +250,7 @@ impl Chaos {
             keys: s.keys.as_ref(),
             counters: &s.stats.headers,
             warn: &s.warn_headers,
+            cache: &compiled.contexts,
             #[cfg(feature = "otel")]
             metrics: &s.metrics,
         }

@@ -1,6 +1,7 @@
 //! Our members of W3C `baggage`: found, written (merged), stripped.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::Context;
@@ -125,24 +126,50 @@ pub(crate) fn write_baggage(
     signature: Option<&HeaderValue>,
     test_traffic: bool,
 ) {
-    let mut ours: Vec<String> = Vec::with_capacity(3);
-    let mut add = |key: &str, v: &HeaderValue| {
-        if let Ok(s) = v.to_str() {
-            ours.push(format!("{key}={}", utf8_percent_encode(s, VALUE)));
+    if let Some(ours) = our_members(x_chaos, signature, test_traffic) {
+        write_members(headers, &ours);
+    }
+}
+
+/// Our members for the next hop, joined (`chaos=…,chaos-signature=…,test-traffic=1`):
+/// `None` when there is nothing to carry, or it would pass the W3C limits alone.
+pub(crate) fn our_members(
+    x_chaos: Option<&HeaderValue>,
+    signature: Option<&HeaderValue>,
+    test_traffic: bool,
+) -> Option<HeaderValue> {
+    let mut ours = String::new();
+    let mut add = |key: &str, v: &dyn std::fmt::Display| {
+        if !ours.is_empty() {
+            ours.push(',');
         }
+        // Writing into a `String` cannot fail.
+        let _ = write!(ours, "{key}={v}");
     };
-    if let Some(v) = x_chaos {
-        add(CHAOS, v);
-        if let Some(s) = signature {
-            add(SIGNATURE, s);
+    if let Some(v) = x_chaos.and_then(|v| v.to_str().ok()) {
+        add(CHAOS, &utf8_percent_encode(v, VALUE));
+        if let Some(s) = signature.and_then(|s| s.to_str().ok()) {
+            add(SIGNATURE, &utf8_percent_encode(s, VALUE));
         }
     }
     if test_traffic {
-        ours.push(format!("{TEST_TRAFFIC}=1"));
+        add(TEST_TRAFFIC, &1);
     }
-    if ours.is_empty() {
+    if ours.is_empty() || ours.len() > MAX_BYTES {
+        return None;
+    }
+    HeaderValue::try_from(ours).ok()
+}
+
+/// Writes `ours` (from [`our_members`]) into `headers`' `baggage`, merged as
+/// [`write_baggage`] says. A request without baggage of its own gets `ours` as it is: a
+/// reference count, no copy.
+pub(crate) fn write_members(headers: &mut HeaderMap, ours: &HeaderValue) {
+    if !headers.contains_key(&BAGGAGE) {
+        headers.insert(BAGGAGE, ours.clone());
         return;
     }
+    let Ok(ours) = ours.to_str() else { return };
     let mut members: Vec<&str> = Vec::new();
     for v in headers.get_all(&BAGGAGE) {
         let Ok(s) = v.to_str() else {
@@ -155,16 +182,14 @@ pub(crate) fn write_baggage(
                 .filter(|m| !m.is_empty() && our_key(m).is_none()),
         );
     }
-    if members.len() + ours.len() > MAX_MEMBERS {
+    if members.len() + ours.split(',').count() > MAX_MEMBERS {
         return;
     }
     let mut joined = members.join(",");
-    for m in &ours {
-        if !joined.is_empty() {
-            joined.push(',');
-        }
-        joined.push_str(m);
+    if !joined.is_empty() {
+        joined.push(',');
     }
+    joined.push_str(ours);
     if joined.len() > MAX_BYTES {
         return;
     }

@@ -52,7 +52,9 @@ mod metrics;
 #[cfg(test)]
 pub(crate) use self::baggage::bag;
 pub use self::baggage::strip_baggage;
-pub(crate) use self::baggage::{ours_from_headers, ours_from_otel, write_baggage};
+pub(crate) use self::baggage::{
+    our_members, ours_from_headers, ours_from_otel, write_baggage, write_members,
+};
 pub(crate) use self::metrics::{Metrics, RuleAttrs};
 
 /// The `baggage` header.

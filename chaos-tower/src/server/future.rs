@@ -1,15 +1,17 @@
-//! The server layer's response future: the shared exchange, and what its end means at a
-//! server.
+//! The server layer's response future: the inner call as it is while the engine is not
+//! armed, else the shared exchange, and what its end means at a server.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use chaos_core::ChaosContext;
 use chaos_core::context::WithContext;
 use chaos_core::observe::Touching;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 
 use super::layer::Shared;
@@ -17,6 +19,15 @@ use crate::body::ChaosBody;
 use crate::future::{Done, Exchange, InScope, record_passed};
 use crate::handle::Handle;
 use crate::respond;
+
+/// The exchange an armed engine's request goes through.
+pub(crate) type ServerExchange<S, ReqB> = Exchange<
+    S,
+    ReqB,
+    Touching<WithContext<<S as Service<Request<ReqB>>>::Future>>,
+    <S as Service<Request<ReqB>>>::Response,
+    InScope,
+>;
 
 pin_project! {
     /// Response future of [`ChaosService`](crate::ChaosService).
@@ -29,9 +40,26 @@ pin_project! {
         S: Service<Request<ReqB>>,
     {
         #[pin]
-        exchange: Exchange<S, ReqB, Touching<WithContext<S::Future>>, S::Response, InScope>,
-        // While the engine is armed: the attribution header and the steady state.
-        settings: Option<Handle<Shared>>,
+        kind: Kind<S, ReqB>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        // The engine is not armed: the inner call as it is,
+        Plain { #[pin] fut: S::Future },
+        // or in the request's context.
+        Scoped { #[pin] fut: TaskLocalFuture<ChaosContext, S::Future> },
+        // Armed: decided, observed, recorded with the layer's settings.
+        Armed {
+            #[pin]
+            exchange: ServerExchange<S, ReqB>,
+            settings: Handle<Shared>,
+        },
     }
 }
 
@@ -39,12 +67,28 @@ impl<S, ReqB> ResponseFuture<S, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
+    /// The inner call and nothing else.
     #[inline]
-    pub(crate) fn new(
-        exchange: Exchange<S, ReqB, Touching<WithContext<S::Future>>, S::Response, InScope>,
-        settings: Option<Handle<Shared>>,
-    ) -> Self {
-        ResponseFuture { exchange, settings }
+    pub(crate) fn plain(fut: S::Future) -> Self {
+        ResponseFuture {
+            kind: Kind::Plain { fut },
+        }
+    }
+
+    /// The inner call in the request's context.
+    #[inline]
+    pub(crate) fn scoped(fut: TaskLocalFuture<ChaosContext, S::Future>) -> Self {
+        ResponseFuture {
+            kind: Kind::Scoped { fut },
+        }
+    }
+
+    /// An armed engine's exchange, recorded with `settings`.
+    #[inline]
+    pub(crate) fn armed(exchange: ServerExchange<S, ReqB>, settings: Handle<Shared>) -> Self {
+        ResponseFuture {
+            kind: Kind::Armed { exchange, settings },
+        }
     }
 }
 
@@ -66,23 +110,26 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let sh = this.settings.as_deref();
-        let rec = sh.map(|s| (&s.chaos, &*s.steady));
-        if let Some((mut call, obs)) = this.exchange.as_mut().passing() {
+        let (mut exchange, sh) = match self.project().kind.project() {
+            KindProj::Plain { fut } => return fut.poll(cx),
+            KindProj::Scoped { fut } => return fut.poll(cx),
+            KindProj::Armed { exchange, settings } => (exchange, &**settings),
+        };
+        let rec = Some((&sh.chaos, &*sh.steady));
+        if let Some((mut call, obs)) = exchange.as_mut().passing() {
             let out = ready!(call.as_mut().poll(cx));
             record_passed::<S, ReqB, _, InScope, _, _>(rec, obs, call, &out);
             return Poll::Ready(out);
         }
-        let done = ready!(this.exchange.poll_done(cx, rec));
+        let done = ready!(exchange.poll_done(cx, rec));
         Poll::Ready(done.map(|d| answer(d, sh)))
     }
 }
 
 /// What the end of an exchange is at a server: always a response, so the service's error
 /// type stays the inner one. A failure drops the connection.
-fn answer<B: ChaosBody>(done: Done<Response<B>>, sh: Option<&Shared>) -> Response<B> {
-    let header = sh.and_then(|s| s.injected_header.as_ref());
+fn answer<B: ChaosBody>(done: Done<Response<B>>, sh: &Shared) -> Response<B> {
+    let header = sh.injected_header.as_ref();
     match done {
         Done::Called(res, None) => res,
         Done::Called(res, Some(inj)) => respond::finish(res, inj, header),

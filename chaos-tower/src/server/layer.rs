@@ -15,6 +15,8 @@ pub(crate) struct Shared {
     pub(crate) target: Box<str>,
     pub(crate) trust_boundary: bool,
     pub(crate) injected_header: Option<HeaderName>,
+    /// Whether a request's context is also put in its extensions.
+    pub(crate) extension: bool,
     /// The engine's steady state for `server` and this target.
     pub(crate) steady: Arc<SteadyState>,
 }
@@ -40,6 +42,7 @@ impl fmt::Debug for ChaosLayer {
             .field("target", &self.shared.target)
             .field("trust_boundary", &self.shared.trust_boundary)
             .field("injected_header", &self.shared.injected_header)
+            .field("context_extension", &self.shared.extension)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +61,7 @@ impl ChaosLayer {
             target: String::new(),
             trust_boundary: false,
             injected_header: Some(chaos_core::headers::X_CHAOS_INJECTED),
+            extension: false,
         }
     }
 
@@ -94,6 +98,7 @@ pub struct ChaosLayerBuilder {
     target: String,
     trust_boundary: bool,
     injected_header: Option<HeaderName>,
+    extension: bool,
 }
 
 impl ChaosLayerBuilder {
@@ -117,6 +122,16 @@ impl ChaosLayerBuilder {
     /// (`x-chaos-injected` by default); `None` turns attribution headers off.
     pub fn injected_header(mut self, name: Option<HeaderName>) -> Self {
         self.injected_header = name;
+        self
+    }
+
+    /// Also puts each tagged request's [`ChaosContext`](chaos_core::ChaosContext) in its
+    /// extensions, for code that reads it there (axum's `Extension` extractor). Off by
+    /// default: handlers and the client layers below see it with
+    /// [`ChaosContext::current`](chaos_core::ChaosContext::current), and an insert into
+    /// `http::Extensions` costs three allocations per request.
+    pub fn context_extension(mut self, yes: bool) -> Self {
+        self.extension = yes;
         self
     }
 
@@ -145,6 +160,7 @@ impl ChaosLayerBuilder {
             target: self.target.into_boxed_str(),
             trust_boundary: self.trust_boundary,
             injected_header: self.injected_header,
+            extension: self.extension,
         }
     }
 }

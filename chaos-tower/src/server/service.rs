@@ -3,18 +3,20 @@ use std::task::{Context, Poll};
 
 use chaos_core::{ChaosContext, HttpSide, Point, RequestView};
 use http::{Request, Response};
+use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::{Call, Exchange, InScope};
+use crate::future::Exchange;
 use crate::handle::Handle;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
 ///
-/// Per request it reads the chaos headers, puts the [`ChaosContext`] in the request's
-/// extensions and runs the inner service inside the context's task-local scope, asks the
+/// Per request it reads the chaos headers, runs the inner service inside the
+/// [`ChaosContext`]'s task-local scope (and, if asked, puts it in the request's
+/// extensions), asks the
 /// engine for a decision, and applies the fault, if any, as a response (so the error type
 /// stays the inner service's). See the [crate docs](crate).
 #[derive(Clone)]
@@ -78,13 +80,15 @@ where
         if chaos.is_armed() {
             return self.call_armed(req, ctx);
         }
-        if let Some(c) = &ctx {
+        if sh.extension
+            && let Some(c) = &ctx
+        {
             req.extensions_mut().insert(c.clone());
         }
-        ResponseFuture::new(
-            Exchange::pass(InScope::call(&mut self.inner, req, ctx, None)),
-            None,
-        )
+        match ctx {
+            None => ResponseFuture::plain(self.inner.call(req)),
+            Some(c) => ResponseFuture::scoped(Self::call_in(&mut self.inner, req, c)),
+        }
     }
 }
 
@@ -110,11 +114,26 @@ impl<S> ChaosService<S> {
                 .context(ctx.as_ref()),
             obs.as_mut(),
         );
-        if let Some(c) = &ctx {
+        if sh.extension
+            && let Some(c) = &ctx
+        {
             req.extensions_mut().insert(c.clone());
         }
-        let settings = Some(self.shared.clone());
         let exchange = Exchange::start(decision, &mut self.inner, req, ctx, HttpSide::Server, obs);
-        ResponseFuture::new(exchange, settings)
+        ResponseFuture::armed(exchange, self.shared.clone())
+    }
+
+    /// The inner call inside the request's context, so even work done in `call` sees it.
+    #[inline(never)]
+    fn call_in<ReqB>(
+        svc: &mut S,
+        req: Request<ReqB>,
+        ctx: ChaosContext,
+    ) -> TaskLocalFuture<ChaosContext, S::Future>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        let fut = ctx.clone().sync_scope(|| svc.call(req));
+        ctx.scope(fut)
     }
 }
