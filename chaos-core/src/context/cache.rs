@@ -6,24 +6,23 @@
 //! mark, parsed without a refused item. Directives are not (their trust depends on a
 //! signature and the clock), nor anything refused (each refusal is counted and logged
 //! every time). The cache belongs to the rules in force, so limits that change with a
-//! reload never judge a header by the old ones.
+//! reload never judge a header by the old ones, and a reload empties it.
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwapOption;
+use std::sync::OnceLock;
 
 use super::ChaosContext;
 
-/// Slots: distinct shapes of tagged traffic kept at once. More evict each other (by hash),
-/// which costs what an uncached request does.
+/// Slots: distinct shapes of tagged traffic kept at once. Each is written once, by the
+/// first shape that hashes to it; a later shape that hashes there too is parsed every
+/// time (what an uncached request costs), until the next reload.
 const SLOTS: usize = 64;
 /// Longer `x-chaos` values are parsed every time.
 pub(crate) const MAX_CACHED_BYTES: usize = 256;
 
-/// The contexts of headers seen lately. Reads are lock-free (an `arc-swap` load); a miss
-/// that can be kept replaces its slot.
+/// The contexts of headers seen since the rules were loaded. A read is one acquire load
+/// and a comparison: no lock, no reference count on the slot.
 pub(crate) struct ContextCache {
-    slots: Box<[ArcSwapOption<Entry>]>,
+    slots: Box<[OnceLock<Entry>]>,
 }
 
 struct Entry {
@@ -35,14 +34,14 @@ struct Entry {
 impl Default for ContextCache {
     fn default() -> Self {
         ContextCache {
-            slots: (0..SLOTS).map(|_| ArcSwapOption::empty()).collect(),
+            slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
         }
     }
 }
 
 impl ContextCache {
     #[inline]
-    fn slot(&self, x: Option<&[u8]>, tt: Option<&[u8]>) -> &ArcSwapOption<Entry> {
+    fn slot(&self, x: Option<&[u8]>, tt: Option<&[u8]>) -> &OnceLock<Entry> {
         let mut h = x.map_or(0, xxhash_rust::xxh3::xxh3_64);
         if let Some(t) = tt {
             h ^= xxhash_rust::xxh3::xxh3_64(t).rotate_left(17) | 1;
@@ -54,17 +53,21 @@ impl ContextCache {
     /// `None` when they said nothing usable), or `None` when not kept.
     #[inline]
     pub(crate) fn get(&self, x: Option<&[u8]>, tt: Option<&[u8]>) -> Option<Option<ChaosContext>> {
-        let guard = self.slot(x, tt).load();
-        let e = guard.as_deref()?;
+        let e = self.slot(x, tt).get()?;
         (e.x_chaos.as_deref() == x && e.test_traffic.as_deref() == tt).then(|| e.ctx.clone())
     }
 
-    /// Keeps the context made from these values (which the caller judged cacheable).
+    /// Keeps the context made from these values (which the caller judged cacheable), if
+    /// their slot is free.
     pub(crate) fn put(&self, x: Option<&[u8]>, tt: Option<&[u8]>, ctx: Option<ChaosContext>) {
-        self.slot(x, tt).store(Some(Arc::new(Entry {
-            x_chaos: x.map(Box::from),
-            test_traffic: tt.map(Box::from),
-            ctx,
-        })));
+        let slot = self.slot(x, tt);
+        if slot.get().is_none() {
+            // Two first requests of a shape may race here: one of them fills the slot.
+            let _ = slot.set(Entry {
+                x_chaos: x.map(Box::from),
+                test_traffic: tt.map(Box::from),
+                ctx,
+            });
+        }
     }
 }
