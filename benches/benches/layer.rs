@@ -8,9 +8,9 @@
 //! clone) and `build_static()` (a pointer copy).
 //!
 //! The cases run in interleaved rounds (`ROUNDS`, default 5: every case once per round, in
-//! turn), so a slow spell of this shared machine lands on every case alike; each ratio
-//! printed is the median over the rounds of the case's time over the bare service's in
-//! the same round.
+//! turn), each case measured right after the bare service, so a slow spell of this shared
+//! machine lands on both alike; each ratio printed is the median over the rounds of the
+//! case's time over the bare service's measured just before it.
 //!
 //! Run with `cargo bench -p chaos-benches --bench layer` (`ROUNDS=9 …` for more rounds).
 
@@ -58,6 +58,9 @@ impl cases::Visit for Bench<'_> {
     where
         S: Service<Request<()>, Response = Response<Body>, Error = cases::Err> + Clone,
     {
+        // The bare service again, just before: the case's pair in this round.
+        let pair = format!("layer/r{}/{name}-bare", self.round);
+        bench(self.c, &self.rt, &pair, cases::bare(), x_chaos);
         let id = format!("layer/r{}/{name}", self.round);
         bench(self.c, &self.rt, &id, svc, x_chaos);
         if self.round == 0 {
@@ -95,8 +98,8 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = group;
     config = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(600));
     targets = benches
 }
 

@@ -26,22 +26,29 @@ pub(crate) fn carries_context(map: &HeaderMap) -> bool {
     }
 }
 
-/// The values of `x-chaos` and `x-test-traffic` (each name's first), in one pass over a
-/// small map.
+/// The values of `x-chaos` and `x-test-traffic` (each name's first), or `None` when `map`
+/// has neither (the check every request makes). A small map is scanned once for the
+/// names, and hashed into only for those it has.
 #[inline]
-pub(crate) fn context_values(map: &HeaderMap) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
-    if map.keys_len() > SCAN {
-        return (map.get(X_CHAOS), map.get(X_TEST_TRAFFIC));
-    }
-    let (mut x, mut tt) = (None, None);
-    for (k, v) in map {
-        if x.is_none() && *k == X_CHAOS {
-            x = Some(v);
-        } else if tt.is_none() && *k == X_TEST_TRAFFIC {
-            tt = Some(v);
-        }
-    }
-    (x, tt)
+pub(crate) fn context_values(
+    map: &HeaderMap,
+) -> Option<(Option<&HeaderValue>, Option<&HeaderValue>)> {
+    let (x, tt) = if map.keys_len() <= SCAN {
+        let mut keys = map.keys();
+        let first_x = *keys.find(|k| **k == X_CHAOS || **k == X_TEST_TRAFFIC)? == X_CHAOS;
+        // The rest of the names: is the other one there too?
+        let other = if first_x { X_TEST_TRAFFIC } else { X_CHAOS };
+        let both = keys.any(|k| *k == other);
+        (
+            (first_x || both).then(|| map.get(X_CHAOS)).flatten(),
+            (!first_x || both)
+                .then(|| map.get(X_TEST_TRAFFIC))
+                .flatten(),
+        )
+    } else {
+        (map.get(X_CHAOS), map.get(X_TEST_TRAFFIC))
+    };
+    (x.is_some() || tt.is_some()).then_some((x, tt))
 }
 
 #[cfg(test)]
@@ -79,10 +86,15 @@ mod tests {
                     ("x-test-traffic", "1"),
                 ],
             );
-            let (x, tt) = context_values(&m);
+            let (x, tt) = context_values(&m).unwrap();
             assert_eq!((x, tt), (m.get(X_CHAOS), m.get(X_TEST_TRAFFIC)), "{n}");
             assert_eq!(x.unwrap(), "scenario=a");
-            assert_eq!(context_values(&map(n, &[])), (None, None));
+            let only = map(n, &[("x-test-traffic", "1")]);
+            assert_eq!(
+                context_values(&only),
+                Some((None, only.get(X_TEST_TRAFFIC)))
+            );
+            assert_eq!(context_values(&map(n, &[("accept", "x")])), None);
         }
     }
 }

@@ -56,6 +56,9 @@ struct Group {
 struct Keyed<T> {
     items: Vec<(Box<str>, T)>,
     map: HashMap<Box<str>, usize, OneShot>,
+    /// Bit `len % 64` set for each key's length: most names a request brings that no rule
+    /// has are refused by their length, without hashing.
+    lengths: u64,
 }
 
 const SMALL: usize = 8;
@@ -90,11 +93,17 @@ impl std::hash::Hasher for OneShotHasher {
     }
 }
 
+#[inline]
+fn length_bit(key: &str) -> u64 {
+    1 << (key.len() % 64)
+}
+
 impl<T> Default for Keyed<T> {
     fn default() -> Self {
         Keyed {
             items: Vec::new(),
             map: HashMap::default(),
+            lengths: 0,
         }
     }
 }
@@ -104,6 +113,7 @@ impl<T: Default> Keyed<T> {
         let i = match self.map.get(key) {
             Some(&i) => i,
             None => {
+                self.lengths |= length_bit(key);
                 self.items.push((key.into(), T::default()));
                 self.map.insert(key.into(), self.items.len() - 1);
                 self.items.len() - 1
@@ -116,6 +126,9 @@ impl<T: Default> Keyed<T> {
 impl<T> Keyed<T> {
     #[inline]
     fn get(&self, key: &str) -> Option<&T> {
+        if self.lengths & length_bit(key) == 0 {
+            return None;
+        }
         if self.items.len() <= SMALL {
             self.items.iter().find(|(k, _)| **k == *key).map(|(_, v)| v)
         } else {

@@ -109,13 +109,28 @@ where
                 injected: false,
                 call: PhantomData,
             },
-            Decision::Inject(inj) => Self::inject(inj, svc, req, ctx, side, obs),
+            Decision::Inject(inj) => Self::injected(inj, svc, req, ctx, side, obs),
         }
     }
 
+    /// An exchange whose call (`fut`) is made and nothing injected into.
+    #[inline]
+    pub(crate) fn called(fut: C, obs: Option<Observation>) -> Self {
+        Exchange {
+            state: State::Called {
+                fut,
+                injection: None,
+            },
+            obs,
+            injected: false,
+            call: PhantomData,
+        }
+    }
+
+    /// The exchange an injection makes.
     #[cold]
     #[inline(never)]
-    fn inject(
+    pub(crate) fn injected(
         inj: Injection,
         svc: &mut S,
         req: Request<ReqB>,

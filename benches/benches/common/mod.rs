@@ -32,9 +32,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Prints, for each of `names` (benched as `GROUP/rROUND/NAME` in `rounds` interleaved
-/// rounds), the median over the rounds of its time and of its ratio to the first name's
-/// time in the same round. Prints nothing under `cargo test --benches`, which runs each
-/// bench once and writes no estimates.
+/// rounds, each right after its pair `GROUP/rROUND/NAME-bare`), the median over the rounds
+/// of its time and of its ratio to its pair's. Prints nothing under `cargo test
+/// --benches`, which runs each bench once and writes no estimates.
 #[allow(dead_code)]
 pub(crate) fn print_round_ratios(group: &str, rounds: usize, names: &[String]) {
     let Some(first) = names.first() else { return };
@@ -46,12 +46,12 @@ pub(crate) fn print_round_ratios(group: &str, rounds: usize, names: &[String]) {
         "\n{:<34} {:>10} {:>8}   ({rounds} interleaved rounds, medians)",
         format!("{group}/…"),
         "time",
-        format!("× {first}")
+        "× bare"
     );
     for name in names {
         let (mut times, mut ratios) = (Vec::new(), Vec::new());
         for r in 0..rounds {
-            if let (Some(t), Some(b)) = (at(r, name), at(r, first)) {
+            if let (Some(t), Some(b)) = (at(r, name), at(r, &format!("{name}-bare"))) {
                 times.push(t);
                 ratios.push(t / b);
             }

@@ -227,10 +227,7 @@ impl Chaos {
     /// are trusted when the rules set `allow_directives` or the signature checks out.
     #[inline]
     pub fn context_from_headers(&self, headers: &HeaderMap) -> Option<ChaosContext> {
-        if !headers::carries_context(headers) {
-            return None;
-        }
-        let (x, tt) = headers::context_values(headers);
+        let (x, tt) = headers::context_values(headers)?;
         self.context_slow(headers, x, tt)
     }
 

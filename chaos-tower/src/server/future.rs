@@ -1,5 +1,9 @@
 //! The server layer's response future: the inner call as it is while the engine is not
-//! armed, else the shared exchange, and what its end means at a server.
+//! armed, the call observed while it is and nothing is injected, else the shared
+//! exchange, and what its end means at a server.
+//!
+//! Each common case is one variant holding the inner future directly: every layer of
+//! wrapping is a copy of the whole future when a request starts.
 
 use std::fmt;
 use std::future::Future;
@@ -8,7 +12,7 @@ use std::task::{Context, Poll, ready};
 
 use chaos_core::ChaosContext;
 use chaos_core::context::WithContext;
-use chaos_core::observe::Touching;
+use chaos_core::observe::{Observation, Touching};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
@@ -20,7 +24,8 @@ use crate::future::{Done, Exchange, InScope, record_passed};
 use crate::handle::Handle;
 use crate::respond;
 
-/// The exchange an armed engine's request goes through.
+/// The exchange an armed engine's request goes through when something is injected, or
+/// its hops need a scope for their touches.
 pub(crate) type ServerExchange<S, ReqB> = Exchange<
     S,
     ReqB,
@@ -54,8 +59,22 @@ pin_project! {
         Plain { #[pin] fut: S::Future },
         // or in the request's context.
         Scoped { #[pin] fut: TaskLocalFuture<ChaosContext, S::Future> },
-        // Armed: decided, observed, recorded with the layer's settings.
-        Armed {
+        // Armed, nothing injected, no scope for hops: the call, its outcome recorded.
+        Observed {
+            #[pin]
+            fut: S::Future,
+            obs: Option<Observation>,
+            settings: Handle<Shared>,
+        },
+        // The same in the request's context.
+        ObservedScoped {
+            #[pin]
+            fut: TaskLocalFuture<ChaosContext, S::Future>,
+            obs: Option<Observation>,
+            settings: Handle<Shared>,
+        },
+        // Anything else: an injection, or a scope for the touches of the request's hops.
+        Exchange {
             #[pin]
             exchange: ServerExchange<S, ReqB>,
             settings: Handle<Shared>,
@@ -83,11 +102,35 @@ where
         }
     }
 
+    /// The inner call, its outcome recorded in `obs` with `settings`.
+    #[inline]
+    pub(crate) fn observed(
+        fut: S::Future,
+        obs: Option<Observation>,
+        settings: Handle<Shared>,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Observed { fut, obs, settings },
+        }
+    }
+
+    /// The same, in the request's context.
+    #[inline]
+    pub(crate) fn observed_scoped(
+        fut: TaskLocalFuture<ChaosContext, S::Future>,
+        obs: Option<Observation>,
+        settings: Handle<Shared>,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::ObservedScoped { fut, obs, settings },
+        }
+    }
+
     /// An armed engine's exchange, recorded with `settings`.
     #[inline]
-    pub(crate) fn armed(exchange: ServerExchange<S, ReqB>, settings: Handle<Shared>) -> Self {
+    pub(crate) fn exchange(exchange: ServerExchange<S, ReqB>, settings: Handle<Shared>) -> Self {
         ResponseFuture {
-            kind: Kind::Armed { exchange, settings },
+            kind: Kind::Exchange { exchange, settings },
         }
     }
 }
@@ -98,6 +141,15 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// Records an observed call's outcome.
+#[inline]
+fn record<B, E>(obs: &mut Option<Observation>, sh: &Shared, out: &Result<Response<B>, E>) {
+    if let Some(o) = obs.take() {
+        let error = out.as_ref().map_or(true, respond::is_error);
+        o.finish(&sh.chaos, &sh.steady, error, false);
     }
 }
 
@@ -113,7 +165,17 @@ where
         let (mut exchange, sh) = match self.project().kind.project() {
             KindProj::Plain { fut } => return fut.poll(cx),
             KindProj::Scoped { fut } => return fut.poll(cx),
-            KindProj::Armed { exchange, settings } => (exchange, &**settings),
+            KindProj::Observed { fut, obs, settings } => {
+                let out = ready!(fut.poll(cx));
+                record(obs, settings, &out);
+                return Poll::Ready(out);
+            }
+            KindProj::ObservedScoped { fut, obs, settings } => {
+                let out = ready!(fut.poll(cx));
+                record(obs, settings, &out);
+                return Poll::Ready(out);
+            }
+            KindProj::Exchange { exchange, settings } => (exchange, &**settings),
         };
         let rec = Some((&sh.chaos, &*sh.steady));
         if let Some((mut call, obs)) = exchange.as_mut().passing() {

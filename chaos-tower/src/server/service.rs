@@ -1,7 +1,8 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use chaos_core::{ChaosContext, HttpSide, Point, RequestView};
+use chaos_core::observe::Observation;
+use chaos_core::{ChaosContext, Decision, HttpSide, Point, RequestView};
 use http::{Request, Response};
 use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
@@ -9,7 +10,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::Exchange;
+use crate::future::{Call, Exchange, InScope};
 use crate::handle::Handle;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
@@ -119,8 +120,25 @@ impl<S> ChaosService<S> {
         {
             req.extensions_mut().insert(c.clone());
         }
-        let exchange = Exchange::start(decision, &mut self.inner, req, ctx, HttpSide::Server, obs);
-        ResponseFuture::armed(exchange, self.shared.clone())
+        let settings = self.shared.clone();
+        let svc = &mut self.inner;
+        match decision {
+            // The common cases, the inner future held as it is (see `future`).
+            Decision::Pass if !obs.as_ref().is_some_and(Observation::wants_scope) => match ctx {
+                None => ResponseFuture::observed(svc.call(req), obs, settings),
+                Some(c) => {
+                    ResponseFuture::observed_scoped(Self::call_in(svc, req, c), obs, settings)
+                }
+            },
+            Decision::Pass => {
+                let fut = InScope::call(svc, req, ctx, obs.as_mut());
+                ResponseFuture::exchange(Exchange::called(fut, obs), settings)
+            }
+            Decision::Inject(inj) => ResponseFuture::exchange(
+                Exchange::injected(inj, svc, req, ctx, HttpSide::Server, obs),
+                settings,
+            ),
+        }
     }
 
     /// The inner call inside the request's context, so even work done in `call` sees it.
