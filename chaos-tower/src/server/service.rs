@@ -17,9 +17,8 @@ use crate::handle::Handle;
 ///
 /// Per request it reads the chaos headers, runs the inner service inside the
 /// [`ChaosContext`]'s task-local scope (and, if asked, puts it in the request's
-/// extensions), asks the
-/// engine for a decision, and applies the fault, if any, as a response (so the error type
-/// stays the inner service's). See the [crate docs](crate).
+/// extensions), asks the engine for a decision, and applies the fault, if any, as a
+/// response (so the error type stays the inner service's). See the [crate docs](crate).
 #[derive(Clone)]
 pub struct ChaosService<S> {
     pub(crate) inner: S,
