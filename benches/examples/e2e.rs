@@ -15,6 +15,10 @@
 #[path = "../benches/common/cases.rs"]
 #[allow(unused_imports)]
 mod cases;
+// For `median`; the rest reads criterion's output, which this program does not write.
+#[path = "../benches/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -76,25 +80,31 @@ fn usage(what: &str) -> ! {
     std::process::exit(2)
 }
 
+/// What `axum::serve` can serve, wrapped from outside.
+trait App:
+    tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves `a` and `b` on two fresh loopback ports from one thread (one core, the same
 /// for both), each as `axum::serve` serves a service wrapped from outside.
-fn serve<A, B>(a: A, b: B) -> (SocketAddr, SocketAddr)
+fn serve<A: App, B: App>(a: A, b: B) -> (SocketAddr, SocketAddr)
 where
-    A: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
     A::Future: Send,
-    B: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
     B::Future: Send,
 {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -276,16 +286,6 @@ fn run(
 /// How long one side sends before the other takes over.
 const WINDOW_MS: u64 = 100;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let a = args();
     let app = || Router::new().route("/hello", get(|| async { "hello" }));
@@ -345,8 +345,8 @@ fn main() {
     }
     println!(
         "median B/A: requests/s {:.3}, p99 {:.3}",
-        median(rps),
-        median(p99)
+        common::median(rps),
+        common::median(p99)
     );
     let snap = chaos.snapshot();
     assert!(

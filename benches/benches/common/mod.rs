@@ -21,7 +21,8 @@ fn median_ns(root: &std::path::Path, dir: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the mean of the middle two for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
