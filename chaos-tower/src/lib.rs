@@ -11,8 +11,9 @@
 //!   [`ChaosContext`](chaos_core::ChaosContext) (a tagged request's from a cache, without
 //!   parsing or allocating) and runs the inner service inside its task-local scope, so
 //!   handlers ([`ChaosContext::current`](chaos_core::ChaosContext::current)) and client
-//!   layers below see it; [`ChaosLayerBuilder::context_extension`] puts it in the
-//!   request's extensions too. Then it asks the engine and applies the
+//!   layers below see it (an axum handler with the [`RequestContext`] extractor, feature
+//!   `axum`); [`ChaosLayerBuilder::context_extension`] puts it in the request's extensions
+//!   too. Then it asks the engine and applies the
 //!   fault, always as a *response*, so the service's error type is unchanged and it fits
 //!   `axum::serve`, `Router::layer`, hyper and `tonic::transport::Server::builder().layer`.
 //! * [`ChaosClientLayer`] is the client-side point (`client`) for tower clients: it
@@ -102,7 +103,7 @@
 //!
 //! Name | Description | Default?
 //! ---|---|---
-//! `axum` | [`ChaosBody`] for `axum::body::Body` | no
+//! `axum` | [`ChaosBody`] for `axum::body::Body`; the [`RequestContext`] extractor | no
 //! `tonic` | [`ChaosBody`] for `tonic::body::Body` | no
 //! `admin` | the [`admin`] control service | no
 //! `otel` | the context from W3C `baggage` and the OpenTelemetry context, written to outbound `baggage` too; the engine's OpenTelemetry metrics ([`chaos_core::otel`]) | no
@@ -118,10 +119,14 @@ pub mod server;
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "axum")]
+mod extract;
 #[cfg(feature = "otel")]
 mod otel;
 
 pub use self::body::{ChaosBody, FaultBody};
+#[cfg(feature = "axum")]
+pub use self::extract::RequestContext;
 pub use chaos_core::steady::{Observed, SteadyState};
 
 pub use self::client::{ChaosClient, ChaosClientLayer, ChaosResponseBody};

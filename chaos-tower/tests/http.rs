@@ -377,6 +377,64 @@ async fn context_is_visible_in_the_handler() {
 }
 
 #[tokio::test]
+async fn handlers_extract_the_context_with_or_without_the_extension() {
+    use axum::Router;
+    use axum::routing::get;
+    use chaos_tower::RequestContext;
+
+    async fn extracted(RequestContext(ctx): RequestContext) -> String {
+        match ctx {
+            Some(c) => format!("{:?} test_traffic={}", c.scenarios(), c.is_test_traffic()),
+            None => "none".to_owned(),
+        }
+    }
+    let router = || Router::new().route("/x", get(extracted));
+    let get = |addr: std::net::SocketAddr, tagged: bool| async move {
+        let mut req = client().get(format!("http://{addr}/x"));
+        if tagged {
+            req = req
+                .header("x-chaos", "scenario=checkout-test")
+                .header("x-test-traffic", "1");
+        }
+        req.send().await.unwrap().text().await.unwrap()
+    };
+    let chaos = Chaos::new();
+    let armed = engine(
+        "rules: [{ id: other, point: server, match: { path: /other }, fault: { abort: 503 } }]",
+    );
+    for (name, layer) in [
+        ("default", ChaosLayer::new(&chaos)),
+        ("armed", ChaosLayer::new(&armed)),
+        (
+            "extension",
+            ChaosLayer::builder(&chaos).context_extension(true).build(),
+        ),
+    ] {
+        let addr = serve(router(), layer).await;
+        assert_eq!(
+            get(addr, true).await,
+            r#"["checkout-test"] test_traffic=true"#,
+            "{name}"
+        );
+        assert_eq!(get(addr, false).await, "none", "{name}");
+    }
+    // As a route layer inside the router too.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router().layer(ChaosLayer::new(&chaos));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    assert_eq!(
+        get(addr, true).await,
+        r#"["checkout-test"] test_traffic=true"#
+    );
+    // Without the layer, the headers alone make no context.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router()).await.unwrap() });
+    assert_eq!(get(addr, true).await, "none");
+}
+
+#[tokio::test]
 async fn scenario_selects_operator_rules_only_for_tagged_requests() {
     let chaos = engine(
         "rules: [{ id: gameday, point: server, match: { scenario: gameday-7 }, fault: { abort: 502 } }]",

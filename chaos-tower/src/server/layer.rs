@@ -128,7 +128,8 @@ impl ChaosLayerBuilder {
     /// Also puts each tagged request's [`ChaosContext`](chaos_core::ChaosContext) in its
     /// extensions, for code that reads it there (axum's `Extension` extractor). Off by
     /// default: handlers and the client layers below see it with
-    /// [`ChaosContext::current`](chaos_core::ChaosContext::current), and an insert into
+    /// [`ChaosContext::current`](chaos_core::ChaosContext::current) (an axum handler with
+    /// the `RequestContext` extractor, feature `axum`), and an insert into
     /// `http::Extensions` costs three allocations per request.
     pub fn context_extension(mut self, yes: bool) -> Self {
         self.extension = yes;
