@@ -158,27 +158,20 @@ const PARTS: [&str; 8] = [
     "header_get",
 ];
 
-fn rounds() -> usize {
-    std::env::var("ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5)
-}
-
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let parts = Parts::new();
-    for round in 0..rounds() {
+    for round in 0..common::rounds() {
         for name in PARTS {
             bare(c, &rt, &format!("floor/r{round}/{name}-bare"));
             parts.bench(c, &rt, name, &format!("floor/r{round}/{name}"));
         }
     }
     let names: Vec<String> = PARTS.iter().map(|&n| n.to_owned()).collect();
-    common::print_round_ratios("floor", rounds(), &names);
+    common::print_round_ratios("floor", common::rounds(), &names);
 }
 
 criterion_group! {

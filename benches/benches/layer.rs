@@ -69,14 +69,6 @@ impl cases::Visit for Bench<'_> {
     }
 }
 
-/// Rounds of every case.
-fn rounds() -> usize {
-    std::env::var("ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5)
-}
-
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -88,11 +80,11 @@ fn benches(c: &mut Criterion) {
         round: 0,
         names: Vec::new(),
     };
-    for round in 0..rounds() {
+    for round in 0..common::rounds() {
         b.round = round;
         cases::all(&mut b);
     }
-    common::print_round_ratios("layer", rounds(), &b.names);
+    common::print_round_ratios("layer", common::rounds(), &b.names);
 }
 
 criterion_group! {

@@ -21,6 +21,15 @@ fn median_ns(root: &std::path::Path, dir: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
+/// Interleaved rounds of every case: `ROUNDS`, default 5.
+#[allow(dead_code)]
+pub(crate) fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+}
+
 /// The median of `v` (the mean of the middle two for an even count).
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
