@@ -33,7 +33,6 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Waker};
-use std::time::Duration;
 
 use chaos_core::{Chaos, ChaosContext, Point, RequestView};
 use criterion::{BatchSize, Criterion, criterion_group};
@@ -159,10 +158,7 @@ const PARTS: [&str; 8] = [
 ];
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     let parts = Parts::new();
     for round in 0..common::rounds() {
         for name in PARTS {
@@ -176,9 +172,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = group;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_millis(600));
+    config = common::rounds_config();
     targets = benches
 }
 

@@ -21,7 +21,6 @@ mod cases;
 mod common;
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use axum::body::Body;
 use criterion::{BatchSize, Criterion, criterion_group};
@@ -70,10 +69,7 @@ impl cases::Visit for Bench<'_> {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     let mut b = Bench {
         c,
         rt,
@@ -89,9 +85,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = group;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_millis(600));
+    config = common::rounds_config();
     targets = benches
 }
 

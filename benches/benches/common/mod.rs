@@ -21,6 +21,24 @@ fn median_ns(root: &std::path::Path, dir: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
+/// The settings of the benches that run in paired interleaved rounds (layer, floor): short
+/// measurements, many rounds, so the parts and the layer cases are timed alike.
+#[allow(dead_code)]
+pub(crate) fn rounds_config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(200))
+        .measurement_time(std::time::Duration::from_millis(600))
+}
+
+/// The runtime the paired benches drive their services on, as one `axum::serve` worker.
+#[allow(dead_code)]
+pub(crate) fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
+
 /// Interleaved rounds of every case: `ROUNDS`, default 5.
 #[allow(dead_code)]
 pub(crate) fn rounds() -> usize {
