@@ -42,7 +42,7 @@ use tower::ServiceExt;
 /// The layer bench's baseline: the bare service cloned, `oneshot` and awaited.
 fn bare(c: &mut Criterion, rt: &tokio::runtime::Runtime, id: &str) {
     let svc = cases::bare();
-    let req = cases::realistic(false);
+    let req = cases::realistic(cases::Tag::None);
     c.bench_function(id, |b| {
         b.to_async(rt).iter_batched(
             || req.clone(),
@@ -66,14 +66,14 @@ struct Parts {
 impl Parts {
     fn new() -> Parts {
         let armed = cases::engine(cases::hundred_rules());
-        let tagged = cases::realistic(true);
+        let tagged = cases::realistic(cases::Tag::XChaos);
         let ctx = armed
             .context_from_headers(tagged.headers())
             .expect("the tagged request has a context");
         Parts {
             steady: armed.steady_state("server", "orders"),
             armed,
-            untagged: cases::realistic(false),
+            untagged: cases::realistic(cases::Tag::None),
             tagged,
             ctx,
         }

@@ -27,11 +27,11 @@ use criterion::{BatchSize, Criterion, criterion_group};
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
 
-fn bench<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, svc: S, x_chaos: bool)
+fn bench<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, svc: S, tag: cases::Tag)
 where
     S: Service<Request<()>, Response = Response<Body>, Error = cases::Err> + Clone,
 {
-    let req = cases::realistic(x_chaos);
+    let req = cases::realistic(tag);
     c.bench_function(name, |b| {
         b.to_async(rt).iter_batched(
             || req.clone(),
@@ -53,15 +53,15 @@ struct Bench<'a> {
 }
 
 impl cases::Visit for Bench<'_> {
-    fn case<S>(&mut self, name: &str, svc: S, x_chaos: bool)
+    fn case<S>(&mut self, name: &str, svc: S, tag: cases::Tag)
     where
         S: Service<Request<()>, Response = Response<Body>, Error = cases::Err> + Clone,
     {
         // The bare service again, just before: the case's pair in this round.
         let pair = format!("layer/r{}/{name}-bare", self.round);
-        bench(self.c, &self.rt, &pair, cases::bare(), x_chaos);
+        bench(self.c, &self.rt, &pair, cases::bare(), tag);
         let id = format!("layer/r{}/{name}", self.round);
-        bench(self.c, &self.rt, &id, svc, x_chaos);
+        bench(self.c, &self.rt, &id, svc, tag);
         if self.round == 0 {
             self.names.push(name.to_owned());
         }

@@ -24,7 +24,7 @@ struct Run {
 }
 
 impl cases::Visit for Run {
-    fn case<S>(&mut self, name: &str, svc: S, x_chaos: bool)
+    fn case<S>(&mut self, name: &str, svc: S, tag: cases::Tag)
     where
         S: Service<Request<()>, Response = Response<Body>, Error = cases::Err> + Clone,
     {
@@ -36,7 +36,7 @@ impl cases::Visit for Run {
             return;
         }
         self.found = true;
-        let req = cases::realistic(x_chaos);
+        let req = cases::realistic(tag);
         self.rt.block_on(async {
             for _ in 0..self.n {
                 let svc = svc.clone();

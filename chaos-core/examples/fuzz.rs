@@ -238,7 +238,8 @@ fn args() -> Args {
             "--seed" => a.seed = val.parse().expect("--seed N"),
             "--target" => {
                 a.targets = vec![Target::from_name(&val).unwrap_or_else(|| {
-                    panic!("--target one of {:?}", Target::ALL.map(Target::name))
+                    let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
+                    panic!("--target one of {names:?}")
                 })];
             }
             _ => panic!("usage: fuzz [--inputs N] [--target NAME] [--seed N]"),

@@ -23,15 +23,21 @@ pub(crate) enum Target {
     RulesJson,
     /// A rules document in TOML.
     RulesToml,
+    /// W3C `baggage` lines (one per input line), read for our members and stripped at a
+    /// trust boundary (feature `otel`).
+    #[cfg(feature = "otel")]
+    Baggage,
 }
 
 impl Target {
-    pub(crate) const ALL: [Target; 5] = [
+    pub(crate) const ALL: &[Target] = &[
         Target::Header,
         Target::Signature,
         Target::RulesYaml,
         Target::RulesJson,
         Target::RulesToml,
+        #[cfg(feature = "otel")]
+        Target::Baggage,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -41,11 +47,13 @@ impl Target {
             Target::RulesYaml => "rules-yaml",
             Target::RulesJson => "rules-json",
             Target::RulesToml => "rules-toml",
+            #[cfg(feature = "otel")]
+            Target::Baggage => "baggage",
         }
     }
 
     pub(crate) fn from_name(name: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == name)
+        Target::ALL.iter().copied().find(|t| t.name() == name)
     }
 
     /// Runs one input; panics (with what broke) if a property fails.
@@ -56,6 +64,8 @@ impl Target {
             Target::RulesYaml => rules(Format::Yaml, input),
             Target::RulesJson => rules(Format::Json, input),
             Target::RulesToml => rules(Format::Toml, input),
+            #[cfg(feature = "otel")]
+            Target::Baggage => baggage(input),
         }
     }
 }
@@ -156,4 +166,50 @@ fn rules(format: Format, input: &[u8]) {
             }
         }
     }
+}
+
+/// What a context says, to compare two readings.
+#[cfg(feature = "otel")]
+fn said(ctx: Option<&chaos_core::ChaosContext>) -> Option<(Vec<String>, bool, bool, usize)> {
+    ctx.map(|c| {
+        (
+            c.scenarios().to_vec(),
+            c.is_test_traffic(),
+            c.is_trusted(),
+            c.directives().len(),
+        )
+    })
+}
+
+#[cfg(feature = "otel")]
+fn baggage(input: &[u8]) {
+    use chaos_core::Chaos;
+    use http::{HeaderMap, HeaderValue};
+
+    let mut h = HeaderMap::new();
+    for line in input.split(|&b| b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            h.append("baggage", v);
+        }
+    }
+    // A fresh engine, so its context cache starts empty: the second reading is a cache hit
+    // whenever the first was kept, and must say the same.
+    let chaos = Chaos::new();
+    let first = chaos.context_from_baggage(&h);
+    let again = chaos.context_from_baggage(&h);
+    assert_eq!(
+        said(first.as_ref()),
+        said(again.as_ref()),
+        "read twice, {h:?} says different things"
+    );
+    assert!(
+        first.as_ref().is_none_or(|c| !c.is_trusted()),
+        "unsigned baggage is trusted: {h:?}"
+    );
+    // At a trust boundary our members are stripped: nothing of ours is read after that.
+    chaos_core::otel::strip_baggage(&mut h);
+    assert!(
+        chaos.context_from_baggage(&h).is_none(),
+        "stripped, {h:?} still carries a context"
+    );
 }

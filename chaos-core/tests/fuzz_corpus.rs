@@ -35,7 +35,7 @@ fn inputs(t: Target, sub: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn every_corpus_and_regression_input_passes_its_target() {
     let mut n = 0;
-    for t in Target::ALL {
+    for &t in Target::ALL {
         for sub in ["corpus", "regressions"] {
             for (name, bytes) in inputs(t, sub) {
                 let r = std::panic::catch_unwind(|| t.run(&bytes));
@@ -119,8 +119,12 @@ proptest! {
     #[test]
     fn short_fuzz_rules_toml(v in edited(Target::RulesToml)) { Target::RulesToml.run(&v); }
 
+    #[cfg(feature = "otel")]
     #[test]
-    fn random_bytes_never_panic(t in 0usize..5, v in proptest::collection::vec(any::<u8>(), 0..200)) {
+    fn short_fuzz_baggage(v in edited(Target::Baggage)) { Target::Baggage.run(&v); }
+
+    #[test]
+    fn random_bytes_never_panic(t in 0usize..Target::ALL.len(), v in proptest::collection::vec(any::<u8>(), 0..200)) {
         Target::ALL[t].run(&v);
     }
 

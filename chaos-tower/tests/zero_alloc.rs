@@ -83,6 +83,19 @@ fn tagged_test_traffic() -> Request<()> {
     req
 }
 
+/// `tagged_test_traffic()` as a service in an OpenTelemetry fleet receives it: the tag and
+/// the mark as members of the request's own `baggage`, no chaos headers.
+fn baggage_tagged() -> Request<()> {
+    let mut req = realistic();
+    req.headers_mut().insert(
+        "baggage",
+        HeaderValue::from_static(
+            "user=1,tenant=acme,chaos=scenario%3Dcheckout-test;p=1,test-traffic=1",
+        ),
+    );
+    req
+}
+
 /// A service that makes an outbound call through `client` per request, as a handler
 /// calling a dependency does: the context the server layer put in scope is forwarded.
 #[derive(Clone)]
@@ -200,11 +213,12 @@ fn pass_through_adds_no_allocation() {
 
     // Tagged requests: the context comes from the cache (made by the warm-up calls), so
     // parsing, looking up the scenario and running the handler in its scope allocate
-    // nothing, with or without rules.
+    // nothing, with or without rules; tagged in `baggage` too (read while rules exist).
     for (name, make) in [
         ("scenario tag", tagged as fn() -> Request<()>),
         ("test traffic", test_traffic),
         ("both", tagged_test_traffic),
+        ("baggage members", baggage_tagged),
     ] {
         let baseline = allocations(&mut bare(), make);
         for (rules, engine) in [("no rules", &empty), ("100 rules", &chaos)] {
@@ -230,20 +244,30 @@ fn pass_through_adds_no_allocation() {
     // Carrying the context on: a handler's outbound call through the client layer
     // forwards the tagged request's context (x-chaos, x-test-traffic and, with the otel
     // feature, baggage) without allocating.
-    let outbound = |engine: &Chaos, layered: bool| {
+    let outbound = |engine: &Chaos, layered: bool, make: fn() -> Request<()>| {
         let calls = Calls(ChaosClientLayer::new(engine, "payments").layer(bare()));
         if layered {
-            allocations(
-                &mut ChaosLayer::new(engine).layer(calls),
-                tagged_test_traffic,
-            )
+            allocations(&mut ChaosLayer::new(engine).layer(calls), make)
         } else {
-            allocations(&mut Calls(bare()), tagged_test_traffic)
+            allocations(&mut Calls(bare()), make)
         }
     };
-    let baseline = outbound(&empty, false);
-    assert_eq!(outbound(&empty, true), baseline, "forwarded, no rules");
-    assert_eq!(outbound(&chaos, true), baseline, "forwarded, 100 rules");
+    for (name, make) in [
+        ("headers", tagged_test_traffic as fn() -> Request<()>),
+        ("baggage members", baggage_tagged),
+    ] {
+        let baseline = outbound(&empty, false, make);
+        assert_eq!(
+            outbound(&empty, true, make),
+            baseline,
+            "forwarded from {name}, no rules"
+        );
+        assert_eq!(
+            outbound(&chaos, true, make),
+            baseline,
+            "forwarded from {name}, 100 rules"
+        );
+    }
 
     // The counter works: a layer that injects is counted.
     let abort = Chaos::new();

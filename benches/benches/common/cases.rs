@@ -16,7 +16,19 @@ use tower_layer::Layer;
 
 pub(crate) type Err = std::io::Error;
 
-pub(crate) fn realistic(x_chaos: bool) -> Request<()> {
+/// How a case's request is tagged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// Not at all: the request every service serves.
+    None,
+    /// `x-chaos: scenario=…`, as a test or a GameDay tags its traffic.
+    XChaos,
+    /// The same as a `chaos` member of the request's own `baggage`, as a service in an
+    /// OpenTelemetry fleet receives it (read with the `otel` feature).
+    Baggage,
+}
+
+pub(crate) fn realistic(tag: Tag) -> Request<()> {
     let mut req = Request::get("/api/v1/orders/123").body(()).unwrap();
     for (k, v) in [
         ("host", "orders.internal"),
@@ -38,11 +50,20 @@ pub(crate) fn realistic(x_chaos: bool) -> Request<()> {
     ] {
         req.headers_mut().insert(k, HeaderValue::from_static(v));
     }
-    if x_chaos {
-        req.headers_mut().insert(
-            "x-chaos",
-            HeaderValue::from_static("scenario=some-other-test"),
-        );
+    match tag {
+        Tag::None => {}
+        Tag::XChaos => {
+            req.headers_mut().insert(
+                "x-chaos",
+                HeaderValue::from_static("scenario=some-other-test"),
+            );
+        }
+        Tag::Baggage => {
+            req.headers_mut().insert(
+                "baggage",
+                HeaderValue::from_static("user=1,tenant=acme,chaos=scenario%3Dsome-other-test"),
+            );
+        }
     }
     req
 }
@@ -89,45 +110,59 @@ pub(crate) fn bare()
 
 /// What is done with each case.
 pub(crate) trait Visit {
-    fn case<S>(&mut self, name: &str, svc: S, x_chaos: bool)
+    fn case<S>(&mut self, name: &str, svc: S, tag: Tag)
     where
         S: Service<Request<()>, Response = Response<Body>, Error = Err> + Clone;
 }
 
 /// Every case, in order: the bare service first (the baseline).
 pub(crate) fn all(v: &mut impl Visit) {
-    v.case("baseline_bare", bare(), false);
+    v.case("baseline_bare", bare(), Tag::None);
 
     // `build()`: the service holds its settings by reference count (one atomic increment
     // per clone); `build_static()`: by a `&'static` (a pointer copy).
     let empty = Chaos::new();
-    v.case("no_rules", ChaosLayer::new(&empty).layer(bare()), false);
+    v.case("no_rules", ChaosLayer::new(&empty).layer(bare()), Tag::None);
     v.case(
         "no_rules_static",
         ChaosLayer::builder(&empty).build_static().layer(bare()),
-        false,
+        Tag::None,
     );
 
     let hundred = engine(hundred_rules());
     let layer = ChaosLayer::builder(&hundred).target("orders").build();
-    v.case("rules_100_no_match", layer.layer(bare()), false);
+    v.case("rules_100_no_match", layer.layer(bare()), Tag::None);
     let leaked = ChaosLayer::builder(&hundred)
         .target("orders")
         .build_static();
-    v.case("rules_100_no_match_static", leaked.layer(bare()), false);
-    v.case("rules_100_no_match_x_chaos", layer.layer(bare()), true);
+    v.case("rules_100_no_match_static", leaked.layer(bare()), Tag::None);
+    v.case(
+        "rules_100_no_match_x_chaos",
+        layer.layer(bare()),
+        Tag::XChaos,
+    );
+    // The same tag in `baggage`, which an armed engine reads with the `otel` feature.
+    v.case(
+        "rules_100_no_match_baggage",
+        layer.layer(bare()),
+        Tag::Baggage,
+    );
     // Untagged traffic with no rules, but a request tagged by a test or a GameDay.
     v.case(
         "no_rules_x_chaos",
         ChaosLayer::new(&empty).layer(bare()),
-        true,
+        Tag::XChaos,
     );
 
     // The index: a thousand rules cost what a hundred do.
     let thousand = engine(rules_none_matching(1000));
     let layer = ChaosLayer::builder(&thousand).target("orders").build();
-    v.case("rules_1000_no_match", layer.layer(bare()), false);
-    v.case("rules_1000_no_match_x_chaos", layer.layer(bare()), true);
+    v.case("rules_1000_no_match", layer.layer(bare()), Tag::None);
+    v.case(
+        "rules_1000_no_match_x_chaos",
+        layer.layer(bare()),
+        Tag::XChaos,
+    );
 
     let delay0 = engine(
         RuleSet::parse(
@@ -139,12 +174,12 @@ pub(crate) fn all(v: &mut impl Visit) {
     v.case(
         "match_delay_0",
         ChaosLayer::new(&delay0).layer(bare()),
-        false,
+        Tag::None,
     );
     v.case(
         "match_delay_0_static",
         ChaosLayer::builder(&delay0).build_static().layer(bare()),
-        false,
+        Tag::None,
     );
 
     // Matched at rate 0: nothing injected, the request counted in the rule's control
@@ -159,7 +194,7 @@ pub(crate) fn all(v: &mut impl Visit) {
     v.case(
         "match_rate_0_control",
         ChaosLayer::new(&control).layer(bare()),
-        false,
+        Tag::None,
     );
 
     let peer = tower_resilience_chaos::ChaosLayer::builder()
@@ -168,11 +203,19 @@ pub(crate) fn all(v: &mut impl Visit) {
         .error_fn(|_req: &Request<()>| std::io::Error::other("chaos"))
         .latency_rate(0.0)
         .build();
-    v.case("tower_resilience_chaos_rate_0", peer.layer(bare()), false);
+    v.case(
+        "tower_resilience_chaos_rate_0",
+        peer.layer(bare()),
+        Tag::None,
+    );
 
     // The floor: a layer that does nothing (tower's `MapRequest` with the identity).
     let identity = tower::util::MapRequestLayer::new(|r: Request<()>| r);
-    v.case("tower_map_request_identity", identity.layer(bare()), false);
+    v.case(
+        "tower_map_request_identity",
+        identity.layer(bare()),
+        Tag::None,
+    );
 
     // What propagation alone costs a tower-http user: one header copied to the response.
     let propagate = tower_http::propagate_header::PropagateHeaderLayer::new(
@@ -181,7 +224,7 @@ pub(crate) fn all(v: &mut impl Visit) {
     v.case(
         "tower_http_propagate_header",
         propagate.layer(bare()),
-        false,
+        Tag::None,
     );
 
     let set_header = tower_http::set_header::SetRequestHeaderLayer::if_not_present(
@@ -191,6 +234,6 @@ pub(crate) fn all(v: &mut impl Visit) {
     v.case(
         "tower_http_set_request_header",
         set_header.layer(bare()),
-        false,
+        Tag::None,
     );
 }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue};
 
-use super::cache::{ContextCache, MAX_CACHED_BYTES};
+use super::cache::{ContextCache, Key, Source};
 use super::signature::SigningKeys;
 use super::{ChaosContext, Trust, XChaos, parse_test_traffic};
 use crate::headers;
@@ -48,12 +48,29 @@ impl Policy<'_> {
         x: Option<&HeaderValue>,
         tt: Option<&HeaderValue>,
     ) -> Option<ChaosContext> {
-        let (xb, tb) = (x.map(HeaderValue::as_bytes), tt.map(HeaderValue::as_bytes));
-        let cacheable = xb.is_none_or(|b| b.len() <= MAX_CACHED_BYTES);
-        if cacheable && let Some(hit) = self.cache.get(xb, tb) {
+        let key = Key {
+            source: Source::Headers,
+            x_chaos: x.map(HeaderValue::as_bytes),
+            test_traffic: tt.map(HeaderValue::as_bytes),
+        };
+        if key.fits()
+            && let Some(hit) = self.cache.get(&key)
+        {
             return hit;
         }
-        let mut clean = cacheable;
+        self.context_made(headers, x, tt, key.fits().then_some(key))
+    }
+
+    /// The context of these headers, parsed and judged (not found in the cache): kept
+    /// under `key`, if given, when it is made of tags and the mark only.
+    pub(crate) fn context_made(
+        &self,
+        headers: &HeaderMap,
+        x: Option<&HeaderValue>,
+        tt: Option<&HeaderValue>,
+        key: Option<Key<'_>>,
+    ) -> Option<ChaosContext> {
+        let mut clean = key.is_some();
         let test_traffic = match tt.map(|v| parse_test_traffic(v.as_bytes())) {
             None => false,
             Some(Ok(b)) => b,
@@ -112,7 +129,9 @@ impl Policy<'_> {
             // Tags and the mark only: the same bytes always make this context.
             let ctx = (!header.is_empty() || test_traffic)
                 .then(|| ChaosContext::shared(header, test_traffic));
-            self.cache.put(xb, tb, ctx.clone());
+            if let Some(key) = &key {
+                self.cache.put(key, ctx.clone());
+            }
             return ctx;
         }
         if header.is_empty() && !test_traffic {

@@ -239,8 +239,12 @@ impl Chaos {
         x: Option<&http::HeaderValue>,
         tt: Option<&http::HeaderValue>,
     ) -> Option<ChaosContext> {
+        self.policy(&self.compiled()).context(headers, x, tt)
+    }
+
+    /// What inbound chaos headers are judged by, under `compiled`.
+    pub(crate) fn policy<'a>(&'a self, compiled: &'a Compiled) -> Policy<'a> {
         let s = &*self.shared;
-        let compiled = self.compiled();
         Policy {
             limits: &compiled.set.limits,
             allow_directives: compiled.set.allow_directives,
@@ -251,7 +255,6 @@ impl Chaos {
             #[cfg(feature = "otel")]
             metrics: &s.metrics,
         }
-        .context(headers, x, tt)
     }
 
     /// The steady state recorded at `point` for `target`, made on first use; every adapter

@@ -6,6 +6,8 @@ use opentelemetry::Context;
 
 use super::Chaos;
 use crate::context::ChaosContext;
+use crate::context::cache::{Key, Source};
+use crate::headers;
 use crate::otel;
 
 impl Chaos {
@@ -21,8 +23,27 @@ impl Chaos {
     /// let ctx = chaos.context_from_baggage(&headers).unwrap();
     /// assert!(ctx.has_scenario("gameday-7") && ctx.is_test_traffic());
     /// ```
+    ///
+    /// Baggage tagged the way many requests are (a scenario tag, the test-traffic mark) is
+    /// found again by its members' bytes once seen, as `x-chaos` is: a scan of the header
+    /// and a look-up, no allocation.
     pub fn context_from_baggage(&self, headers: &HeaderMap) -> Option<ChaosContext> {
-        self.context_from_headers(&otel::ours_from_headers(headers)?)
+        let raw = otel::raw_members(headers)?;
+        let key = Key {
+            source: Source::Baggage,
+            x_chaos: raw.chaos,
+            test_traffic: raw.test_traffic,
+        };
+        let compiled = self.compiled();
+        if key.fits()
+            && let Some(hit) = compiled.contexts.get(&key)
+        {
+            return hit;
+        }
+        let decoded = raw.to_headers();
+        let (x, tt) = headers::context_values(&decoded)?;
+        self.policy(&compiled)
+            .context_made(&decoded, x, tt, key.fits().then_some(key))
     }
 
     /// The chaos context in an OpenTelemetry context's baggage (the members of
@@ -54,6 +75,7 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+    use crate::headers::{X_CHAOS, X_TEST_TRAFFIC};
     use crate::otel::{BAGGAGE, bag, strip_baggage, write_baggage};
 
     #[test]
@@ -69,6 +91,67 @@ mod tests {
         assert!(ctx.is_test_traffic());
         strip_baggage(&mut h);
         assert_eq!(bag(&h), ["user=1"]);
+    }
+
+    fn baggage(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(BAGGAGE, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn baggage_tags_are_kept_by_their_bytes_as_they_travel() {
+        let chaos = Chaos::new();
+        let key = Key {
+            source: Source::Baggage,
+            x_chaos: Some(b"scenario%3Dg7"),
+            test_traffic: Some(b"1"),
+        };
+        assert!(chaos.compiled().contexts.get(&key).is_none());
+        let first = chaos
+            .context_from_baggage(&baggage("user=1,chaos=scenario%3Dg7;p=1,test-traffic=1"))
+            .unwrap();
+        assert!(first.has_scenario("g7") && first.is_test_traffic());
+        // Kept under the members' own bytes, whatever else the baggage holds...
+        let kept = chaos.compiled().contexts.get(&key).expect("kept");
+        assert!(kept.is_some_and(|c| c.has_scenario("g7") && c.is_test_traffic()));
+        let again = chaos
+            .context_from_baggage(&baggage("session=9, test-traffic=1 ,chaos= scenario%3Dg7"))
+            .unwrap();
+        assert!(again.has_scenario("g7") && again.is_test_traffic());
+        // ... and not as headers: the same bytes in `x-chaos` say something else.
+        let as_headers = Key {
+            source: Source::Headers,
+            ..key
+        };
+        assert!(chaos.compiled().contexts.get(&as_headers).is_none());
+        let mut h = HeaderMap::new();
+        h.insert(X_CHAOS, HeaderValue::from_static("scenario%3Dg7"));
+        h.insert(X_TEST_TRAFFIC, HeaderValue::from_static("1"));
+        assert!(
+            chaos
+                .context_from_headers(&h)
+                .is_none_or(|c| !c.has_scenario("g7"))
+        );
+
+        // Directives are judged every time (their trust is a signature's): never kept.
+        let directive = Key {
+            source: Source::Baggage,
+            x_chaos: Some(b"abort%3D503"),
+            test_traffic: None,
+        };
+        for _ in 0..2 {
+            let ctx = chaos
+                .context_from_baggage(&baggage("chaos=abort%3D503"))
+                .unwrap();
+            assert!(!ctx.is_trusted() && ctx.active_directives().next().is_none());
+        }
+        assert!(chaos.compiled().contexts.get(&directive).is_none());
+        assert_eq!(
+            chaos.snapshot().stats.directives_refused,
+            2,
+            "refused each time"
+        );
     }
 
     #[test]

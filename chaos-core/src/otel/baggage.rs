@@ -1,12 +1,11 @@
 //! Our members of W3C `baggage`: found, written (merged), stripped.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 
 use super::BAGGAGE;
 use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
@@ -39,31 +38,93 @@ fn our_key(member: &str) -> Option<&'static str> {
         .find(|k| *k == key)
 }
 
-/// The value of one of our members, percent-decoded, without its properties.
-fn member_value(member: &str) -> Option<Cow<'_, str>> {
-    let (_, rest) = member.split_once('=')?;
-    let value = rest.split(';').next()?.trim();
-    Some(percent_decode_str(value).decode_utf8_lossy())
+/// Our members of a request's `baggage` as they travel (each value still percent-encoded,
+/// without its properties; of a key given twice, the last), borrowed from the headers:
+/// what the engine's context cache knows a baggage-tagged request by, so such a request
+/// costs a scan and a look-up, not a decode and a parse.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawMembers<'a> {
+    pub(crate) chaos: Option<&'a [u8]>,
+    pub(crate) signature: Option<&'a [u8]>,
+    pub(crate) test_traffic: Option<&'a [u8]>,
 }
 
-/// Our members of a request's `baggage`, as the chaos headers they stand for (`None`
-/// when there are none), for the engine to check as it checks headers.
-pub(crate) fn ours_from_headers(headers: &HeaderMap) -> Option<HeaderMap> {
-    let mut found: Option<HeaderMap> = None;
+/// Our members of a request's `baggage` (`None` when there are none), allocating nothing.
+/// A line that is no text (a byte outside visible ASCII and tab) is skipped whole, as
+/// [`strip_baggage`] keeps it whole.
+pub(crate) fn raw_members(headers: &HeaderMap) -> Option<RawMembers<'_>> {
+    let mut found = RawMembers::default();
     for v in headers.get_all(&BAGGAGE) {
-        if !names_ours(v.as_bytes()) {
-            continue;
-        }
-        let Ok(s) = v.to_str() else { continue };
-        for member in s.split(',') {
-            let Some(key) = our_key(member) else { continue };
-            let Some(value) = member_value(member) else {
-                continue;
-            };
-            put(found.get_or_insert_with(HeaderMap::new), key, &value);
+        let v = v.as_bytes();
+        if names_ours(v) {
+            line_members(v, &mut found);
         }
     }
-    found
+    (found != RawMembers::default()).then_some(found)
+}
+
+/// Our members of one `baggage` line, over those found before: one pass over its bytes,
+/// which also checks that they are text.
+fn line_members<'a>(v: &'a [u8], found: &mut RawMembers<'a>) {
+    let mut line = RawMembers::default();
+    let mut start = 0;
+    for (i, &b) in v.iter().enumerate() {
+        if b == b',' {
+            member(&v[start..i], &mut line);
+            start = i + 1;
+        } else if b != b'\t' && !(b' '..0x7f).contains(&b) {
+            return;
+        }
+    }
+    member(&v[start..], &mut line);
+    for (to, from) in [
+        (&mut found.chaos, line.chaos),
+        (&mut found.signature, line.signature),
+        (&mut found.test_traffic, line.test_traffic),
+    ] {
+        if from.is_some() {
+            *to = from;
+        }
+    }
+}
+
+/// One list member (`key=value;properties`, white space around each part), into `found`
+/// if it is one of ours.
+fn member<'a>(m: &'a [u8], found: &mut RawMembers<'a>) {
+    let m = m.trim_ascii_start();
+    if !(m.starts_with(CHAOS.as_bytes()) || m.starts_with(TEST_TRAFFIC.as_bytes())) {
+        return;
+    }
+    let Some(eq) = m.iter().position(|&b| b == b'=') else {
+        return;
+    };
+    let slot = match m[..eq].trim_ascii_end() {
+        b"chaos" => &mut found.chaos,
+        b"chaos-signature" => &mut found.signature,
+        b"test-traffic" => &mut found.test_traffic,
+        _ => return,
+    };
+    let value = &m[eq + 1..];
+    let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+    *slot = Some(value[..end].trim_ascii());
+}
+
+impl RawMembers<'_> {
+    /// The chaos headers these members stand for, percent-decoded (a member whose decoded
+    /// value is no header value is left out), for the engine to check as it checks headers.
+    pub(crate) fn to_headers(self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (key, value) in [
+            (CHAOS, self.chaos),
+            (SIGNATURE, self.signature),
+            (TEST_TRAFFIC, self.test_traffic),
+        ] {
+            if let Some(v) = value {
+                put(&mut headers, key, &percent_decode(v).decode_utf8_lossy());
+            }
+        }
+        headers
+    }
 }
 
 /// Our members of an OpenTelemetry context's baggage, as the chaos headers they stand for.
@@ -254,6 +315,44 @@ mod tests {
         assert!(!names_ours(b"user=chaos,tenant=test-traffic"));
         assert!(!names_ours(b""));
         assert!(!names_ours(b"user=1,tenant=acme"));
+    }
+
+    #[test]
+    fn our_members_are_read_as_they_travel() {
+        let lines = |vs: &[&'static [u8]]| {
+            let mut h = HeaderMap::new();
+            for v in vs {
+                h.append(BAGGAGE, HeaderValue::from_bytes(v).unwrap());
+            }
+            h
+        };
+        let h = lines(&[b"user=1, chaos = scenario%3Da ;p=1,\ttest-traffic=1 "]);
+        assert_eq!(
+            raw_members(&h),
+            Some(RawMembers {
+                chaos: Some(b"scenario%3Da"),
+                signature: None,
+                test_traffic: Some(b"1"),
+            })
+        );
+        assert_eq!(
+            raw_members(&h).unwrap().to_headers().get(X_CHAOS).unwrap(),
+            "scenario=a"
+        );
+        // Across lines, the last of a key; foreign keys that start like ours are not ours.
+        let h = lines(&[
+            b"chaos=scenario%3Da,chaosmonkey=3",
+            b"tenant=acme,chaos=scenario%3Db;p,chaos-signature=t%3D1",
+        ]);
+        let m = raw_members(&h).unwrap();
+        assert_eq!(
+            (m.chaos, m.signature, m.test_traffic),
+            (Some(&b"scenario%3Db"[..]), Some(&b"t%3D1"[..]), None)
+        );
+        // Nothing of ours, or only in a line that is no text: none.
+        assert_eq!(raw_members(&lines(&[b"chaosmonkey=3,user=chaos"])), None);
+        assert_eq!(raw_members(&lines(&[b"chaos=scenario%3Da,u=\xff"])), None);
+        assert_eq!(raw_members(&HeaderMap::new()), None);
     }
 
     #[test]

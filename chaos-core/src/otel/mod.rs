@@ -53,7 +53,7 @@ mod metrics;
 pub(crate) use self::baggage::bag;
 pub use self::baggage::strip_baggage;
 pub(crate) use self::baggage::{
-    our_members, ours_from_headers, ours_from_otel, write_baggage, write_members,
+    our_members, ours_from_otel, raw_members, write_baggage, write_members,
 };
 pub(crate) use self::metrics::{Metrics, RuleAttrs};
 
