@@ -55,7 +55,7 @@ impl Key<'_> {
     /// Whether a context made from these bytes may be kept (its `x-chaos` value is short
     /// enough).
     #[inline]
-    pub(crate) fn fits(&self) -> bool {
+    fn fits(&self) -> bool {
         self.x_chaos.is_none_or(|b| b.len() <= MAX_CACHED_BYTES)
     }
 }
@@ -90,6 +90,21 @@ impl ContextCache {
             && e.x_chaos.as_deref() == key.x_chaos
             && e.test_traffic.as_deref() == key.test_traffic)
             .then(|| e.ctx.clone())
+    }
+
+    /// The context kept under `key`, else the one `make` makes (given `key` to keep it
+    /// under, when the bytes are short enough to be kept).
+    #[inline]
+    pub(crate) fn get_or_make<'k>(
+        &self,
+        key: Key<'k>,
+        make: impl FnOnce(Option<Key<'k>>) -> Option<ChaosContext>,
+    ) -> Option<ChaosContext> {
+        let fits = key.fits();
+        if fits && let Some(hit) = self.get(&key) {
+            return hit;
+        }
+        make(fits.then_some(key))
     }
 
     /// Keeps the context made from `key`'s bytes (which the caller judged cacheable), if

@@ -53,12 +53,8 @@ impl Policy<'_> {
             x_chaos: x.map(HeaderValue::as_bytes),
             test_traffic: tt.map(HeaderValue::as_bytes),
         };
-        if key.fits()
-            && let Some(hit) = self.cache.get(&key)
-        {
-            return hit;
-        }
-        self.context_made(headers, x, tt, key.fits().then_some(key))
+        self.cache
+            .get_or_make(key, |key| self.context_made(headers, x, tt, key))
     }
 
     /// The context of these headers, parsed and judged (not found in the cache): kept

@@ -35,15 +35,12 @@ impl Chaos {
             test_traffic: raw.test_traffic,
         };
         let compiled = self.compiled();
-        if key.fits()
-            && let Some(hit) = compiled.contexts.get(&key)
-        {
-            return hit;
-        }
-        let decoded = raw.to_headers();
-        let (x, tt) = headers::context_values(&decoded)?;
-        self.policy(&compiled)
-            .context_made(&decoded, x, tt, key.fits().then_some(key))
+        compiled.contexts.get_or_make(key, |key| {
+            // Not seen before (or not kept): decoded and judged as the headers they stand for.
+            let decoded = raw.to_headers();
+            let (x, tt) = headers::context_values(&decoded)?;
+            self.policy(&compiled).context_made(&decoded, x, tt, key)
+        })
     }
 
     /// The chaos context in an OpenTelemetry context's baggage (the members of
