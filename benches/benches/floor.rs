@@ -35,7 +35,7 @@ use std::pin::pin;
 use std::task::{Context, Waker};
 
 use chaos_core::{Chaos, ChaosContext, Point, RequestView};
-use criterion::{BatchSize, Criterion, criterion_group};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderName, Request};
 use tower::ServiceExt;
 
@@ -176,7 +176,4 @@ criterion_group! {
     targets = benches
 }
 
-fn main() {
-    group();
-    Criterion::default().configure_from_args().final_summary();
-}
+criterion_main!(group);

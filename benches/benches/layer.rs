@@ -23,7 +23,7 @@ mod common;
 use std::hint::black_box;
 
 use axum::body::Body;
-use criterion::{BatchSize, Criterion, criterion_group};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
 
@@ -89,7 +89,4 @@ criterion_group! {
     targets = benches
 }
 
-fn main() {
-    group();
-    Criterion::default().configure_from_args().final_summary();
-}
+criterion_main!(group);
