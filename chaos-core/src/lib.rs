@@ -151,6 +151,7 @@ mod index;
 mod inject;
 #[cfg(feature = "test-util")]
 mod journal;
+mod known;
 mod log;
 mod names;
 pub mod observe;
@@ -173,15 +174,16 @@ mod window;
 
 pub use self::context::{ChaosContext, ChaosFutureExt};
 pub use self::decision::{
-    AbortInfo, Breach, CohortFigures, CohortsSnapshot, GuardState, RampStatus,
+    AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, RampStatus,
 };
 pub use self::engine::{
-    Budget, Builder, Chaos, EngineStats, Event, RuleCounters, RuleSnapshot, RuleStatus,
-    ServiceGuardSnapshot, Snapshot,
+    AbortCount, Budget, Builder, Chaos, EngineStats, Event, ReasonCount, RuleCounters,
+    RuleSnapshot, RuleStatus, ServiceGuardSnapshot, Snapshot,
 };
 pub use self::inject::{Action, Decision, InjectedFault, Injection, Wait};
 #[cfg(feature = "http-body")]
 pub use self::inject::{HttpAction, HttpSide};
+pub use self::known::{KnownTarget, TargetWarning};
 pub use self::observe::Observation;
 pub use self::request::{Point, RequestView};
 pub use self::steady::{Observed, SteadyState};

@@ -7,6 +7,23 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The bounds, in seconds, of the exported latency histograms: OpenTelemetry's HTTP
+/// duration advice, extended to 30 s for injected hangs and long delays. The `otel`
+/// instruments and the Prometheus text of the admin API use the same, so one query serves
+/// both.
+pub(crate) const SECONDS: [f64; 17] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0,
+    30.0,
+];
+
+/// The exported bucket of `latency`: the first bound it does not exceed, or the last
+/// (`+Inf`) bucket.
+#[inline]
+pub(crate) fn seconds_bucket(latency: Duration) -> usize {
+    let s = latency.as_secs_f64();
+    SECONDS.partition_point(|b| *b < s)
+}
+
 /// Latency buckets: two per power of two, from 64 µs to about a minute.
 pub(crate) const BUCKETS: usize = 40;
 /// Slots per window.

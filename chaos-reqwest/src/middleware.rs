@@ -156,6 +156,9 @@ impl ChaosMiddlewareBuilder {
 
     /// The middleware.
     pub fn build(self) -> ChaosMiddleware {
+        if let Some(t) = &self.target {
+            self.chaos.declare("client", t);
+        }
         ChaosMiddleware {
             steady: self
                 .chaos
@@ -194,16 +197,21 @@ impl ChaosMiddleware {
             {
                 c.forward_to(req.headers_mut());
             }
+            let per_call = ext.get::<ChaosTarget>().map(ChaosTarget::as_str);
+            if self.target.is_none() || per_call.is_some() {
+                // A target that comes with the call is known once it is seen, armed or not.
+                let host = req.url().host_str().unwrap_or("");
+                self.chaos.declare(
+                    "client",
+                    per_call.or(self.target.as_deref()).unwrap_or(host),
+                );
+            }
             let Some(obs) = obs else {
                 return Decision::Pass;
             };
             let url = req.url();
             let host = url.host_str().unwrap_or("");
-            let target = ext
-                .get::<ChaosTarget>()
-                .map(ChaosTarget::as_str)
-                .or(self.target.as_deref())
-                .unwrap_or(host);
+            let target = per_call.or(self.target.as_deref()).unwrap_or(host);
             self.chaos.decide_observed(
                 &RequestView::new(Point::Client, target)
                     .method(req.method())

@@ -39,6 +39,7 @@ impl fmt::Debug for Target {
 
 impl Target {
     pub(crate) fn new(chaos: &Chaos, name: Arc<str>) -> Target {
+        chaos.declare("sql", &name);
         Target {
             steady: chaos.steady_state("sql", &name),
             chaos: chaos.clone(),

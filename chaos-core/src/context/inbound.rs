@@ -24,6 +24,40 @@ pub(crate) struct HeaderCounters {
     pub(crate) header_rejected: AtomicU64,
     pub(crate) signature_rejected: AtomicU64,
     pub(crate) directives_refused: AtomicU64,
+    /// The same refusals by their stable code ([`REJECT_CODES`], then any other).
+    by_code: [AtomicU64; REJECT_CODES.len() + 1],
+}
+
+/// The stable codes a refused part of a request's chaos headers is counted under: those of
+/// [`HeaderError::code`](super::HeaderError::code), `bad_signature` and
+/// `directives_refused`.
+pub(crate) const REJECT_CODES: [&str; 11] = [
+    "syntax",
+    "unknown_key",
+    "bad_value",
+    "bad_param",
+    "above_ceiling",
+    "too_long",
+    "too_many_items",
+    "not_ascii",
+    "bad_test_traffic",
+    "bad_signature",
+    "directives_refused",
+];
+
+impl HeaderCounters {
+    /// The refusals by code, `other` for a code not in [`REJECT_CODES`]; codes never seen
+    /// are left out.
+    pub(crate) fn by_code(&self) -> Vec<(&'static str, u64)> {
+        REJECT_CODES
+            .iter()
+            .copied()
+            .chain(["other"])
+            .zip(&self.by_code)
+            .map(|(c, n)| (c, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }
 
 /// What the policy is judged against: the engine's limits, settings and keys.
@@ -140,6 +174,11 @@ impl Policy<'_> {
     /// `code` in `chaos.header_rejected`, and logged, rate-limited.
     fn refuse(&self, counter: &AtomicU64, code: &'static str, what: &dyn std::fmt::Display) {
         counter.fetch_add(1, Ordering::Relaxed);
+        let i = REJECT_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(REJECT_CODES.len());
+        self.counters.by_code[i].fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "otel")]
         self.metrics.header_rejected(code);
         if let Some(held) = self.warn.allow() {

@@ -21,7 +21,9 @@ pub(crate) use self::rng::RngSource;
 pub(crate) use self::rules::{Compiled, Removed};
 use self::rules::{CompiledRule, Sticky};
 pub(crate) use self::state::RuleState;
-pub use self::watch::{AbortInfo, Breach, CohortFigures, CohortsSnapshot, GuardState, RampStatus};
+pub use self::watch::{
+    AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, RampStatus,
+};
 pub(crate) use self::watch::{Cohort, absolute_breach};
 use crate::context::ChaosContext;
 use crate::request::RequestView;

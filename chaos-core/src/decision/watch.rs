@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::rules::{Dur, Guard, Rate, Rule, Timestamp};
-use crate::window::{Sum, Window, quantile};
+use crate::window::{SECONDS, Sum, Window, quantile, seconds_bucket};
 
 /// The window of a rule without a guard, for the snapshot's figures.
 pub(crate) const DEFAULT_SPAN: Duration = Duration::from_secs(60);
@@ -32,7 +32,12 @@ pub(crate) enum Cohort {
 /// One cohort's outcomes: exact totals, and a window for the guard.
 struct CohortStats {
     window: Window,
-    requests: AtomicU64,
+    /// Requests by exported latency bucket ([`SECONDS`], then `+Inf`) since the rule was
+    /// loaded: their sum is the request count, so the count and the histogram cannot
+    /// disagree.
+    duration: [AtomicU64; SECONDS.len() + 1],
+    /// Their latencies added up, in nanoseconds.
+    duration_ns: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -40,10 +45,44 @@ impl CohortStats {
     fn new(base: Instant, span: Duration) -> CohortStats {
         CohortStats {
             window: Window::new(base, span),
-            requests: AtomicU64::new(0),
+            duration: std::array::from_fn(|_| AtomicU64::new(0)),
+            duration_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         }
     }
+
+    fn requests(&self) -> u64 {
+        self.duration
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn histogram(&self) -> DurationHistogram {
+        DurationHistogram {
+            bounds: &SECONDS,
+            counts: self
+                .duration
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            sum: Duration::from_nanos(self.duration_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// The latencies of a cohort's requests since its rule was loaded, as a histogram with the
+/// bounds the `otel` instrument `chaos.cohort.duration` has: what the admin API's
+/// Prometheus text exports as `chaos_cohort_duration_seconds`.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DurationHistogram {
+    /// The buckets' upper bounds, in seconds (a value equal to a bound is in its bucket).
+    pub bounds: &'static [f64],
+    /// Requests per bucket (not cumulative); one more than `bounds`, the last for `+Inf`.
+    pub counts: Vec<u64>,
+    /// Their latencies added up.
+    pub sum: Duration,
 }
 
 struct Cohorts {
@@ -115,6 +154,10 @@ pub struct CohortFigures {
     /// The 99th percentile latency in the window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99: Option<Dur>,
+    /// Every request's latency since the rule was loaded (not in the JSON: the admin
+    /// API's Prometheus text exports it).
+    #[serde(skip)]
+    pub duration: DurationHistogram,
 }
 
 /// A rule's cohorts over its window.
@@ -260,7 +303,11 @@ impl Watch {
             Cohort::Experiment => &c.experiment,
             Cohort::Control => &c.control,
         };
-        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.duration[seconds_bucket(latency)].fetch_add(1, Ordering::Relaxed);
+        stats.duration_ns.fetch_add(
+            u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         if error {
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -391,10 +438,21 @@ impl Watch {
             Cohort::Experiment => &c.experiment,
             Cohort::Control => &c.control,
         };
-        (
-            s.requests.load(Ordering::Relaxed),
-            s.errors.load(Ordering::Relaxed),
-        )
+        (s.requests(), s.errors.load(Ordering::Relaxed))
+    }
+
+    fn histogram(&self, cohort: Cohort) -> DurationHistogram {
+        match self.cohorts.get() {
+            None => DurationHistogram {
+                bounds: &SECONDS,
+                counts: vec![0; SECONDS.len() + 1],
+                sum: Duration::ZERO,
+            },
+            Some(c) => match cohort {
+                Cohort::Experiment => c.experiment.histogram(),
+                Cohort::Control => c.control.histogram(),
+            },
+        }
     }
 
     fn sums(&self, now: Instant) -> (Sum, Sum) {
@@ -506,6 +564,7 @@ impl Watch {
                 error_rate: sum.error_rate(),
                 p50: quantile(&sum.hist, 0.5).map(Dur),
                 p99: quantile(&sum.hist, 0.99).map(Dur),
+                duration: self.histogram(cohort),
             }
         };
         CohortsSnapshot {

@@ -95,9 +95,8 @@ impl Chaos {
         if changed && killed {
             tracing::warn!(target: "chaos", "kill switch on: no new injections, in-flight delays released");
             // A flip, not an engine built with the switch on.
-            #[cfg(feature = "otel")]
             if s.built.load(Ordering::Relaxed) {
-                self.metrics().abort("*", "kill_switch");
+                self.count_abort("*", "kill_switch");
             }
             self.events().emit(Event::Killed);
         } else if changed {

@@ -92,19 +92,13 @@ impl Chaos {
 
     /// Aborts a rule's state; an event, a warning and a count (under `code`: `guard`,
     /// `service_guard`, `manual`) the first time.
-    pub(crate) fn abort_state(
-        &self,
-        rule: &RuleState,
-        info: AbortInfo,
-        #[cfg_attr(not(feature = "otel"), allow(unused_variables))] code: &'static str,
-    ) {
+    pub(crate) fn abort_state(&self, rule: &RuleState, info: AbortInfo, code: &'static str) {
         let reason = info.reason.clone();
         let breach = info.breach.clone();
         if rule.abort(info) {
             self.bump_version();
             tracing::warn!(target: "chaos", rule = &*rule.id, reason, "rule aborted");
-            #[cfg(feature = "otel")]
-            self.metrics().abort(&rule.id, code);
+            self.count_abort(&rule.id, code);
             self.events().emit(Event::RuleAborted {
                 rule: rule.id.to_string(),
                 reason,
@@ -118,8 +112,7 @@ impl Chaos {
         self.bump_version();
         let (max, _) = rule.watch.budget().unwrap_or_default();
         tracing::info!(target: "chaos", rule = &*rule.id, max_errors = max, "error budget spent: rule retired");
-        #[cfg(feature = "otel")]
-        self.metrics().abort(&rule.id, "budget");
+        self.count_abort(&rule.id, "budget");
         self.events().emit(Event::RuleRetired {
             rule: rule.id.to_string(),
             reason: format!("error budget spent: {max} user-visible errors"),

@@ -25,13 +25,17 @@ pub use self::builder::Builder;
 pub use self::events::Event;
 pub use self::guard::ServiceGuardSnapshot;
 pub(crate) use self::kill::KillSwitch;
-pub use self::snapshot::{Budget, EngineStats, RuleCounters, RuleSnapshot, RuleStatus, Snapshot};
+pub use self::snapshot::{
+    AbortCount, Budget, EngineStats, ReasonCount, RuleCounters, RuleSnapshot, RuleStatus, Snapshot,
+};
 use crate::context::ChaosContext;
 use crate::context::inbound::{HeaderCounters, Policy};
 use crate::context::signature::SigningKeys;
 use crate::decision::{Compiled, Decider, Removed, RngSource};
 use crate::headers;
+use crate::known::{Known, KnownTarget, TargetWarning};
 use crate::log::RateLimited;
+use crate::rules::Rule;
 use crate::rules::RulesError;
 use crate::steady::{Registry, SteadyState};
 
@@ -95,6 +99,7 @@ struct Shared {
     warn_headers: RateLimited,
     warn_reload: RateLimited,
     steady: Registry,
+    known: Known,
     service: guard::ServiceGuard,
     removed: Removed,
     /// What lives as long as the engine (the `CHAOS_RULES` file watch).
@@ -115,6 +120,9 @@ struct Stats {
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     injected: AtomicU64,
+    /// Rules stopped, by rule and reason, for the life of the process (a rule removed
+    /// keeps its count). Written only when a rule stops.
+    aborts: Mutex<std::collections::BTreeMap<(Box<str>, &'static str), u64>>,
 }
 
 impl Shared {
@@ -142,6 +150,7 @@ impl Shared {
             warn_headers: RateLimited::new(Duration::from_secs(10)),
             warn_reload: RateLimited::new(Duration::from_secs(10)),
             steady: Registry::default(),
+            known: Known::default(),
             service: guard::ServiceGuard::new(),
             removed: Removed::default(),
             kept: Mutex::new(Vec::new()),
@@ -268,6 +277,48 @@ impl Chaos {
         self.shared.steady.all()
     }
 
+    /// Declares that this process has `point` with `target`: a rule for it can fire here.
+    /// Every adapter of this workspace declares its point and target when it is built, and
+    /// notes a target that comes with each call (a reqwest host, [`Chaos::inject`]) the
+    /// first time it sees it, whether or not any rule is loaded. An adapter of your own
+    /// does the same. After the first time for a pair, this is one load and a scan: no
+    /// lock, no allocation.
+    #[inline]
+    pub fn declare(&self, point: &str, target: &str) {
+        self.shared.known.note(point, target);
+    }
+
+    /// The points and targets this process has (see [`declare`](Chaos::declare)), sorted.
+    /// At most 1024 are kept.
+    pub fn known_targets(&self) -> Vec<KnownTarget> {
+        self.shared.known.all()
+    }
+
+    /// A warning for each of `rules` whose point and target this process has never seen,
+    /// so it cannot fire here, with the targets its point has seen instead. The admin API
+    /// answers rule changes with these. None when more pairs were seen than are kept.
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    /// use chaos_core::rules::{Abort, Fault, Rule};
+    ///
+    /// let chaos = Chaos::new();
+    /// chaos.declare("client", "backend");
+    /// let typo = Rule::new("backend-down", "client", Fault::Abort(Abort::http(503))).with_target("backnd");
+    /// let w = chaos.target_warnings(&[typo]);
+    /// assert_eq!(
+    ///     w[0].to_string(),
+    ///     "rule `backend-down`: this instance has no `client` point with target `backnd`; \
+    ///      targets this point has seen: backend"
+    /// );
+    /// ```
+    pub fn target_warnings<'a>(
+        &self,
+        rules: impl IntoIterator<Item = &'a Rule>,
+    ) -> Vec<TargetWarning> {
+        self.shared.known.warnings(rules)
+    }
+
     // ---- for the rest of the crate -------------------------------------------------
 
     /// The rules in force.
@@ -282,6 +333,34 @@ impl Chaos {
             rng: &self.shared.rng,
             global: &self.shared.global_active,
         }
+    }
+
+    /// A rule stopped (`rule` is `*` for the kill switch turning on), under `reason`:
+    /// `guard`, `service_guard`, `budget`, `manual` or `kill_switch`.
+    #[cold]
+    pub(crate) fn count_abort(&self, rule: &str, reason: &'static str) {
+        *self
+            .shared
+            .stats
+            .aborts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((rule.into(), reason))
+            .or_default() += 1;
+        #[cfg(feature = "otel")]
+        self.metrics().abort(rule, reason);
+    }
+
+    /// Every count of [`count_abort`](Self::count_abort): rule, reason, count.
+    pub(crate) fn abort_counts(&self) -> Vec<(String, &'static str, u64)> {
+        self.shared
+            .stats
+            .aborts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((r, why), n)| (r.to_string(), *why, *n))
+            .collect()
     }
 
     pub(crate) fn kill_switch(&self) -> &Arc<KillSwitch> {

@@ -76,6 +76,22 @@ impl Chaos {
             allow_directives: compiled.set.allow_directives,
             service_guard: self.service_guard_snapshot(),
             rules,
+            known_targets: self.known_targets(),
+            aborts: self
+                .abort_counts()
+                .into_iter()
+                .map(|(rule, reason, count)| AbortCount {
+                    rule,
+                    reason,
+                    count,
+                })
+                .collect(),
+            header_rejected_by_reason: s
+                .headers
+                .by_code()
+                .into_iter()
+                .map(|(reason, count)| ReasonCount { reason, count })
+                .collect(),
             stats: EngineStats {
                 injected: s.injected.load(Ordering::Relaxed),
                 active: self.shared.global_active.load(Ordering::Relaxed),
@@ -118,8 +134,40 @@ pub struct Snapshot {
     pub service_guard: Option<ServiceGuardSnapshot>,
     /// Each rule, in order.
     pub rules: Vec<RuleSnapshot>,
+    /// The points and targets this process has ([`Chaos::known_targets`]): where a rule
+    /// can fire here.
+    pub known_targets: Vec<crate::KnownTarget>,
     /// Engine-wide counters.
     pub stats: EngineStats,
+    /// Rules stopped since the process started, by rule and reason (`guard`,
+    /// `service_guard`, `budget`, `manual`; `rule: "*"` with `kill_switch` for each time
+    /// the kill switch turned on). A rule removed keeps its counts.
+    pub aborts: Vec<AbortCount>,
+    /// Parts of chaos headers refused, by their stable code (as `chaos.header_rejected`
+    /// counts them): codes never seen are left out.
+    pub header_rejected_by_reason: Vec<ReasonCount>,
+}
+
+/// How often a rule stopped for one reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct AbortCount {
+    /// The rule, or `*` for the kill switch.
+    pub rule: String,
+    /// Why: `guard`, `service_guard`, `budget`, `manual` or `kill_switch`.
+    pub reason: &'static str,
+    /// How many times.
+    pub count: u64,
+}
+
+/// How often something was refused for one reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReasonCount {
+    /// The stable code.
+    pub reason: &'static str,
+    /// How many times.
+    pub count: u64,
 }
 
 /// One rule with its state and counters.

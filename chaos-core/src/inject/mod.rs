@@ -417,6 +417,7 @@ impl Chaos {
         work: F,
         failed: impl FnOnce(&F::Output) -> bool,
     ) -> Result<F::Output, InjectedFault> {
+        self.declare(point, target);
         let Some(mut obs) = self.observe() else {
             return Ok(work.await);
         };

@@ -11,13 +11,7 @@ use super::{
     INJECTIONS,
 };
 use crate::rules::{Fault, Mode, Rule};
-
-/// Latency buckets, in seconds (OpenTelemetry's HTTP duration advice, extended to 30 s for
-/// injected hangs and long delays).
-const SECONDS: [f64; 17] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0,
-    30.0,
-];
+use crate::window::SECONDS;
 
 /// The instruments, made on first use.
 struct Instruments {

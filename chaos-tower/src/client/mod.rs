@@ -101,6 +101,7 @@ impl ChaosClientLayer {
         forward: bool,
     ) -> ChaosClientLayer {
         let target = target.into();
+        chaos.declare("client", &target);
         ChaosClientLayer {
             shared: Handle::counted(Shared {
                 chaos: chaos.clone(),

@@ -155,6 +155,7 @@ impl ChaosLayerBuilder {
     }
 
     fn settings(self) -> Shared {
+        self.chaos.declare("server", &self.target);
         Shared {
             steady: self.chaos.steady_state("server", &self.target),
             chaos: self.chaos,

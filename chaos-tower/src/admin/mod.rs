@@ -2,13 +2,28 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `GET /chaos/rules` | rules with their state and counters, engine counters | 200, the engine's [`Snapshot`](chaos_core::Snapshot) as JSON |
+//! | `GET /chaos/rules` | rules with their state and counters, engine counters, the points and targets this process has (`known_targets`) | 200, the engine's [`Snapshot`](chaos_core::Snapshot) as JSON |
 //! | `GET /chaos/document` | the rules document in force, as `PUT /chaos/rules` takes it (`chaosctl apply` keeps it to put it back) | 200, the [`RuleSet`] as JSON |
-//! | `PUT /chaos/rules` | replaces every rule (a rules document) | 200 `{"version": N}`; 400 with the reason, rules unchanged |
-//! | `POST /chaos/rules` | adds one rule | 201 `{"version": N}`; 400 with the reason (bad rule, id taken) |
+//! | `PUT /chaos/rules` | replaces every rule (a rules document) | 200 `{"version": N, "warnings": [...]}`; 400 with the reason, rules unchanged |
+//! | `POST /chaos/rules` | adds one rule | 201 `{"version": N, "warnings": [...]}`; 400 with the reason (bad rule, id taken) |
 //! | `DELETE /chaos/rules/{id}` | removes a rule | 200 `{"version": N}`; 404 for an unknown id |
 //! | `POST /chaos/kill` | kill switch on: nothing injected, in-flight delays and hangs released | 200 `{"killed": true}` |
 //! | `POST /chaos/resume` | kill switch off | 200 `{"killed": false}` (stays `true` under `CHAOS_DISABLED`) |
+//! | `GET /chaos/metrics` | the engine's figures for Prometheus to scrape ([`metrics_text`]: the names the `otel` instruments get from the OpenTelemetry Prometheus exporter) | 200, text format 0.0.4 |
+//!
+//! Prometheus scrapes `/chaos/metrics` with the token in its scrape config:
+//!
+//! ```yaml
+//! scrape_configs:
+//!   - job_name: checkout-admin
+//!     metrics_path: /chaos/metrics
+//!     authorization: { credentials_file: /etc/prometheus/chaos-admin-token }
+//!     static_configs: [{ targets: ["10.0.0.5:9901", "10.0.0.6:9901"] }]
+//! ```
+//!
+//! `warnings` names each rule whose point and target this process has never seen
+//! ([`Chaos::target_warnings`]): such a rule cannot fire here (a typo in `target` is the
+//! usual cause). The change is made all the same.
 //!
 //! Every request needs `Authorization: Bearer TOKEN` (compared in constant time); without
 //! it the answer is 401. Bodies are JSON, or YAML / TOML when the `content-type` says so
@@ -51,6 +66,10 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::body::ChaosBody;
+
+mod metrics;
+
+pub use self::metrics::metrics_text;
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -241,6 +260,20 @@ fn refused<B: ChaosBody>(e: &RulesError) -> Response<B> {
     }
 }
 
+/// What a rule change is answered with besides its version: a sentence for each rule whose
+/// point and target this process has never seen, so it cannot fire here. The change is
+/// made all the same (an adapter may be built later, a host called later).
+fn warnings(chaos: &Chaos, rules: &[Rule]) -> Vec<String> {
+    chaos
+        .target_warnings(rules)
+        .iter()
+        .map(|w| {
+            tracing::warn!(target: "chaos", rule = %w.rule, "{w}");
+            format!("{w}; the change is made")
+        })
+        .collect()
+}
+
 fn method_not_allowed<B: ChaosBody>(allow: &'static str) -> Response<B> {
     let mut res = error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -285,10 +318,16 @@ where
                     Ok(p) => p,
                     Err(res) => return res,
                 };
-                match parsed.and_then(|set| chaos.replace(set)) {
-                    Ok(version) => {
+                match parsed.and_then(|set| {
+                    let warnings = warnings(chaos, &set.rules);
+                    chaos.replace(set).map(|v| (v, warnings))
+                }) {
+                    Ok((version, warnings)) => {
                         tracing::info!(target: "chaos", version, "rules replaced through the admin API");
-                        reply(StatusCode::OK, json!({ "version": version }))
+                        reply(
+                            StatusCode::OK,
+                            json!({ "version": version, "warnings": warnings }),
+                        )
                     }
                     Err(e) => refused(&e),
                 }
@@ -305,11 +344,15 @@ where
                 };
                 match parsed.and_then(|rule| {
                     let id = rule.id.clone();
-                    chaos.add_rule(rule).map(|v| (id, v))
+                    let warnings = warnings(chaos, std::slice::from_ref(&rule));
+                    chaos.add_rule(rule).map(|v| (id, v, warnings))
                 }) {
-                    Ok((id, version)) => {
+                    Ok((id, version, warnings)) => {
                         tracing::info!(target: "chaos", rule = %id, version, "rule added through the admin API");
-                        reply(StatusCode::CREATED, json!({ "version": version }))
+                        reply(
+                            StatusCode::CREATED,
+                            json!({ "version": version, "warnings": warnings }),
+                        )
                     }
                     Err(e) => refused(&e),
                 }
@@ -321,6 +364,17 @@ where
                 Ok(v) => reply(StatusCode::OK, v),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             },
+            _ => method_not_allowed("GET"),
+        },
+        "/chaos/metrics" => match method {
+            Method::GET => {
+                let mut res = Response::new(B::from_bytes(Bytes::from(metrics_text(chaos))));
+                res.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(metrics::CONTENT_TYPE),
+                );
+                res
+            }
             _ => method_not_allowed("GET"),
         },
         "/chaos/kill" | "/chaos/resume" if method != Method::POST => method_not_allowed("POST"),
