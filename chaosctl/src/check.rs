@@ -1,13 +1,26 @@
 //! `chaosctl check`: validate rules files, print the normalised rules.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use chaos_core::Chaos;
 use chaos_core::rules::{DEFAULT_TTL, Dur, Rule, RuleSet};
+use reqwest::Method;
 
+use crate::admin::{AdminClient, normalise, route};
 use crate::code;
 use crate::out::{mark, say, table};
 
-pub(crate) fn run(files: &[PathBuf]) -> u8 {
+/// `against`: admin URLs whose points and targets the rules are held against, with the
+/// environment variable of the admin token.
+pub(crate) fn run(files: &[PathBuf], against: &[String], token_env: &str) -> u8 {
+    let known = match known_targets(against, token_env) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("chaosctl: {e}");
+            return code::FAILED;
+        }
+    };
     let mut failed = false;
     for file in files {
         match RuleSet::from_file(file) {
@@ -19,6 +32,11 @@ pub(crate) fn run(files: &[PathBuf]) -> u8 {
                     set.rules.len()
                 );
                 print(&set);
+                for (url, chaos) in &known {
+                    for w in chaos.target_warnings(&set.rules) {
+                        say!("{} {url}: {w}", mark("warning:", false));
+                    }
+                }
             }
             Err(e) => {
                 failed = true;
@@ -27,6 +45,42 @@ pub(crate) fn run(files: &[PathBuf]) -> u8 {
         }
     }
     if failed { code::FAILED } else { code::OK }
+}
+
+/// Each instance's points and targets (from its `GET /chaos/rules`), declared on an engine
+/// of its own so the engine's own check says which rules cannot fire there.
+fn known_targets(urls: &[String], token_env: &str) -> Result<Vec<(String, Chaos)>, String> {
+    if urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut urls = urls.to_vec();
+    normalise(&mut urls)?;
+    let token = std::env::var(token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            format!("the admin token is read from ${token_env}, which is unset or empty")
+        })?;
+    let admin = AdminClient::new(token)?;
+    let rt = crate::out::runtime().ok_or("cannot start")?;
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for u in urls {
+            let snap = admin
+                .call(&u, Method::GET, route::RULES, None, Duration::from_secs(10))
+                .await
+                .into_result(&u)?;
+            let chaos = Chaos::new();
+            for k in snap["known_targets"].as_array().into_iter().flatten() {
+                chaos.declare(
+                    k["point"].as_str().unwrap_or_default(),
+                    k["target"].as_str().unwrap_or_default(),
+                );
+            }
+            out.push((u, chaos));
+        }
+        Ok(out)
+    })
 }
 
 /// The rules as a table: id, point, target, match, fault, rate, limits, expiry.

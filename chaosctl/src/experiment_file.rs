@@ -18,6 +18,23 @@
 //! abort:
 //!   - { probe: checkout, error_rate_above: 50%, for: 2s }
 //! ```
+//!
+//! A fleet is judged through Prometheus: `steady_state.queries` (PromQL with a
+//! tolerance), `abort` conditions on them, the cohorts read from `/chaos/metrics`, and the
+//! admin endpoints found as a scrape job's targets:
+//!
+//! ```yaml
+//! prometheus: { url: http://127.0.0.1:9090, interval: 2s }
+//! steady_state:
+//!   queries:
+//!     - name: fleet-errors
+//!       query: sum(rate(http_requests_total{code=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))
+//!       below: 0.01
+//! method:
+//!   admins_from: { prometheus_job: checkout-admin }
+//! abort:
+//!   - { query: fleet-errors, above: 0.05, for: 10s }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +70,91 @@ pub(crate) struct Experiment {
     /// How long it is watched after the rollback, to see it come back (default 3s).
     #[serde(default = "three_seconds")]
     pub(crate) recovery: Dur,
+    /// The Prometheus that judges the fleet (queries, cohorts) and knows its instances.
+    #[serde(default)]
+    pub(crate) prometheus: Option<PrometheusSource>,
+}
+
+/// Where Prometheus is, and how often it is asked.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrometheusSource {
+    pub(crate) url: String,
+    /// The environment variable holding a bearer token for it, if it needs one.
+    #[serde(default)]
+    pub(crate) token_env: Option<String>,
+    /// How often each query is evaluated (default 2s).
+    #[serde(default = "two_seconds")]
+    pub(crate) interval: Dur,
+}
+
+fn two_seconds() -> Dur {
+    Dur(std::time::Duration::from_secs(2))
+}
+
+/// A PromQL instant query and the range its value must stay in.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueryCheck {
+    pub(crate) name: String,
+    pub(crate) query: String,
+    #[serde(default)]
+    pub(crate) below: Option<f64>,
+    #[serde(default)]
+    pub(crate) above: Option<f64>,
+    #[serde(default)]
+    pub(crate) between: Option<[f64; 2]>,
+}
+
+impl QueryCheck {
+    /// The range its value must stay in.
+    pub(crate) fn bound(&self) -> Bound {
+        Bound {
+            below: self.below,
+            above: self.above,
+            between: self.between,
+        }
+    }
+}
+
+/// Where a value must be: below, above, or between two numbers.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub(crate) struct Bound {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) below: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) above: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) between: Option<[f64; 2]>,
+}
+
+impl Bound {
+    /// Whether `v` is in the range (every given bound holds).
+    pub(crate) fn holds(&self, v: f64) -> bool {
+        self.below.is_none_or(|b| v < b)
+            && self.above.is_none_or(|a| v > a)
+            && self.between.is_none_or(|[lo, hi]| v >= lo && v <= hi)
+    }
+
+    fn given(&self) -> bool {
+        self.below.is_some() || self.above.is_some() || self.between.is_some()
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(b) = self.below {
+            parts.push(format!("below {b}"));
+        }
+        if let Some(a) = self.above {
+            parts.push(format!("above {a}"));
+        }
+        if let Some([lo, hi]) = self.between {
+            parts.push(format!("between {lo} and {hi}"));
+        }
+        f.write_str(&parts.join(" and "))
+    }
 }
 
 fn three_seconds() -> Dur {
@@ -64,7 +166,12 @@ fn three_seconds() -> Dur {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SteadyState {
+    #[serde(default)]
     pub(crate) probes: Vec<Probe>,
+    /// PromQL queries that must hold: in the baseline, while the faults are in, and again
+    /// in recovery.
+    #[serde(default)]
+    pub(crate) queries: Vec<QueryCheck>,
     #[serde(default)]
     pub(crate) cohorts: Option<CohortTolerance>,
 }
@@ -79,6 +186,21 @@ pub(crate) struct CohortTolerance {
     pub(crate) error_rate_below: Option<Rate>,
     #[serde(default)]
     pub(crate) increase_over_control_below: Option<Rate>,
+    /// Where the cohorts are read: `admin` (default: every instance's admin API) or
+    /// `prometheus` (one query per interval, whatever the number of instances).
+    #[serde(default)]
+    pub(crate) from: CohortSource,
+}
+
+/// Where the cohorts' figures come from.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CohortSource {
+    /// Each instance's `GET /chaos/rules`.
+    #[default]
+    Admin,
+    /// `chaos_cohort_*_total` summed over the fleet by Prometheus.
+    Prometheus,
 }
 
 /// A stream of canary requests, tagged with the experiment's scenario and
@@ -152,7 +274,11 @@ fn one_percent() -> Rate {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Method {
     /// The admin endpoints of the services under test.
+    #[serde(default)]
     pub(crate) admins: Vec<String>,
+    /// Or the targets of a Prometheus scrape job (that scrapes `/chaos/metrics`).
+    #[serde(default)]
+    pub(crate) admins_from: Option<AdminsFrom>,
     /// The rules, inline.
     #[serde(default)]
     pub(crate) rules: Vec<Rule>,
@@ -172,18 +298,51 @@ fn yes() -> bool {
     true
 }
 
-/// An abort condition on a probe: over the last `for`, above a threshold.
+/// Where the admin endpoints are found.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminsFrom {
+    /// The scrape job whose active, healthy targets are the admin endpoints.
+    pub(crate) prometheus_job: String,
+}
+
+/// An abort condition: on a probe, over the last `for`, above a threshold; or on a query,
+/// out of its range at every evaluation for `for`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AbortWhen {
-    pub(crate) probe: String,
+    #[serde(default)]
+    pub(crate) probe: Option<String>,
     #[serde(default)]
     pub(crate) error_rate_above: Option<Rate>,
     #[serde(default)]
     pub(crate) p99_above: Option<Dur>,
+    /// The name of a steady-state query.
+    #[serde(default)]
+    pub(crate) query: Option<String>,
+    /// The condition holds while the query's value is above this, ...
+    #[serde(default)]
+    pub(crate) above: Option<f64>,
+    /// ... below this, ...
+    #[serde(default)]
+    pub(crate) below: Option<f64>,
+    /// ... or between these.
+    #[serde(default)]
+    pub(crate) between: Option<[f64; 2]>,
     /// How long it must hold (default 1s).
     #[serde(rename = "for", default = "one_second")]
     pub(crate) during: Dur,
+}
+
+impl AbortWhen {
+    /// Where a query's value makes the condition hold.
+    pub(crate) fn bound(&self) -> Bound {
+        Bound {
+            below: self.below,
+            above: self.above,
+            between: self.between,
+        }
+    }
 }
 
 fn one_second() -> Dur {
@@ -200,11 +359,61 @@ pub(crate) fn load(path: &Path) -> Result<(Experiment, Vec<Rule>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let x: Experiment = parse_document(format, &text, Some(&name)).map_err(|e| e.to_string())?;
     let bad = |field: &str, why: String| Err(format!("{name}: field `{field}`: {why}"));
-    if x.steady_state.probes.is_empty() {
+    if x.steady_state.probes.is_empty() && x.steady_state.queries.is_empty() {
         return bad(
-            "steady_state.probes",
-            "an experiment needs at least one probe".into(),
+            "steady_state",
+            "an experiment needs at least one probe or query".into(),
         );
+    }
+    if let Some(p) = &x.prometheus {
+        match reqwest::Url::parse(&p.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return bad(
+                    "prometheus.url",
+                    format!("`{}` is not an http(s) URL", p.url),
+                );
+            }
+        }
+        if p.interval.0 < std::time::Duration::from_millis(100) {
+            return bad("prometheus.interval", "evaluate at most every 100ms".into());
+        }
+    }
+    let needs_prometheus = !x.steady_state.queries.is_empty()
+        || x.method.admins_from.is_some()
+        || x.steady_state
+            .cohorts
+            .as_ref()
+            .is_some_and(|c| c.from == CohortSource::Prometheus);
+    if needs_prometheus && x.prometheus.is_none() {
+        return bad(
+            "prometheus",
+            "queries, `admins_from` and cohorts `from: prometheus` need `prometheus: { url: ... }`"
+                .into(),
+        );
+    }
+    for (i, q) in x.steady_state.queries.iter().enumerate() {
+        let field = |f: &str| format!("steady_state.queries[{i}].{f}");
+        if q.query.trim().is_empty() {
+            return bad(&field("query"), "the query is empty".into());
+        }
+        if !q.bound().given() {
+            return bad(
+                &field("below"),
+                "a query needs `below`, `above` or `between: [low, high]`".into(),
+            );
+        }
+        if let Some([lo, hi]) = q.between
+            && lo > hi
+        {
+            return bad(&field("between"), format!("{lo} is above {hi}"));
+        }
+        if x.steady_state.queries[..i].iter().any(|o| o.name == q.name) {
+            return bad(
+                &field("name"),
+                format!("a query is already called `{}`", q.name),
+            );
+        }
     }
     for (i, p) in x.steady_state.probes.iter().enumerate() {
         let field = |f: &str| format!("steady_state.probes[{i}].{f}");
@@ -248,24 +457,70 @@ pub(crate) fn load(path: &Path) -> Result<(Experiment, Vec<Rule>), String> {
         );
     }
     for (i, a) in x.abort.iter().enumerate() {
-        if !x.steady_state.probes.iter().any(|p| p.name == a.probe) {
-            return bad(
-                &format!("abort[{i}].probe"),
-                format!("no probe is called `{}`", a.probe),
-            );
-        }
-        if a.error_rate_above.is_none() && a.p99_above.is_none() {
-            return bad(
-                &format!("abort[{i}]"),
-                "an abort condition needs `error_rate_above` or `p99_above`".into(),
-            );
+        match (&a.probe, &a.query) {
+            (Some(p), None) => {
+                if !x.steady_state.probes.iter().any(|x| x.name == *p) {
+                    return bad(
+                        &format!("abort[{i}].probe"),
+                        format!("no probe is called `{p}`"),
+                    );
+                }
+                if a.error_rate_above.is_none() && a.p99_above.is_none() {
+                    return bad(
+                        &format!("abort[{i}]"),
+                        "an abort condition on a probe needs `error_rate_above` or `p99_above`"
+                            .into(),
+                    );
+                }
+                if a.bound().given() {
+                    return bad(
+                        &format!("abort[{i}]"),
+                        "`above`, `below` and `between` are for a query".into(),
+                    );
+                }
+            }
+            (None, Some(q)) => {
+                if !x.steady_state.queries.iter().any(|x| x.name == *q) {
+                    return bad(
+                        &format!("abort[{i}].query"),
+                        format!("no steady-state query is called `{q}`"),
+                    );
+                }
+                if !a.bound().given() {
+                    return bad(
+                        &format!("abort[{i}]"),
+                        "an abort condition on a query needs `above`, `below` or `between`".into(),
+                    );
+                }
+                if a.error_rate_above.is_some() || a.p99_above.is_some() {
+                    return bad(
+                        &format!("abort[{i}]"),
+                        "`error_rate_above` and `p99_above` are for a probe".into(),
+                    );
+                }
+            }
+            _ => {
+                return bad(
+                    &format!("abort[{i}]"),
+                    "an abort condition names one `probe` or one `query`".into(),
+                );
+            }
         }
     }
-    if x.method.admins.is_empty() {
-        return bad(
-            "method.admins",
-            "the method needs the admin endpoints of the services under test".into(),
-        );
+    match (x.method.admins.is_empty(), &x.method.admins_from) {
+        (true, None) => {
+            return bad(
+                "method.admins",
+                "the method needs the admin endpoints of the services under test (`admins`, or `admins_from: { prometheus_job: ... }`)".into(),
+            );
+        }
+        (false, Some(_)) => {
+            return bad(
+                "method.admins_from",
+                "give `admins` or `admins_from`, not both".into(),
+            );
+        }
+        _ => {}
     }
     let mut rules = x.method.rules.clone();
     if let Some(file) = &x.method.rules_file {

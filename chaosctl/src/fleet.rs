@@ -9,11 +9,13 @@ use clap::Args;
 
 use chaos_core::rules::{Format, Rule, RuleSet};
 use futures_util::future::join_all;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::admin::{AdminClient, Reply, normalise, route};
 use crate::code;
 use crate::out::{bold, mark, say, table};
+use crate::prom::Prometheus;
 
 /// Which admin endpoints, and how to talk to them.
 #[derive(Debug, Args)]
@@ -24,6 +26,16 @@ pub(crate) struct FleetArgs {
     /// A file of admin base URLs, one per line (`#` comments and blank lines skipped).
     #[arg(long = "admins", value_name = "FILE")]
     pub(crate) admins_file: Option<PathBuf>,
+    /// Find the admin endpoints through Prometheus: the active, healthy targets of the
+    /// scrape job `--job` (which scrapes `/chaos/metrics` on every admin port).
+    #[arg(long = "admins-from-prometheus", value_name = "URL", requires = "job")]
+    pub(crate) prometheus: Option<String>,
+    /// The scrape job, with `--admins-from-prometheus`.
+    #[arg(long, value_name = "NAME", requires = "prometheus")]
+    pub(crate) job: Option<String>,
+    /// The environment variable that holds a bearer token for Prometheus, if it needs one.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) prometheus_token_env: Option<String>,
     /// The environment variable that holds the admin token.
     #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
     pub(crate) token_env: String,
@@ -35,37 +47,12 @@ pub(crate) struct FleetArgs {
 /// The instances and the client that reaches them.
 pub(crate) struct Fleet {
     urls: Vec<String>,
-    token: String,
-    http: reqwest::Client,
+    admin: AdminClient,
     deadline: tokio::time::Instant,
 }
 
-/// What one instance answered.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    /// A 2xx, with its JSON.
-    Ok(Value),
-    /// Any other status, with the reason it gave.
-    Refused(StatusCode, String),
-    /// No answer: a connection error, or the deadline.
-    Unreachable(String),
-}
-
-impl Reply {
-    fn is_ok(&self) -> bool {
-        matches!(self, Reply::Ok(_))
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Reply::Ok(v) => v.to_string(),
-            Reply::Refused(s, why) => format!("refused ({s}): {why}"),
-            Reply::Unreachable(why) => format!("unreachable: {why}"),
-        }
-    }
-}
-
-/// Runs a fleet command on a runtime of its own; a usage problem is exit 64.
+/// Runs a fleet command on a runtime of its own; a usage problem is exit 64, no instance
+/// found through Prometheus exit 1.
 pub(crate) fn block_on<F, Fut>(args: FleetArgs, f: F) -> u8
 where
     F: FnOnce(Fleet) -> Fut,
@@ -74,21 +61,24 @@ where
     let Some(rt) = crate::out::runtime() else {
         return code::FAILED;
     };
-    match Fleet::new(args) {
-        Ok(fleet) => rt.block_on(f(fleet)),
-        Err(why) => {
-            eprintln!("chaosctl: {why}");
-            code::USAGE
+    rt.block_on(async move {
+        match Fleet::new(args).await {
+            Ok(fleet) => f(fleet).await,
+            Err((code, why)) => {
+                eprintln!("chaosctl: {why}");
+                code
+            }
         }
-    }
+    })
 }
 
-/// Reads the admin URLs of `--admin` and `--admins FILE`.
-fn urls(args: &FleetArgs) -> Result<Vec<String>, String> {
+/// Reads the admin URLs of `--admin` and `--admins FILE`, or asks Prometheus.
+async fn urls(args: &FleetArgs) -> Result<Vec<String>, (u8, String)> {
+    let usage = |why: String| (code::USAGE, why);
     let mut urls = args.admins.clone();
     if let Some(file) = &args.admins_file {
         let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
         urls.extend(
             text.lines()
                 .map(str::trim)
@@ -96,75 +86,80 @@ fn urls(args: &FleetArgs) -> Result<Vec<String>, String> {
                 .map(str::to_owned),
         );
     }
-    if urls.is_empty() {
-        return Err("no admin endpoint: give --admin URL (repeatable) or --admins FILE".into());
-    }
-    for u in &mut urls {
-        let parsed = reqwest::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("`{u}` is not an http(s) URL"));
+    if let (Some(base), Some(job)) = (&args.prometheus, &args.job) {
+        if !urls.is_empty() {
+            return Err(usage(
+                "give --admin/--admins or --admins-from-prometheus, not both".into(),
+            ));
         }
-        *u = u.trim_end_matches('/').to_owned();
+        let token = args
+            .prometheus_token_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok());
+        let prom = Prometheus::new(base, token).map_err(usage)?;
+        let (found, down) = prom.job_targets(job).await.map_err(|e| (code::FAILED, e))?;
+        if found.is_empty() {
+            return Err((
+                code::FAILED,
+                format!(
+                    "Prometheus at {base} has no healthy target in job `{job}`{}",
+                    if down.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (down: {})", down.join(", "))
+                    }
+                ),
+            ));
+        }
+        eprintln!(
+            "chaosctl: {} instances from Prometheus job `{job}`{}",
+            found.len(),
+            if down.is_empty() {
+                String::new()
+            } else {
+                format!("; left out, not healthy: {}", down.join(", "))
+            }
+        );
+        return Ok(found);
     }
+    if urls.is_empty() {
+        return Err(usage(
+            "no admin endpoint: give --admin URL (repeatable), --admins FILE, or --admins-from-prometheus URL --job NAME".into(),
+        ));
+    }
+    normalise(&mut urls).map_err(usage)?;
     Ok(urls)
 }
 
 impl Fleet {
-    fn new(args: FleetArgs) -> Result<Fleet, String> {
-        let urls = urls(&args)?;
+    async fn new(args: FleetArgs) -> Result<Fleet, (u8, String)> {
         let token = std::env::var(&args.token_env)
             .ok()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                format!(
-                    "the admin token is read from ${}, which is unset or empty",
-                    args.token_env
+                (
+                    code::USAGE,
+                    format!(
+                        "the admin token is read from ${}, which is unset or empty",
+                        args.token_env
+                    ),
                 )
             })?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let admin = AdminClient::new(token).map_err(|e| (code::FAILED, e))?;
+        let urls = urls(&args).await?;
         Ok(Fleet {
             urls,
-            token,
-            http,
+            admin,
             deadline: tokio::time::Instant::now() + args.timeout,
         })
     }
 
     /// One request to one instance, within the fleet's deadline.
     async fn call(&self, url: &str, method: Method, path: &str, body: Option<String>) -> Reply {
-        let mut req = self
-            .http
-            .request(method, format!("{url}{path}"))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
         let left = self
             .deadline
             .saturating_duration_since(tokio::time::Instant::now());
-        let res = match tokio::time::timeout(left.max(Duration::from_millis(1)), req.send()).await {
-            Err(_) => return Reply::Unreachable("the deadline passed".into()),
-            Ok(Err(e)) => return Reply::Unreachable(error_chain(&e)),
-            Ok(Ok(r)) => r,
-        };
-        let status = res.status();
-        let text = match tokio::time::timeout(left, res.text()).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Reply::Unreachable(error_chain(&e)),
-            Err(_) => return Reply::Unreachable("the deadline passed".into()),
-        };
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            Reply::Ok(v)
-        } else {
-            let why = v["error"]
-                .as_str()
-                .map_or_else(|| v.to_string(), str::to_owned);
-            Reply::Refused(status, why)
-        }
+        self.admin.call(url, method, path, body, left).await
     }
 
     /// The same request to every instance, in parallel; the replies in the fleet's order.
@@ -188,7 +183,7 @@ impl Fleet {
     }
 
     pub(crate) async fn switch(self, kill: bool) -> u8 {
-        let path = if kill { "/chaos/kill" } else { "/chaos/resume" };
+        let path = if kill { route::KILL } else { route::RESUME };
         let replies = self.all(&Method::POST, path, None).await;
         let ok = self.report(if kill { "killed" } else { "resumed" }, &replies, |v| {
             format!("(killed: {})", v["killed"])
@@ -197,9 +192,7 @@ impl Fleet {
     }
 
     pub(crate) async fn remove(self, id: String) -> u8 {
-        let replies = self
-            .all(&Method::DELETE, &format!("/chaos/rules/{id}"), None)
-            .await;
+        let replies = self.all(&Method::DELETE, &route::rule(&id), None).await;
         let ok = self.report(&format!("removed `{id}`"), &replies, version);
         if ok { code::OK } else { code::FAILED }
     }
@@ -213,13 +206,14 @@ impl Fleet {
             }
         };
         let body = serde_json::to_string(&rule).expect("a rule serializes");
-        let replies = self.all(&Method::POST, "/chaos/rules", Some(&body)).await;
+        let replies = self.all(&Method::POST, route::RULES, Some(&body)).await;
+        self.print_warnings(&replies);
         if self.report(&format!("added `{}`", rule.id), &replies, version) {
             return code::OK;
         }
         // All or nothing: take it back from those that took it.
         say!("{}", bold("taking the rule back where it was added:"));
-        let path = format!("/chaos/rules/{}", rule.id);
+        let path = route::rule(&rule.id);
         let took: Vec<_> = self
             .urls
             .iter()
@@ -248,7 +242,7 @@ impl Fleet {
             .to_string(Format::Json)
             .expect("a rule set serializes to JSON");
         // What each instance has now, to put it back if any refuses.
-        let saved = self.all(&Method::GET, "/chaos/document", None).await;
+        let saved = self.all(&Method::GET, route::DOCUMENT, None).await;
         if !saved.iter().all(Reply::is_ok) {
             say!(
                 "{}",
@@ -259,7 +253,8 @@ impl Fleet {
             });
             return code::FAILED;
         }
-        let replies = self.all(&Method::PUT, "/chaos/rules", Some(&body)).await;
+        let replies = self.all(&Method::PUT, route::RULES, Some(&body)).await;
+        self.print_warnings(&replies);
         if self.report(&format!("applied {}", file.display()), &replies, version) {
             return code::OK;
         }
@@ -281,11 +276,20 @@ impl Fleet {
         let undo = join_all(
             took.iter()
                 .zip(&docs)
-                .map(|(u, d)| self.call(u, Method::PUT, "/chaos/rules", Some(d.clone()))),
+                .map(|(u, d)| self.call(u, Method::PUT, route::RULES, Some(d.clone()))),
         )
         .await;
         self.report_undo(&took, &undo);
         code::FAILED
+    }
+
+    /// The warnings of a rule change, per instance: rules that cannot fire there.
+    fn print_warnings(&self, replies: &[Reply]) {
+        for (u, r) in self.urls.iter().zip(replies) {
+            for w in r.warnings() {
+                say!("{} {u}: {w}", mark("warning:", false));
+            }
+        }
     }
 
     fn report_undo(&self, urls: &[String], undo: &[Reply]) {
@@ -302,7 +306,7 @@ impl Fleet {
     }
 
     pub(crate) async fn status(self, json_out: bool) -> u8 {
-        let replies = self.all(&Method::GET, "/chaos/rules", None).await;
+        let replies = self.all(&Method::GET, route::RULES, None).await;
         let fleet = sum(&replies);
         if json_out {
             let instances: Vec<_> = self
@@ -338,17 +342,6 @@ impl Fleet {
 
 fn version(v: &Value) -> String {
     format!("(version {})", v["version"])
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// A file holding one rule, in the format its extension says.

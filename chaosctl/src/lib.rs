@@ -6,12 +6,14 @@
 //! an experiment the way `chaosctl run` does ([`experiment`]), as the workspace's
 //! `gameday` demo does.
 
+mod admin;
 mod check;
 mod code;
 mod experiment_file;
 mod fleet;
 mod html;
 mod out;
+mod prom;
 mod run;
 mod sign;
 
@@ -51,12 +53,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate rules files and print the normalised rules as a table.
-    #[command(after_help = "Example:\n  chaosctl check rules.yaml staging.toml\n\n\
-        Exits 1 with the file, line, column, rule and field of the first problem.")]
+    #[command(after_help = "Example:\n  chaosctl check rules.yaml staging.toml\n  \
+        chaosctl check rules.yaml --against http://10.0.0.5:9901\n\n\
+        Exits 1 with the file, line, column, rule and field of the first problem. With \
+        --against, warns of each rule whose point and target that instance has never seen \
+        (a typo in `target`): such a rule cannot fire there.")]
     Check {
         /// Rules files (.yaml, .yml, .json, .toml).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// An admin endpoint to hold the rules against (repeat for many).
+        #[arg(long, value_name = "ADMIN")]
+        against: Vec<String>,
+        /// The environment variable that holds the admin token, with --against.
+        #[arg(long, default_value = "CHAOS_ADMIN_TOKEN")]
+        token_env: String,
     },
     /// Sign an x-chaos value: print the two headers, ready for curl.
     #[command(after_help = "Example:\n  \
@@ -166,7 +177,11 @@ pub fn main() -> ExitCode {
         }
     };
     let out = match cli.command {
-        Command::Check { files } => check::run(&files),
+        Command::Check {
+            files,
+            against,
+            token_env,
+        } => check::run(&files, &against, &token_env),
         Command::Sign {
             key_env,
             ttl,

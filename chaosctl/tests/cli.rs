@@ -343,3 +343,38 @@ async fn usage_problems_exit_64_with_the_reason() {
     let o = chaosctl(&["apply", "--help"]).await;
     assert!(text(&o).contains("Example:"), "{}", text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_against_an_instance_warns_of_rules_that_cannot_fire_there() {
+    let chaos = chaos_core::Chaos::new();
+    let _backend = chaos_tower::ChaosClientLayer::new(&chaos, "backend");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback_service(AdminService::new(&chaos, TOKEN));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n  - { id: backend-down, point: client, target: backnd, fault: { abort: 503 } }\n  - { id: fine, point: client, target: backend, fault: { abort: 503 } }\n",
+    )
+    .unwrap();
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaosctl"))
+        .arg("check")
+        .arg(&file)
+        .arg("--against")
+        .arg(format!("http://{addr}"))
+        .env("CHAOS_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: http://{addr}: rule `backend-down`: this instance has no `client` point with target `backnd`; targets this point has seen: backend"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("rule `fine`"), "{out}");
+}

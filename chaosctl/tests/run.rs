@@ -169,7 +169,8 @@ async fn a_handled_fault_holds_and_the_rules_are_gone_after() {
     assert_eq!(phases, ["baseline", "inject", "recovery"]);
     assert!(v["timeline"].as_array().unwrap().len() >= 4);
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"1\" failures=\"0\""), "{xml}");
+    // A test case for the probe and one for the injections.
+    assert!(xml.contains("tests=\"2\" failures=\"0\""), "{xml}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -206,8 +207,11 @@ async fn a_missing_fallback_is_refuted() {
     );
     assert!(shop.chaos.rules().rules.is_empty());
     let xml = std::fs::read_to_string(&junit).unwrap();
+    // The failure names the probe, the phase, the figure and the tolerance.
     assert!(
-        xml.contains("failures=\"1\"") && xml.contains("out of tolerance in inject"),
+        xml.contains("failures=\"1\"")
+            && xml.contains("message=\"in the inject phase, probe `checkout` error rate ")
+            && xml.contains("(tolerance below 2%)"),
         "{xml}"
     );
 }
@@ -381,7 +385,7 @@ async fn a_bad_experiment_file_is_refused_with_where_and_why() {
     let cases = [
         (
             "title: t\nhypothesis: h\nsteady_state: { probes: [] }\nmethod: { admins: [x], duration: 1s }\n",
-            "field `steady_state.probes`: an experiment needs at least one probe",
+            "field `steady_state`: an experiment needs at least one probe or query",
         ),
         (
             "title: t\nhypothesis: h\nsteady_stat: {}\n",
@@ -466,4 +470,70 @@ async fn the_cohorts_from_the_admin_api_can_refute() {
         reason.contains("the experiment cohort's error rate 100.00% (tolerance below 5%)"),
         "{reason}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_whose_rules_never_inject_has_no_verdict() {
+    // `target: payents`: a typo. Before, this run was HELD with INJECTED 0.
+    let shop = shop(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("report.xml");
+    let body =
+        experiment(&shop, "{ abort: 503 }", "").replace("target: payments", "target: payents");
+    let (o, v) = run(&dir, &body, &["--junit", junit.to_str().unwrap()]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", why(&o));
+    assert_eq!(v["verdict"], "error");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("nothing was injected, so the hypothesis was not tested")
+            && reason.contains(
+                "rule payments-trouble matched 0 requests on 1 instances; targets this point (client) has seen on them: payments"
+            ),
+        "{reason}"
+    );
+    // The instance said so when the rule went in; the report carries it.
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("no `client` point with target `payents`"),
+        "{warnings}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("target `payents`"));
+    // Injections per rule and instance are in the report.
+    assert_eq!(v["injections"][0]["rule"], "payments-trouble");
+    assert_eq!(v["injections"][0]["injected"], 0);
+    assert!(shop.chaos.rules().rules.is_empty(), "rolled back");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("name=\"injections\"><failure message=\"the rules injected nothing"),
+        "{xml}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_where_a_rule_injected_nothing_while_others_did_is_named() {
+    // The canaries reach only the first shop: the rule fires there and not on the second.
+    let shop_a = shop(true).await;
+    let shop_b = shop(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = experiment(&shop_a, "{ abort: 503 }", "").replace(
+        &format!("admins: [{}]", shop_a.admin),
+        &format!("admins: [{}, {}]", shop_a.admin, shop_b.admin),
+    );
+    let (o, v) = run(&dir, &body, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", why(&o));
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "rule `payments-trouble` injected nothing on {} (matched 0) while it injected on 1 other instance(s)",
+            shop_b.admin
+        )),
+        "{warnings}"
+    );
+    let on_a = v["injections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["admin"] == shop_a.admin.as_str())
+        .unwrap();
+    assert!(on_a["injected"].as_u64().unwrap() > 0, "{v}");
 }

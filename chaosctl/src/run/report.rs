@@ -1,0 +1,360 @@
+//! The run's record and its writers: the table on standard output, JSON, JUnit (the
+//! HTML page is `crate::html`, from the JSON).
+
+use chaos_core::rules::Dur;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Verdict;
+use super::checks::{Figures, Phase, PhaseMark, QueryFigures};
+use crate::experiment_file::Experiment;
+use crate::out::{bold, mark, say, table};
+
+/// The run's record: everything the report says.
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    pub(super) title: String,
+    pub(super) hypothesis: String,
+    pub(super) owner: Option<String>,
+    pub(super) scenario: String,
+    pub(super) verdict: Verdict,
+    pub(super) reason: String,
+    /// Where the admin endpoints came from, and which they were.
+    pub(super) instances: Instances,
+    pub(super) phases: Vec<PhaseReport>,
+    /// Each query's figures per phase.
+    pub(super) queries: Vec<QueryPhase>,
+    pub(super) injected: Vec<Injected>,
+    /// What the rules did, per rule and instance, at the end of the inject phase.
+    pub(super) injections: Vec<Injections>,
+    /// Things to look at that do not change the verdict: rules an instance cannot fire,
+    /// instances where a rule injected nothing while others did, instances that appeared
+    /// mid-run.
+    pub(super) warnings: Vec<String>,
+    /// Per check (probe or query, and `injections`), why it failed: the phase, the figure
+    /// and the tolerance.
+    pub(super) failures: Vec<CheckFailure>,
+    pub(super) recovered: Option<bool>,
+    pub(super) rolled_back: bool,
+    pub(super) rollback_failures: Vec<String>,
+    /// When the abort came, since the run began.
+    pub(super) aborted_at: Option<Dur>,
+    /// When each phase began.
+    pub(super) phase_marks: Vec<PhaseMark>,
+    pub(super) timeline: Vec<Point>,
+    /// Each query's value at each evaluation.
+    pub(super) query_timeline: Vec<QueryPoint>,
+    /// The cohorts of the experiment's rules, summed over rules and instances, while the
+    /// rules were in.
+    pub(super) cohort_timeline: Vec<CohortPoint>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(super) struct Instances {
+    /// `the experiment file`, or `Prometheus job NAME at URL`.
+    pub(super) from: String,
+    pub(super) admins: Vec<String>,
+}
+
+/// Totals of both cohorts at one moment of the run.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct CohortPoint {
+    pub(super) at: Dur,
+    pub(super) experiment: Totals,
+    pub(super) control: Totals,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub(super) struct Totals {
+    pub(super) requests: u64,
+    pub(super) errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct PhaseReport {
+    pub(super) phase: Phase,
+    pub(super) probe: String,
+    #[serde(flatten)]
+    pub(super) figures: Figures,
+    pub(super) within_tolerance: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct QueryPhase {
+    pub(super) phase: Phase,
+    pub(super) query: String,
+    pub(super) tolerance: String,
+    #[serde(flatten)]
+    pub(super) figures: QueryFigures,
+    pub(super) within_tolerance: bool,
+}
+
+/// One evaluation of a query, for the timeline.
+#[derive(Debug, Serialize)]
+pub(super) struct QueryPoint {
+    pub(super) query: String,
+    pub(super) at: Dur,
+    /// The value (the first series' for an aggregate `by`); none without data.
+    pub(super) value: Option<f64>,
+    /// Out of the steady state's tolerance.
+    pub(super) breach: bool,
+    /// Why there is no value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Injected {
+    pub(super) admin: String,
+    pub(super) rule: String,
+    /// The rule's state and cohorts on that instance when it was last read.
+    pub(super) snapshot: Value,
+}
+
+/// What one rule did on one instance.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Injections {
+    pub(super) rule: String,
+    pub(super) admin: String,
+    pub(super) matched: u64,
+    /// Injected, or (a shadow rule) would have injected.
+    pub(super) injected: u64,
+}
+
+/// Why one check failed.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct CheckFailure {
+    /// `probe NAME`, `query NAME`, or `injections`.
+    pub(super) check: String,
+    pub(super) message: String,
+}
+
+/// The width of one timeline point.
+pub(super) const SLICE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A probe's figures over one slice of the run (a quarter second), for the timeline.
+#[derive(Debug, Serialize)]
+pub(super) struct Point {
+    pub(super) probe: String,
+    /// The slice's start, since the run began.
+    pub(super) at: Dur,
+    #[serde(flatten)]
+    pub(super) figures: Figures,
+}
+
+pub(super) fn print_report(r: &Report, json_out: bool) {
+    if !r.rolled_back {
+        // Loud, and on standard error, whatever the format of the report.
+        eprintln!(
+            "{}",
+            mark(
+                &format!(
+                    "ROLLBACK FAILED: the experiment's rules are still in force; remove them by hand (chaosctl remove ID): {}",
+                    r.rollback_failures.join("; ")
+                ),
+                false
+            )
+        );
+    }
+    if json_out {
+        say!("{}", serde_json::to_string_pretty(r).expect("JSON"));
+        return;
+    }
+    say!("{}", bold(&r.title));
+    say!("hypothesis: {}", r.hypothesis);
+    if let Some(o) = &r.owner {
+        say!("owner: {o}");
+    }
+    say!("scenario: {}", r.scenario);
+    say!(
+        "instances: {} from {}",
+        r.instances.admins.len(),
+        r.instances.from
+    );
+    say!();
+    if !r.phases.is_empty() {
+        let mut rows = vec![
+            [
+                "PHASE",
+                "PROBE",
+                "REQUESTS",
+                "ERRORS",
+                "ERROR RATE",
+                "P99",
+                "WITHIN TOLERANCE",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for p in &r.phases {
+            rows.push(vec![
+                p.phase.name().to_owned(),
+                p.probe.clone(),
+                p.figures.requests.to_string(),
+                p.figures.errors.to_string(),
+                format!("{:.2}%", p.figures.error_rate * 100.0),
+                p.figures.p99.map_or("-".into(), |d| d.to_string()),
+                mark(
+                    if p.within_tolerance { "yes" } else { "no" },
+                    p.within_tolerance,
+                ),
+            ]);
+        }
+        table(&rows);
+        say!();
+    }
+    if !r.queries.is_empty() {
+        let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+        let mut rows = vec![
+            [
+                "PHASE",
+                "QUERY",
+                "EVALUATIONS",
+                "NO DATA",
+                "MIN",
+                "MAX",
+                "LAST",
+                "TOLERANCE",
+                "WITHIN TOLERANCE",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for q in &r.queries {
+            rows.push(vec![
+                q.phase.name().to_owned(),
+                q.query.clone(),
+                q.figures.evaluations.to_string(),
+                q.figures.unjudged.to_string(),
+                num(q.figures.min),
+                num(q.figures.max),
+                num(q.figures.last),
+                q.tolerance.clone(),
+                mark(
+                    if q.within_tolerance { "yes" } else { "no" },
+                    q.within_tolerance,
+                ),
+            ]);
+        }
+        table(&rows);
+        say!();
+    }
+    if !r.injected.is_empty() {
+        let mut rows = vec![
+            [
+                "RULE",
+                "ADMIN",
+                "STATE",
+                "MATCHED",
+                "INJECTED",
+                "EXPERIMENT req/err",
+                "CONTROL req/err",
+                "GUARD",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for i in &r.injected {
+            let s = &i.snapshot;
+            let c = |k: &str| {
+                format!(
+                    "{}/{}",
+                    s["cohorts"][k]["total_requests"], s["cohorts"][k]["total_errors"]
+                )
+            };
+            let n = r
+                .injections
+                .iter()
+                .find(|n| n.rule == i.rule && n.admin == i.admin);
+            rows.push(vec![
+                i.rule.clone(),
+                i.admin.clone(),
+                s["state"].as_str().unwrap_or("-").to_owned(),
+                n.map_or("-".into(), |n| n.matched.to_string()),
+                n.map_or("-".into(), |n| n.injected.to_string()),
+                c("experiment"),
+                c("control"),
+                s["guard"].as_str().unwrap_or("-").to_owned(),
+            ]);
+        }
+        table(&rows);
+        say!();
+    }
+    for w in &r.warnings {
+        say!("{} {w}", mark("warning:", false));
+    }
+    if !r.warnings.is_empty() {
+        say!();
+    }
+    if let Some(rec) = r.recovered {
+        say!(
+            "recovered: {}",
+            if rec {
+                mark("yes", true)
+            } else {
+                mark("no", false)
+            }
+        );
+    }
+    let good = r.verdict == Verdict::Held;
+    say!(
+        "verdict: {} — {}",
+        mark(&format!("{:?}", r.verdict).to_uppercase(), good),
+        r.reason
+    );
+}
+
+/// One JUnit test case per probe and per query, and one for the injections: a failure
+/// whose message names the check, the phase, the figure and the tolerance (or, for a run
+/// aborted or not done, the reason).
+pub(super) fn junit(r: &Report, x: &Experiment) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut names: Vec<String> = x
+        .steady_state
+        .probes
+        .iter()
+        .map(|p| format!("probe {}", p.name))
+        .collect();
+    names.extend(
+        x.steady_state
+            .queries
+            .iter()
+            .map(|q| format!("query {}", q.name)),
+    );
+    names.push("injections".into());
+    let mut cases = String::new();
+    let mut failures = 0;
+    for name in &names {
+        let own = r.failures.iter().find(|f| f.check == *name);
+        let failure = match (r.verdict, own) {
+            (_, Some(f)) => Some(f.message.clone()),
+            (Verdict::Held | Verdict::Refuted, None) => None,
+            // Aborted, or not done: every check fails with the run's reason.
+            (Verdict::Aborted | Verdict::Error, None) => Some(r.reason.clone()),
+        };
+        cases.push_str(&format!(
+            "  <testcase classname=\"{}\" name=\"{}\">",
+            esc(&r.scenario),
+            esc(name)
+        ));
+        if let Some(f) = failure {
+            failures += 1;
+            cases.push_str(&format!(
+                "<failure message=\"{}\" type=\"{:?}\"/>",
+                esc(&f),
+                r.verdict
+            ));
+        }
+        cases.push_str("</testcase>\n");
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n{cases}</testsuite>\n",
+        esc(&r.title),
+        names.len()
+    )
+}
