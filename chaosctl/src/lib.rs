@@ -19,7 +19,7 @@ mod sign;
 
 /// Running an experiment from a program, as `chaosctl run` does.
 pub mod experiment {
-    pub use crate::run::{RunArgs, Verdict, run};
+    pub use crate::run::{RunArgs, Verdict, run, run_with_report};
 }
 
 use std::path::PathBuf;

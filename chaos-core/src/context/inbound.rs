@@ -46,8 +46,8 @@ pub(crate) const REJECT_CODES: [&str; 11] = [
 ];
 
 impl HeaderCounters {
-    /// The refusals by code, `other` for a code not in [`REJECT_CODES`]; codes never seen
-    /// are left out.
+    /// The refusals by code, every code of [`REJECT_CODES`] (0 when never seen), and
+    /// `other` for a code not in it when there was one.
     pub(crate) fn by_code(&self) -> Vec<(&'static str, u64)> {
         REJECT_CODES
             .iter()
@@ -55,7 +55,7 @@ impl HeaderCounters {
             .chain(["other"])
             .zip(&self.by_code)
             .map(|(c, n)| (c, n.load(Ordering::Relaxed)))
-            .filter(|(_, n)| *n > 0)
+            .filter(|(c, n)| *n > 0 || *c != "other")
             .collect()
     }
 }

@@ -144,7 +144,7 @@ pub struct Snapshot {
     /// the kill switch turned on). A rule removed keeps its counts.
     pub aborts: Vec<AbortCount>,
     /// Parts of chaos headers refused, by their stable code (as `chaos.header_rejected`
-    /// counts them): codes never seen are left out.
+    /// counts them): every code, 0 when never seen, so a rate over it starts from zero.
     pub header_rejected_by_reason: Vec<ReasonCount>,
 }
 

@@ -21,6 +21,8 @@
 //! | `chaos_rules_version` | gauge | |
 //! | `chaos_known_target` | gauge, 1 | `point`, `target`: where a rule can fire in this process |
 //!
+//! Every series a counter may have is written from 0 (each rule's abort reasons, the kill
+//! switch, every header refusal code), so `increase()` and `rate()` see the first count.
 //! A rule's counters start when it is loaded and go with it when it is removed; a
 //! replaced rule starts again from zero, which `rate()` and `increase()` read as a reset.
 
@@ -135,6 +137,9 @@ const STATES: [(RuleStatus, &str); 5] = [
     (RuleStatus::Aborted, "aborted"),
 ];
 
+/// Why a rule stops.
+const ABORT_REASONS: [&str; 4] = ["guard", "service_guard", "budget", "manual"];
+
 const GUARD_STATES: [(GuardState, &str); 4] = [
     (GuardState::None, "none"),
     (GuardState::Holding, "holding"),
@@ -221,8 +226,32 @@ fn families(s: &Snapshot) -> Vec<MetricFamily> {
         "Rules stopped: by a guard, the service guard, an error budget, by hand, or the kill switch",
         COUNTER,
     );
+    // Every series a rule may count, from 0, so `increase()` sees its first abort (a
+    // counter that appears at 1 has no increase to Prometheus).
+    let count = |rule: &str, reason: &str| {
+        s.aborts
+            .iter()
+            .find(|a| a.rule == rule && a.reason == reason)
+            .map_or(0, |a| a.count)
+    };
+    aborts.counter(
+        &[("rule", "*"), ("reason", "kill_switch")],
+        count("*", "kill_switch"),
+    );
+    for r in &s.rules {
+        for reason in ABORT_REASONS {
+            aborts.counter(
+                &[("rule", &r.rule.id), ("reason", reason)],
+                count(&r.rule.id, reason),
+            );
+        }
+    }
+    // Counts of rules no longer loaded stay while the process lives.
     for a in &s.aborts {
-        aborts.counter(&[("rule", &a.rule), ("reason", a.reason)], a.count);
+        let loaded = a.rule == "*" || s.rules.iter().any(|r| r.rule.id == a.rule);
+        if !loaded {
+            aborts.counter(&[("rule", &a.rule), ("reason", a.reason)], a.count);
+        }
     }
     let mut rejected = Family::new(
         "chaos_header_rejected_total",

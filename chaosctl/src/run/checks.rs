@@ -281,8 +281,9 @@ fn breach_of(e: &Eval, bound: &Bound) -> Option<String> {
         })
 }
 
-/// Whether every query held at every evaluation of `phase` (`last_only`: at the last
-/// evaluation with data, for recovery); the first reason when not.
+/// Whether every query held at every evaluation of `phase` (`last_only`: at its last
+/// evaluation, for recovery: a query whose series ended with the rules has no data there,
+/// and is not judged); the first reason when not.
 pub(super) fn queries_hold(
     x: &Experiment,
     seen: &Seen,
@@ -304,14 +305,10 @@ pub(super) fn queries_hold(
         {
             return Err(Broke::Blind(format!("query `{}`: {why}", q.name)));
         }
-        let judged: Vec<&Eval> = evals
-            .iter()
-            .filter(|e| e.outcome.value().is_some())
-            .collect();
         let to_judge: Vec<&Eval> = if last_only {
-            judged.last().copied().into_iter().collect()
+            evals.last().into_iter().collect()
         } else {
-            judged
+            evals.iter().collect()
         };
         let bound = q.bound();
         for e in to_judge {

@@ -88,11 +88,17 @@ pub(crate) fn main(args: RunArgs) -> u8 {
 /// Runs an experiment file to its verdict, printing the report as `chaosctl run` does.
 /// Needs a multi-threaded tokio runtime.
 pub async fn run(args: RunArgs) -> Verdict {
+    run_with_report(args).await.0
+}
+
+/// [`run`], also giving the report as `--json` prints it (`Null` when the run could not
+/// start: a refused file, no token, no instance).
+pub async fn run_with_report(args: RunArgs) -> (Verdict, Value) {
     let (x, rules) = match experiment::load(&args.file) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{} {e}", mark("refused", false));
-            return Verdict::Error;
+            return (Verdict::Error, Value::Null);
         }
     };
     let Some(token) = args
@@ -105,7 +111,7 @@ pub async fn run(args: RunArgs) -> Verdict {
             "chaosctl: the admin token is read from ${}, which is unset or empty",
             args.token_env
         );
-        return Verdict::Error;
+        return (Verdict::Error, Value::Null);
     };
     let prom = match &x.prometheus {
         None => None,
@@ -115,7 +121,7 @@ pub async fn run(args: RunArgs) -> Verdict {
                 Ok(p) => Some(p),
                 Err(e) => {
                     eprintln!("chaosctl: prometheus: {e}");
-                    return Verdict::Error;
+                    return (Verdict::Error, Value::Null);
                 }
             }
         }
@@ -124,7 +130,7 @@ pub async fn run(args: RunArgs) -> Verdict {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{} {e}", mark("not run:", false));
-            return Verdict::Error;
+            return (Verdict::Error, Value::Null);
         }
     };
     let scenario = x.scenario.clone().unwrap_or_else(|| scenario_of(&x.title));
@@ -141,7 +147,7 @@ pub async fn run(args: RunArgs) -> Verdict {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chaosctl: {e}");
-            return Verdict::Error;
+            return (Verdict::Error, Value::Null);
         }
     };
     let (tx, interrupted) = tokio::sync::watch::channel(false);
@@ -180,7 +186,8 @@ pub async fn run(args: RunArgs) -> Verdict {
             eprintln!("chaosctl: cannot write {}: {e}", path.display());
         }
     }
-    report.verdict
+    let json = serde_json::to_value(&report).expect("a report serializes");
+    (report.verdict, json)
 }
 
 /// The admin endpoints: as the file lists them, or the active, healthy targets of a
@@ -939,11 +946,10 @@ impl Run {
                 }
                 let f = query_figures(q, &evals);
                 let ok = if phase == Phase::Recovery {
-                    // Came back: its last judged value is within tolerance.
+                    // Came back: its last value is within tolerance (or it has none).
                     evals
-                        .iter()
-                        .rev()
-                        .find_map(|e| e.outcome.value())
+                        .last()
+                        .and_then(|e| e.outcome.value())
                         .is_none_or(|v| q.bound().holds(v))
                 } else {
                     f.breaches == 0
