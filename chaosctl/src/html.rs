@@ -61,6 +61,20 @@ pub(crate) fn page(r: &Value) -> String {
             .unwrap_or_default(),
     );
     h.push_str(&chart(r));
+    h.push_str(&query_chart(r));
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !warnings.is_empty() {
+        h.push_str("<h2>Warnings</h2>\n<ul id=\"warnings\">\n");
+        for w in warnings {
+            let _ = writeln!(h, "<li>{}</li>", esc(w));
+        }
+        h.push_str("</ul>\n");
+    }
     h.push_str("<h2>Phases</h2>\n<table><tr><th>phase</th><th>probe</th><th>requests</th><th>errors</th><th>error rate</th><th>p99</th><th>within tolerance</th></tr>\n");
     for p in r["phases"].as_array().into_iter().flatten() {
         let ok = p["within_tolerance"] == true;
@@ -77,7 +91,31 @@ pub(crate) fn page(r: &Value) -> String {
             if ok { "yes" } else { "no" },
         );
     }
-    h.push_str("</table>\n<h2>Injected</h2>\n<table><tr><th>rule</th><th>admin</th><th>state</th><th>injected</th><th>experiment req/err</th><th>control req/err</th><th>guard</th></tr>\n");
+    h.push_str("</table>\n");
+    let queries: Vec<&Value> = r["queries"].as_array().into_iter().flatten().collect();
+    if !queries.is_empty() {
+        h.push_str("<h2>Queries</h2>\n<table><tr><th>phase</th><th>query</th><th>evaluations</th><th>no data</th><th>min</th><th>max</th><th>last</th><th>tolerance</th><th>within tolerance</th></tr>\n");
+        let num = |v: &Value| v.as_f64().map_or("-".into(), |v| format!("{v:.4}"));
+        for q in queries {
+            let ok = q["within_tolerance"] == true;
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                esc(q["phase"].as_str().unwrap_or("")),
+                esc(q["query"].as_str().unwrap_or("")),
+                q["evaluations"],
+                q["unjudged"],
+                num(&q["min"]),
+                num(&q["max"]),
+                num(&q["last"]),
+                esc(q["tolerance"].as_str().unwrap_or("")),
+                if ok { "yes" } else { "no" },
+                if ok { "yes" } else { "no" },
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Injected</h2>\n<table><tr><th>rule</th><th>admin</th><th>state</th><th>injected</th><th>experiment req/err</th><th>control req/err</th><th>guard</th></tr>\n");
     for i in r["injected"].as_array().into_iter().flatten() {
         let s = &i["snapshot"];
         let c = |k: &str| {
@@ -106,6 +144,104 @@ pub(crate) fn page(r: &Value) -> String {
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// Each query's value at each evaluation, one chart per query: the phases shaded, the
+/// values out of tolerance marked in red, the abort marked.
+fn query_chart(r: &Value) -> String {
+    let points: Vec<&Value> = r["query_timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    if points.is_empty() {
+        return String::new();
+    }
+    let last = points
+        .iter()
+        .filter_map(|p| seconds(&p["at"]))
+        .chain(
+            r["phase_marks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| seconds(&m["at"])),
+        )
+        .fold(0.0_f64, f64::max)
+        + 1.0;
+    let x = |s: f64| LEFT + (W - LEFT - RIGHT) * s / last;
+    let mut names: Vec<&str> = points.iter().filter_map(|p| p["query"].as_str()).collect();
+    names.dedup();
+    let mut s = String::from("<h2>Queries over time</h2>\n");
+    for name in names {
+        let mine: Vec<&&Value> = points.iter().filter(|p| p["query"] == name).collect();
+        let values: Vec<f64> = mine.iter().filter_map(|p| p["value"].as_f64()).collect();
+        let hi = values.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
+        let lo = values.iter().copied().fold(0.0_f64, f64::min);
+        let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (v - lo) / (hi - lo));
+        let _ = writeln!(
+            s,
+            "<svg class=\"query\" data-query=\"{q}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\
+             <text x=\"{LEFT}\" y=\"{t}\">{q}</text>\
+             <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#8c959f\"/>\
+             <text x=\"4\" y=\"{t}\">{hi:.3}</text><text x=\"4\" y=\"{b}\">{lo:.3}</text>\
+             <text x=\"{LEFT}\" y=\"{below}\">0s</text><text x=\"{r2}\" y=\"{below}\">{last:.1}s</text>",
+            q = esc(name),
+            t = TOP + 8.0,
+            b = H - BOTTOM,
+            r = W - RIGHT,
+            r2 = W - RIGHT - 20.0,
+            below = H - BOTTOM + 16.0,
+        );
+        for m in r["phase_marks"].as_array().into_iter().flatten() {
+            if let (Some(at), Some(phase)) = (seconds(&m["at"]), m["phase"].as_str()) {
+                let _ = write!(
+                    s,
+                    "<line class=\"phase-mark\" x1=\"{a:.1}\" y1=\"{TOP}\" x2=\"{a:.1}\" y2=\"{b}\" stroke=\"#d0d7de\"/><text x=\"{tx:.1}\" y=\"{ty}\">{phase}</text>",
+                    a = x(at),
+                    b = H - BOTTOM,
+                    tx = x(at) + 3.0,
+                    ty = TOP + 20.0,
+                );
+            }
+        }
+        let line: Vec<String> = mine
+            .iter()
+            .filter_map(|p| {
+                Some(format!(
+                    "{:.1},{:.1}",
+                    x(seconds(&p["at"])?),
+                    y(p["value"].as_f64()?)
+                ))
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline class=\"value\" fill=\"none\" stroke=\"#8250df\" stroke-width=\"2\" points=\"{}\"/>",
+            line.join(" ")
+        );
+        for p in mine.iter().filter(|p| p["breach"] == true) {
+            if let (Some(at), Some(v)) = (seconds(&p["at"]), p["value"].as_f64()) {
+                let _ = write!(
+                    s,
+                    "<circle class=\"breach\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"#cf222e\"><title>{v} out of tolerance</title></circle>",
+                    x(at),
+                    y(v)
+                );
+            }
+        }
+        if let Some(at) = seconds(&r["aborted_at"]) {
+            let _ = write!(
+                s,
+                "<line class=\"abort\" x1=\"{a:.1}\" y1=\"{TOP}\" x2=\"{a:.1}\" y2=\"{b}\" stroke=\"#cf222e\" stroke-dasharray=\"3 3\"/>",
+                a = x(at),
+                b = H - BOTTOM,
+            );
+        }
+        s.push_str("</svg>\n");
+    }
+    s.push_str("<p><span style=\"color:#8250df\">━</span> the query's value at each evaluation &nbsp; <span style=\"color:#cf222e\">●</span> out of tolerance</p>\n");
+    s
 }
 
 /// The timeline: each probe's error rate (left axis) and p99 (right axis) per second,
@@ -249,4 +385,48 @@ fn chart(r: &Value) -> String {
     }
     s.push_str("</svg>\n<p><span style=\"color:#cf222e\">━</span> probe error rate &nbsp; <span style=\"color:#0969da\">━</span> probe p99, per quarter second of the run &nbsp; <span style=\"color:#bc4c00\">━</span> experiment and <span style=\"color:#1a7f37\">━</span> control cohorts' error rates</p>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn queries_are_drawn_with_their_breaches_and_warnings_listed() {
+        let r = json!({
+            "title": "t", "hypothesis": "h", "verdict": "aborted", "reason": "r",
+            "scenario": "s", "phases": [], "injected": [], "timeline": [],
+            "phase_marks": [{"phase": "baseline", "at": "0s"}, {"phase": "inject", "at": "3s"}],
+            "aborted_at": "7s",
+            "warnings": ["instance <x> appeared"],
+            "queries": [{"phase": "inject", "query": "fleet-errors", "evaluations": 3,
+                         "unjudged": 1, "min": 0.0, "max": 1.0, "last": 1.0,
+                         "tolerance": "below 0.05", "within_tolerance": false}],
+            "query_timeline": [
+                {"query": "fleet-errors", "at": "1s", "value": null, "breach": false, "note": "no series"},
+                {"query": "fleet-errors", "at": "4s", "value": 0.0, "breach": false},
+                {"query": "fleet-errors", "at": "5s", "value": 1.0, "breach": true},
+                {"query": "fleet-errors", "at": "6s", "value": 1.0, "breach": true}
+            ]
+        });
+        let page = page(&r);
+        assert!(page.contains("<svg class=\"query\" data-query=\"fleet-errors\""));
+        assert_eq!(page.matches("<circle class=\"breach\"").count(), 2);
+        assert!(page.contains("<li>instance &lt;x&gt; appeared</li>"));
+        assert!(page.contains("<td>below 0.05</td><td class=\"no\">no</td>"));
+        let line = page.split("<polyline class=\"value\"").nth(1).unwrap();
+        let points = line
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(
+            points.split(' ').count(),
+            3,
+            "the evaluation without data is not drawn"
+        );
+    }
 }

@@ -1,0 +1,101 @@
+//! The fleet commands with their instances found through a real Prometheus: the active,
+//! healthy targets of the scrape job that scrapes every admin port's `/chaos/metrics`.
+//! Needs Debian's `prometheus` (`scripts/test` installs it); without it the tests say so
+//! and pass, except under `CI=true`.
+
+use chaos_examples::fleet::{self, Fleet};
+use chaos_examples::prometheus::{self, JOB, Prometheus};
+
+fn have_prometheus() -> bool {
+    if prometheus::binary().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{}",
+        prometheus::MISSING
+    );
+    eprintln!("skipped: {}", prometheus::MISSING);
+    false
+}
+
+async fn chaosctl(args: &[&str]) -> (i32, String, String) {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaosctl"))
+        .args(args)
+        .env("CHAOS_ADMIN_TOKEN", fleet::TOKEN)
+        .output()
+        .await
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_commands_find_their_instances_through_prometheus() {
+    if !have_prometheus() {
+        return;
+    }
+    let fleet = Fleet::start(3).await;
+    let prom = Prometheus::start(&fleet.admins(), fleet::TOKEN)
+        .await
+        .unwrap();
+    prom.wait_up(3).await.unwrap();
+    let from = ["--admins-from-prometheus", prom.url(), "--job", JOB];
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - { id: payments-slow, point: client, target: payments, fault: { delay: 300ms } }\n  - { id: typo, point: client, target: paymnts, fault: { abort: 503 } }\n",
+    )
+    .unwrap();
+    let (code, out, err) =
+        chaosctl(&[&["apply", rules.to_str().unwrap()][..], &from].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("3 instances from Prometheus job `checkout-admin`"),
+        "{err}"
+    );
+    for r in &fleet.replicas {
+        assert_eq!(r.chaos.rules().rules.len(), 2, "applied on {}", r.admin);
+        // Each instance warned of the rule that cannot fire there.
+        assert!(
+            out.contains(&format!(
+                "warning: http://{}: rule `typo`: this instance has no `client` point with target `paymnts`; targets this point has seen: payments",
+                r.admin
+            )),
+            "{out}"
+        );
+    }
+    let (code, out, _) = chaosctl(&[&["status"][..], &from].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("fleet: 3 of 3 reached"), "{out}");
+    let (code, _, _) = chaosctl(&[&["kill"][..], &from].concat()).await;
+    assert_eq!(code, 0);
+    assert!(fleet.replicas.iter().all(|r| r.chaos.is_killed()));
+
+    // A job with no healthy target: nothing to act on, said, exit 1.
+    let (code, _, err) = chaosctl(&[
+        "resume",
+        "--admins-from-prometheus",
+        prom.url(),
+        "--job",
+        "nobody",
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("has no healthy target in job `nobody`"),
+        "{err}"
+    );
+    assert!(
+        fleet.replicas.iter().all(|r| r.chaos.is_killed()),
+        "nothing resumed"
+    );
+    // --job goes with --admins-from-prometheus.
+    let (code, _, err) = chaosctl(&["status", "--job", JOB]).await;
+    assert_eq!(code, 64, "{err}");
+}
