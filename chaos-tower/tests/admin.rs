@@ -1,20 +1,28 @@
-//! The admin API over a real server: auth, every route, bad input keeps the rules.
+//! The admin API over a real server: auth, every route, bad input keeps the rules; what it
+//! tells a fleet: the points and targets an instance has, warnings for rules that cannot
+//! fire there, and `/chaos/metrics` for Prometheus.
 
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::routing::get;
 use chaos_core::Chaos;
 use chaos_tower::admin::AdminService;
+use chaos_tower::{ChaosClientLayer, ChaosLayer};
 use serde_json::Value;
+use tower_layer::Layer;
 
 const TOKEN: &str = "0123456789abcdef-test-token";
 
-async fn admin(chaos: &Chaos) -> SocketAddr {
+async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().fallback_service(AdminService::new(chaos, TOKEN));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
+}
+
+async fn admin(chaos: &Chaos) -> SocketAddr {
+    serve(Router::new().fallback_service(AdminService::new(chaos, TOKEN))).await
 }
 
 fn client() -> reqwest::Client {
@@ -282,4 +290,276 @@ async fn lists_where_maps_belong_and_empty_bodies_are_refused_in_every_format() 
     .await;
     assert_eq!(s, 200, "{v}");
     assert!(chaos.rules().rules.is_empty());
+}
+
+#[tokio::test]
+async fn rules_for_points_and_targets_the_instance_lacks_are_answered_with_warnings() {
+    let chaos = Chaos::new();
+    // Built, not armed: the adapters declare what they are.
+    let _server = ChaosLayer::builder(&chaos).target("checkout").build();
+    let _backend = ChaosClientLayer::new(&chaos, "backend");
+    let _payments = ChaosClientLayer::new(&chaos, "payments");
+    let addr = admin(&chaos).await;
+    let c = client();
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    let (s, v) = send(c.get(url("/chaos/rules"))).await;
+    assert_eq!(s, 200);
+    let known: Vec<String> = v["known_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            format!(
+                "{}/{}",
+                k["point"].as_str().unwrap(),
+                k["target"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        known,
+        ["client/backend", "client/payments", "server/checkout"]
+    );
+
+    // A typo in the target: made, and said.
+    let (s, v) = send(c.post(url("/chaos/rules")).body(
+        r#"{"id": "backend-down", "point": "client", "target": "backnd", "fault": {"abort": 503}}"#,
+    ))
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let w = v["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 1, "{v}");
+    let w = w[0].as_str().unwrap();
+    assert!(
+        w.contains("rule `backend-down`") && w.contains("target `backnd`"),
+        "{w}"
+    );
+    assert!(
+        w.contains("targets this point has seen: backend, payments"),
+        "{w}"
+    );
+    assert!(w.contains("the change is made"), "{w}");
+    assert_eq!(chaos.snapshot().rules.len(), 1, "the rule is in force");
+
+    // A rule every part of which exists: no warning.
+    let (s, v) = send(c.post(url("/chaos/rules")).body(
+        r#"{"id": "fine", "point": "client", "target": "payments", "fault": {"abort": 503}}"#,
+    ))
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["warnings"], serde_json::json!([]));
+
+    // A whole document: one warning per rule that cannot fire.
+    let doc = r#"{"rules": [
+        {"id": "a", "point": "server", "fault": {"abort": 503}},
+        {"id": "b", "point": "sql", "target": "orders", "fault": {"error": "timeout"}},
+        {"id": "c", "point": "server", "target": "checkot", "fault": {"abort": 503}}
+    ]}"#;
+    let (s, v) = send(c.put(url("/chaos/rules")).body(doc)).await;
+    assert_eq!(s, 200, "{v}");
+    let w: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("rule `b`") && w[0].contains("no adapter here uses point `sql`"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("rule `c`") && w[1].contains("checkout"),
+        "{w:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_known_per_call_is_known_once_called_armed_or_not() {
+    let chaos = Chaos::new();
+    assert!(chaos.known_targets().is_empty());
+    let out = chaos.inject("queue.publish", "orders", async { 7 }).await;
+    assert_eq!(out.unwrap(), 7);
+    let known = chaos.known_targets();
+    assert_eq!(known.len(), 1);
+    assert_eq!(
+        (known[0].point.as_str(), known[0].target.as_str()),
+        ("queue.publish", "orders")
+    );
+}
+
+/// The value of the series `name{labels}` (labels as written, in order) in `text`.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_the_engines_counters_in_the_prometheus_text_format() {
+    let chaos = Chaos::new();
+    chaos
+        .replace(
+            chaos_core::rules::RuleSet::parse(
+                chaos_core::rules::Format::Yaml,
+                r#"
+rules:
+  - id: orders-503
+    point: server
+    target: shop
+    match: { path: /orders }
+    fault: { abort: 503 }
+    sequence: [abort, pass]
+  - id: shadowed
+    point: server
+    target: 'we"ird\'
+    mode: shadow
+    match: { path: /never }
+    fault: { delay: 10ms }
+"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let layer = ChaosLayer::builder(&chaos).target("shop").build();
+    let app = layer.layer(Router::new().route("/orders", get(|| async { "ok" })));
+    let shop = serve(Router::new().fallback_service(app)).await;
+    let addr = admin(&chaos).await;
+    let c = client();
+    for _ in 0..4 {
+        let _ = c.get(format!("http://{shop}/orders")).send().await.unwrap();
+    }
+    // A bad header item: refused, counted by its code.
+    let _ = c
+        .get(format!("http://{shop}/orders"))
+        .header("x-chaos", "bogus=1")
+        .send()
+        .await
+        .unwrap();
+
+    let unauth = c
+        .get(format!("http://{addr}/chaos/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+    let res = c
+        .get(format!("http://{addr}/chaos/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = res.text().await.unwrap();
+    let snap = chaos.snapshot();
+    let injected = snap.rules[0].counters.injected;
+    // The sequence aborts the first request, then passes (its last step repeats).
+    assert_eq!(injected, 1, "{text}");
+    let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("no `{s}` in\n{text}"));
+    assert_eq!(
+        v(
+            r#"chaos_injections_total{rule="orders-503",fault="abort",point="server",target="shop",mode="inject"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(r#"chaos_matched_total{rule="orders-503",point="server",target="shop"}"#),
+        5.0
+    );
+    assert_eq!(
+        v(r#"chaos_cohort_requests_total{rule="orders-503",cohort="experiment"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"chaos_cohort_errors_total{rule="orders-503",cohort="experiment"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"chaos_cohort_requests_total{rule="orders-503",cohort="control"}"#),
+        4.0
+    );
+    assert_eq!(
+        v(r#"chaos_cohort_errors_total{rule="orders-503",cohort="control"}"#),
+        0.0
+    );
+    // The histogram: cumulative buckets at the otel instrument's bounds, +Inf = _count.
+    assert_eq!(
+        v(r#"chaos_cohort_duration_seconds_bucket{rule="orders-503",cohort="control",le="+Inf"}"#),
+        4.0
+    );
+    assert_eq!(
+        v(r#"chaos_cohort_duration_seconds_count{rule="orders-503",cohort="control"}"#),
+        4.0
+    );
+    assert!(v(r#"chaos_cohort_duration_seconds_sum{rule="orders-503",cohort="control"}"#) > 0.0);
+    assert_eq!(
+        v(r#"chaos_cohort_duration_seconds_bucket{rule="orders-503",cohort="control",le="30"}"#),
+        4.0
+    );
+    // A label value with a quote and a backslash is escaped by the encoder.
+    assert_eq!(
+        v(
+            r#"chaos_injections_total{rule="shadowed",fault="delay",point="server",target="we\"ird\\",mode="shadow"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        v(r#"chaos_rule_state{rule="orders-503",state="active"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"chaos_rule_state{rule="orders-503",state="aborted"}"#),
+        0.0
+    );
+    assert_eq!(v("chaos_kill_switch"), 0.0);
+    assert_eq!(
+        v(r#"chaos_header_rejected_total{reason="unknown_key"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"chaos_known_target{point="server",target="shop"}"#),
+        1.0
+    );
+    assert!(text.contains("# TYPE chaos_cohort_duration_seconds histogram"));
+    assert!(text.contains("# TYPE chaos_injections_total counter"));
+
+    // A manual abort and the kill switch are counted under their reasons.
+    chaos.abort_rule("orders-503", "by hand").unwrap();
+    chaos.kill();
+    let text = c
+        .get(format!("http://{addr}/chaos/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        value(
+            &text,
+            r#"chaos_aborts_total{rule="orders-503",reason="manual"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"chaos_aborts_total{rule="*",reason="kill_switch"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value(&text, "chaos_kill_switch"), Some(1.0));
+    assert_eq!(
+        value(
+            &text,
+            r#"chaos_rule_state{rule="orders-503",state="killed"}"#
+        ),
+        Some(1.0)
+    );
 }

@@ -97,29 +97,8 @@ async fn urls(args: &FleetArgs) -> Result<Vec<String>, (u8, String)> {
             .as_ref()
             .and_then(|v| std::env::var(v).ok());
         let prom = Prometheus::new(base, token).map_err(usage)?;
-        let (found, down) = prom.job_targets(job).await.map_err(|e| (code::FAILED, e))?;
-        if found.is_empty() {
-            return Err((
-                code::FAILED,
-                format!(
-                    "Prometheus at {base} has no healthy target in job `{job}`{}",
-                    if down.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (down: {})", down.join(", "))
-                    }
-                ),
-            ));
-        }
-        eprintln!(
-            "chaosctl: {} instances from Prometheus job `{job}`{}",
-            found.len(),
-            if down.is_empty() {
-                String::new()
-            } else {
-                format!("; left out, not healthy: {}", down.join(", "))
-            }
-        );
+        let (found, said) = prom.instances(job).await.map_err(|e| (code::FAILED, e))?;
+        eprintln!("chaosctl: {said}");
         return Ok(found);
     }
     if urls.is_empty() {

@@ -129,6 +129,30 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// The admin URLs of a scrape job, refused when none is healthy, with a line that says
+    /// how many were found and which were left out.
+    pub(crate) async fn instances(&self, job: &str) -> Result<(Vec<String>, String), String> {
+        let (found, down) = self.job_targets(job).await?;
+        let down = if down.is_empty() {
+            String::new()
+        } else {
+            format!("; left out, not healthy: {}", down.join(", "))
+        };
+        if found.is_empty() {
+            return Err(format!(
+                "Prometheus at {} has no healthy target in job `{job}`{down}: no instance to act on",
+                self.base
+            ));
+        }
+        let said = format!(
+            "{} instances from Prometheus job `{job}`{down}",
+            found.len()
+        );
+        Ok((found, said))
+    }
+}
+
 /// `http://10.0.0.5:9901/chaos/metrics` → `http://10.0.0.5:9901` (an IPv6 host keeps its
 /// brackets).
 fn admin_of(scrape_url: &str) -> Option<String> {

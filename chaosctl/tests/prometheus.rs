@@ -6,19 +6,6 @@
 use chaos_examples::fleet::{self, Fleet};
 use chaos_examples::prometheus::{self, JOB, Prometheus};
 
-fn have_prometheus() -> bool {
-    if prometheus::binary().is_some() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{}",
-        prometheus::MISSING
-    );
-    eprintln!("skipped: {}", prometheus::MISSING);
-    false
-}
-
 async fn chaosctl(args: &[&str]) -> (i32, String, String) {
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaosctl"))
         .args(args)
@@ -35,7 +22,7 @@ async fn chaosctl(args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_commands_find_their_instances_through_prometheus() {
-    if !have_prometheus() {
+    if !prometheus::available_for_test() {
         return;
     }
     let fleet = Fleet::start(3).await;

@@ -13,20 +13,6 @@ use chaos_examples::prometheus::{self, Prometheus, SCRAPE};
 use chaosctl::experiment::Verdict;
 use serde_json::Value;
 
-/// Whether Prometheus is here; under `CI=true` its absence fails the test.
-fn have_prometheus() -> bool {
-    if prometheus::binary().is_some() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{}",
-        prometheus::MISSING
-    );
-    eprintln!("skipped: {}", prometheus::MISSING);
-    false
-}
-
 fn secs(v: &Value) -> f64 {
     serde_json::from_value::<Dur>(v.clone())
         .unwrap_or_else(|e| panic!("{v}: {e}"))
@@ -65,7 +51,7 @@ fn assert_rolled_back(fleet: &Fleet) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fleet_is_judged_by_prometheus() {
-    if !have_prometheus() {
+    if !prometheus::available_for_test() {
         return;
     }
     let (mut fleet, mut prom) = started(3).await;
@@ -142,6 +128,18 @@ async fn the_fleet_is_judged_by_prometheus() {
     prom.set_targets(&fleet.admins()).unwrap();
     let (verdict, r) = run.await.unwrap();
     assert_eq!(verdict, Verdict::Held, "{r:#}");
+    // The cohorts were read through Prometheus (`from: prometheus`), summed over the fleet.
+    let last = r["cohort_timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last["experiment"]["requests"].as_u64().unwrap_or(0) > 50,
+        "{r:#}"
+    );
+    assert_eq!(last["experiment"]["errors"], 0);
     let q = r["queries"]
         .as_array()
         .unwrap()
@@ -222,7 +220,7 @@ async fn the_fleet_is_judged_by_prometheus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_blind_judge_aborts_the_run() {
-    if !have_prometheus() {
+    if !prometheus::available_for_test() {
         return;
     }
     let (fleet, prom) = started(3).await;
@@ -253,7 +251,7 @@ async fn a_blind_judge_aborts_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_reachable_prometheus_nothing_is_injected() {
-    if !have_prometheus() {
+    if !prometheus::available_for_test() {
         return;
     }
     let (fleet, mut prom) = started(3).await;

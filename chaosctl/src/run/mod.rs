@@ -203,27 +203,8 @@ async fn instances(x: &Experiment, prom: Option<&Prometheus>) -> Result<Instance
     };
     let prom = prom.ok_or("`admins_from` needs `prometheus`")?;
     let job = &from.prometheus_job;
-    let (admins, down) = prom.job_targets(job).await?;
-    if admins.is_empty() {
-        return Err(format!(
-            "Prometheus at {} has no healthy target in job `{job}`{}: no instance to run on",
-            prom.url(),
-            if down.is_empty() {
-                String::new()
-            } else {
-                format!(" (down: {})", down.join(", "))
-            }
-        ));
-    }
-    progress(&format!(
-        "found {} instances in Prometheus job `{job}`{}",
-        admins.len(),
-        if down.is_empty() {
-            String::new()
-        } else {
-            format!("; left out, not healthy: {}", down.join(", "))
-        }
-    ));
+    let (admins, said) = prom.instances(job).await?;
+    progress(&format!("found {said}"));
     Ok(Instances {
         from: format!("Prometheus job `{job}` at {}", prom.url()),
         admins,
