@@ -460,70 +460,67 @@ rules:
     // The sequence aborts the first request, then passes (its last step repeats).
     assert_eq!(injected, 1, "{text}");
     let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("no `{s}` in\n{text}"));
-    assert_eq!(
-        v(
-            r#"chaos_injections_total{rule="orders-503",fault="abort",point="server",target="shop",mode="inject"}"#
+    let want: [(&str, f64); 16] = [
+        (
+            r#"chaos_injections_total{rule="orders-503",fault="abort",point="server",target="shop",mode="inject"}"#,
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        v(r#"chaos_matched_total{rule="orders-503",point="server",target="shop"}"#),
-        5.0
-    );
-    assert_eq!(
-        v(r#"chaos_cohort_requests_total{rule="orders-503",cohort="experiment"}"#),
-        1.0
-    );
-    assert_eq!(
-        v(r#"chaos_cohort_errors_total{rule="orders-503",cohort="experiment"}"#),
-        1.0
-    );
-    assert_eq!(
-        v(r#"chaos_cohort_requests_total{rule="orders-503",cohort="control"}"#),
-        4.0
-    );
-    assert_eq!(
-        v(r#"chaos_cohort_errors_total{rule="orders-503",cohort="control"}"#),
-        0.0
-    );
-    // The histogram: cumulative buckets at the otel instrument's bounds, +Inf = _count.
-    assert_eq!(
-        v(r#"chaos_cohort_duration_seconds_bucket{rule="orders-503",cohort="control",le="+Inf"}"#),
-        4.0
-    );
-    assert_eq!(
-        v(r#"chaos_cohort_duration_seconds_count{rule="orders-503",cohort="control"}"#),
-        4.0
-    );
+        (
+            r#"chaos_matched_total{rule="orders-503",point="server",target="shop"}"#,
+            5.0,
+        ),
+        (
+            r#"chaos_cohort_requests_total{rule="orders-503",cohort="experiment"}"#,
+            1.0,
+        ),
+        (
+            r#"chaos_cohort_errors_total{rule="orders-503",cohort="experiment"}"#,
+            1.0,
+        ),
+        (
+            r#"chaos_cohort_requests_total{rule="orders-503",cohort="control"}"#,
+            4.0,
+        ),
+        (
+            r#"chaos_cohort_errors_total{rule="orders-503",cohort="control"}"#,
+            0.0,
+        ),
+        // The histogram: cumulative buckets at the otel instrument's bounds, +Inf = _count.
+        (
+            r#"chaos_cohort_duration_seconds_bucket{rule="orders-503",cohort="control",le="+Inf"}"#,
+            4.0,
+        ),
+        (
+            r#"chaos_cohort_duration_seconds_count{rule="orders-503",cohort="control"}"#,
+            4.0,
+        ),
+        (
+            r#"chaos_cohort_duration_seconds_bucket{rule="orders-503",cohort="control",le="30"}"#,
+            4.0,
+        ),
+        // A label value with a quote and a backslash is escaped by the encoder.
+        (
+            r#"chaos_injections_total{rule="shadowed",fault="delay",point="server",target="we\"ird\\",mode="shadow"}"#,
+            0.0,
+        ),
+        (r#"chaos_rule_state{rule="orders-503",state="active"}"#, 1.0),
+        (
+            r#"chaos_rule_state{rule="orders-503",state="aborted"}"#,
+            0.0,
+        ),
+        ("chaos_kill_switch", 0.0),
+        (r#"chaos_header_rejected_total{reason="unknown_key"}"#, 1.0),
+        // Counters a rule may count are written from 0, so increase() sees the first.
+        (
+            r#"chaos_aborts_total{rule="orders-503",reason="guard"}"#,
+            0.0,
+        ),
+        (r#"chaos_known_target{point="server",target="shop"}"#, 1.0),
+    ];
+    for (series, n) in want {
+        assert_eq!(v(series), n, "{series}");
+    }
     assert!(v(r#"chaos_cohort_duration_seconds_sum{rule="orders-503",cohort="control"}"#) > 0.0);
-    assert_eq!(
-        v(r#"chaos_cohort_duration_seconds_bucket{rule="orders-503",cohort="control",le="30"}"#),
-        4.0
-    );
-    // A label value with a quote and a backslash is escaped by the encoder.
-    assert_eq!(
-        v(
-            r#"chaos_injections_total{rule="shadowed",fault="delay",point="server",target="we\"ird\\",mode="shadow"}"#
-        ),
-        0.0
-    );
-    assert_eq!(
-        v(r#"chaos_rule_state{rule="orders-503",state="active"}"#),
-        1.0
-    );
-    assert_eq!(
-        v(r#"chaos_rule_state{rule="orders-503",state="aborted"}"#),
-        0.0
-    );
-    assert_eq!(v("chaos_kill_switch"), 0.0);
-    assert_eq!(
-        v(r#"chaos_header_rejected_total{reason="unknown_key"}"#),
-        1.0
-    );
-    assert_eq!(
-        v(r#"chaos_known_target{point="server",target="shop"}"#),
-        1.0
-    );
     assert!(text.contains("# TYPE chaos_cohort_duration_seconds histogram"));
     assert!(text.contains("# TYPE chaos_injections_total counter"));
 

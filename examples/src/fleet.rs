@@ -15,7 +15,7 @@ use chaos_core::Chaos;
 use chaos_reqwest::ChaosMiddleware;
 use chaos_tower::ChaosLayer;
 use chaos_tower::admin::AdminService;
-use chaosctl::experiment::{RunArgs, Verdict};
+use chaosctl::experiment::Verdict;
 use http::{HeaderMap, StatusCode};
 use reqwest_middleware::ClientWithMiddleware;
 use tower_layer::Layer;
@@ -224,20 +224,10 @@ abort:
     )
 }
 
-/// Runs an experiment (its YAML) as `chaosctl run` does: the verdict and the JSON report.
+/// Runs an experiment on the fleet (its YAML) as `chaosctl run` does: the verdict and the
+/// JSON report.
 pub async fn run(name: &str, body: &str) -> (Verdict, serde_json::Value) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let file = dir.path().join(format!("{name}.yaml"));
-    std::fs::write(&file, body).expect("the experiment written");
-    chaosctl::experiment::run_with_report(RunArgs {
-        file,
-        token_env: String::new(),
-        token: Some(TOKEN.to_owned()),
-        json: false,
-        junit: None,
-        html: None,
-    })
-    .await
+    crate::run_experiment(name, body, TOKEN).await
 }
 
 /// The ready PromQL queries of the README's Dashboards section, in order, with their

@@ -42,7 +42,7 @@ use chaos_reqwest::{ChaosMiddleware, ChaosRetryableStrategy};
 use chaos_sqlx::ChaosPool;
 use chaos_tower::ChaosLayer;
 use chaos_tower::admin::AdminService;
-use chaosctl::experiment::{RunArgs, Verdict};
+use chaosctl::experiment::Verdict;
 use failsafe::futures::CircuitBreaker as _;
 use http::StatusCode;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
@@ -272,28 +272,11 @@ async fn main() -> ExitCode {
             Verdict::Refuted,
         ),
     ];
-    let dir = std::env::temp_dir().join(format!("gameday-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("gameday: cannot write the experiments: {e}");
-        return ExitCode::FAILURE;
-    }
     let mut all_as_expected = true;
     for (i, (body, expected)) in runs.iter().enumerate() {
-        let file = dir.join(format!("experiment-{}.yaml", i + 1));
-        if let Err(e) = std::fs::write(&file, body) {
-            eprintln!("gameday: cannot write {}: {e}", file.display());
-            return ExitCode::FAILURE;
-        }
         println!("──── experiment {} of {}", i + 1, runs.len());
-        let verdict = chaosctl::experiment::run(RunArgs {
-            file,
-            token_env: String::new(),
-            token: Some(TOKEN.to_owned()),
-            json: false,
-            junit: None,
-            html: None,
-        })
-        .await;
+        let (verdict, _) =
+            chaos_examples::run_experiment(&format!("experiment-{}", i + 1), body, TOKEN).await;
         let ok = verdict == *expected;
         all_as_expected &= ok;
         println!(
@@ -301,7 +284,6 @@ async fn main() -> ExitCode {
             if ok { "✔" } else { "✘" }
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     if !chaos.rules().rules.is_empty() {
         eprintln!("gameday: rules were left behind: {:?}", chaos.rules().rules);
         return ExitCode::FAILURE;
