@@ -94,11 +94,11 @@ impl Prometheus {
     }
 
     /// The admin URLs of a scrape job: the scheme, host and port of each active target
-    /// whose last scrape succeeded; and the targets left out, with why.
+    /// whose last scrape succeeded; and the other active targets, with why.
     pub(crate) async fn job_targets(
         &self,
         job: &str,
-    ) -> Result<(Vec<String>, Vec<String>), String> {
+    ) -> Result<(Vec<String>, Vec<(String, String)>), String> {
         let data = self.get("/api/v1/targets", &[("state", "active")]).await?;
         let mut up = Vec::new();
         let mut down = Vec::new();
@@ -112,15 +112,16 @@ impl Prometheus {
             if t["health"] == "up" {
                 up.push(url);
             } else {
-                down.push(format!(
-                    "{url} ({}{})",
+                let why = format!(
+                    "{}{}",
                     t["health"].as_str().unwrap_or("unknown"),
                     t["lastError"]
                         .as_str()
                         .filter(|e| !e.is_empty())
                         .map(|e| format!(": {e}"))
                         .unwrap_or_default()
-                ));
+                );
+                down.push((url, why));
             }
         }
         up.sort();
@@ -137,7 +138,8 @@ impl Prometheus {
         let down = if down.is_empty() {
             String::new()
         } else {
-            format!("; left out, not healthy: {}", down.join(", "))
+            let named: Vec<String> = down.iter().map(|(u, why)| format!("{u} ({why})")).collect();
+            format!("; left out, not healthy: {}", named.join(", "))
         };
         if found.is_empty() {
             return Err(format!(

@@ -168,6 +168,22 @@ impl Prometheus {
         Err(format!("fewer than {n} targets up after 30s: {last}"))
     }
 
+    /// Waits until the job lists `n` active targets, whatever their health (at most 30 s).
+    ///
+    /// # Errors
+    ///
+    /// When it does not by then.
+    pub async fn wait_listed(&self, n: usize) -> Result<(), String> {
+        for _ in 0..300 {
+            let v = self.api("/api/v1/targets?state=active").await?;
+            if v["data"]["activeTargets"].as_array().map_or(0, Vec::len) >= n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("fewer than {n} targets listed after 30s"))
+    }
+
     /// An instant query: its `data.result`.
     ///
     /// # Errors

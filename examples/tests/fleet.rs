@@ -121,11 +121,14 @@ async fn the_fleet_is_judged_by_prometheus() {
     // 2. The same fault with the fallback in place: held, by the same query. A replica
     //    that comes up meanwhile is named and left alone.
     fleet.set_fallback(true);
-    let body = fleet::experiment(fleet.front, prom.url(), Duration::from_secs(8));
+    let body = fleet::experiment(fleet.front, prom.url(), Duration::from_secs(10));
     let run = tokio::spawn(async move { fleet::run("held", &body).await });
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // A second into the inject phase (the baseline is 3 s), a fourth replica comes up in
+    // the job; Prometheus lists it long before the phase ends.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let newcomer = fleet.add_replica().await.admin;
     prom.set_targets(&fleet.admins()).unwrap();
+    prom.wait_listed(4).await.unwrap();
     let (verdict, r) = run.await.unwrap();
     assert_eq!(verdict, Verdict::Held, "{r:#}");
     // The cohorts were read through Prometheus (`from: prometheus`), summed over the fleet.

@@ -710,8 +710,10 @@ impl Run {
         let (Some(prom), Some(from)) = (&self.prom, &self.x.method.admins_from) else {
             return;
         };
-        if let Ok((now, _)) = prom.job_targets(&from.prometheus_job).await {
-            for a in now.iter().filter(|a| !self.admins().contains(a)) {
+        if let Ok((up, down)) = prom.job_targets(&from.prometheus_job).await {
+            // Whatever its health: a target not yet scraped is there all the same.
+            let now = up.into_iter().chain(down.into_iter().map(|(url, _)| url));
+            for a in now.filter(|a| !self.admins().contains(a)) {
                 report.warnings.push(format!(
                     "instance {a} appeared in job `{}` during the run and was left alone",
                     from.prometheus_job
