@@ -134,10 +134,11 @@ enum Command {
     /// Run an experiment: baseline, inject, observe, roll back, recover, and a verdict.
     #[command(
         after_help = "Example:\n  chaosctl run checkout-payments-slow.yaml --junit report.xml\n\n\
-        Verdicts and exit codes: 0 held (every probe within tolerance while faults were in), \
-        1 refuted (a probe broke: a finding), 2 aborted (an abort condition or a rule's \
-        guard fired), 3 error (the run could not be done). The rollback always runs, also \
-        on abort, error or Ctrl-C; a run that cannot roll back says so and exits 3."
+        Verdicts and exit codes: 0 held (every probe and query within tolerance while faults \
+        were in), 1 refuted (a check broke: a finding), 2 aborted (an abort condition or a \
+        rule's guard fired, or Prometheus could not judge), 3 error (the run could not be \
+        done, or its rules injected nothing: nothing was tested). The rollback always runs, \
+        also on abort, error or Ctrl-C; a run that cannot roll back says so and exits 3."
     )]
     Run {
         /// The experiment file (.yaml, .yml, .json, .toml).
@@ -148,7 +149,7 @@ enum Command {
         /// The report as JSON instead of tables.
         #[arg(long)]
         json: bool,
-        /// Also write a JUnit report (one test case per probe) to this file.
+        /// Also write a JUnit report (a test case per probe, per query, and for the injections).
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
         /// Also write the report as one self-contained HTML page with a timeline chart.

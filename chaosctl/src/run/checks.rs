@@ -443,6 +443,35 @@ fn is_aggregate(q: &str) -> bool {
     })
 }
 
+/// What Prometheus's answer to `query` gives to judge: one value; each series of an
+/// aggregate `by`; no data (no series, NaN); or a failure (an error, several series of a
+/// query that does not aggregate them).
+fn outcome(query: &str, answer: Result<Answer, String>) -> Outcome {
+    match answer {
+        Err(e) => Outcome::Failed(e),
+        Ok(Answer::Nothing) => Outcome::NoData("no series"),
+        Ok(Answer::One(v)) if v.is_nan() => Outcome::NoData("NaN"),
+        Ok(Answer::One(v)) => Outcome::Values(vec![(String::new(), v)]),
+        Ok(Answer::Several(series)) if is_aggregate(query) => {
+            if series.iter().all(|(_, v)| v.is_nan()) {
+                Outcome::NoData("NaN")
+            } else {
+                Outcome::Values(series)
+            }
+        }
+        Ok(Answer::Several(series)) => Outcome::Failed(format!(
+            "it answered {} series ({}), where one value is judged: aggregate them (sum, max, avg, ...), or aggregate `by` a label to judge each",
+            series.len(),
+            series
+                .iter()
+                .take(4)
+                .map(|(l, _)| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 /// Evaluates every query once now, into `seen` under the current phase.
 pub(super) async fn evaluate(x: &Experiment, prom: &Prometheus, seen: &Seen) {
     let asked = x
@@ -457,29 +486,7 @@ pub(super) async fn evaluate(x: &Experiment, prom: &Prometheus, seen: &Seen) {
         .into_iter()
         .enumerate()
     {
-        let outcome = match answer {
-            Err(e) => Outcome::Failed(e),
-            Ok(Answer::Nothing) => Outcome::NoData("no series"),
-            Ok(Answer::One(v)) if v.is_nan() => Outcome::NoData("NaN"),
-            Ok(Answer::One(v)) => Outcome::Values(vec![(String::new(), v)]),
-            Ok(Answer::Several(series)) if is_aggregate(&q.query) => {
-                if series.iter().all(|(_, v)| v.is_nan()) {
-                    Outcome::NoData("NaN")
-                } else {
-                    Outcome::Values(series)
-                }
-            }
-            Ok(Answer::Several(series)) => Outcome::Failed(format!(
-                "it answered {} series ({}), where one value is judged: aggregate them (sum, max, avg, ...), or aggregate `by` a label to judge each",
-                series.len(),
-                series
-                    .iter()
-                    .take(4)
-                    .map(|(l, _)| l.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        };
+        let outcome = outcome(&q.query, answer);
         if seen.stop.load(Ordering::Acquire) {
             return;
         }
@@ -621,6 +628,52 @@ mod tests {
         assert!(!is_aggregate("rate(x[1m])"));
         assert!(!is_aggregate("summary_total"));
         assert!(!is_aggregate("up"));
+    }
+
+    #[test]
+    fn answers_give_one_value_each_series_of_an_aggregate_no_data_or_a_refusal() {
+        let one = outcome("sum(x)", Ok(Answer::One(0.5)));
+        assert_eq!(one.value(), Some(0.5));
+        assert!(matches!(
+            outcome("x", Ok(Answer::Nothing)),
+            Outcome::NoData("no series")
+        ));
+        assert!(matches!(
+            outcome("x", Ok(Answer::One(f64::NAN))),
+            Outcome::NoData("NaN")
+        ));
+        let series = vec![
+            ("{instance=\"a\"}".to_owned(), 0.1),
+            ("{instance=\"b\"}".to_owned(), 0.9),
+        ];
+        // An aggregate `by`: each series is judged, a breach on any one counts.
+        let by = outcome("max by (instance) (x)", Ok(Answer::Several(series.clone())));
+        let bound = Bound {
+            below: Some(0.5),
+            above: None,
+            between: None,
+        };
+        let e = Eval {
+            at: Duration::ZERO,
+            phase: Phase::Inject,
+            outcome: by,
+        };
+        assert_eq!(
+            breach_of(&e, &bound).as_deref(),
+            Some("0.9 at {instance=\"b\"}")
+        );
+        // Not an aggregate: refused, the series named.
+        match outcome("x", Ok(Answer::Several(series))) {
+            Outcome::Failed(why) => assert!(
+                why.starts_with("it answered 2 series ({instance=\"a\"}, {instance=\"b\"})"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            outcome("x", Err("down".into())),
+            Outcome::Failed(_)
+        ));
     }
 
     fn eval(at_ms: u64, v: Option<f64>) -> Eval {
