@@ -126,6 +126,13 @@ fn benches(c: &mut Criterion) {
         "no_rules",
         &chain(ChaosMiddleware::new(&empty, "payments")),
     );
+    // Calls named by their host: each call notes its host among the engine's known
+    // targets (one load and a scan, armed or not).
+    bench(
+        c,
+        "no_rules_by_host",
+        &chain(ChaosMiddleware::builder(&empty).build()),
+    );
     let rules = engine(&hundred_rules());
     bench(
         c,
@@ -156,6 +163,7 @@ fn main() {
         &[
             "baseline_pass",
             "no_rules",
+            "no_rules_by_host",
             "rules_100_no_match",
             "match_delay_0",
         ],

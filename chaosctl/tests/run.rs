@@ -403,6 +403,26 @@ async fn a_bad_experiment_file_is_refused_with_where_and_why() {
             "title: t\nhypothesis: h\nsteady_state: { probes: [{ name: p, url: 'http://127.0.0.1:9' }] }\nmethod: { admins: [http://127.0.0.1:9], duration: 1s, rules: [{ id: r, point: server, fault: { abort: 503 } }] }\nabort: [{ probe: q, error_rate_above: 5% }]\n",
             "field `abort[0].probe`: no probe is called `q`",
         ),
+        (
+            "title: t\nhypothesis: h\nsteady_state: { queries: [{ name: e, query: up, below: 1 }] }\nmethod: { admins: [http://127.0.0.1:9], duration: 1s, rules: [{ id: r, point: server, fault: { abort: 503 } }] }\n",
+            "field `prometheus`: queries, `admins_from` and cohorts `from: prometheus` need `prometheus: { url: ... }`",
+        ),
+        (
+            "title: t\nhypothesis: h\nprometheus: { url: 'http://127.0.0.1:9' }\nsteady_state: { queries: [{ name: e, query: up }] }\nmethod: { admins: [http://127.0.0.1:9], duration: 1s, rules: [{ id: r, point: server, fault: { abort: 503 } }] }\n",
+            "field `steady_state.queries[0].below`: a query needs `below`, `above` or `between: [low, high]`",
+        ),
+        (
+            "title: t\nhypothesis: h\nprometheus: { url: 'http://127.0.0.1:9' }\nsteady_state: { queries: [{ name: e, query: up, below: 1 }] }\nmethod: { admins: [http://127.0.0.1:9], duration: 1s, rules: [{ id: r, point: server, fault: { abort: 503 } }] }\nabort: [{ query: f, above: 2, for: 5s }]\n",
+            "field `abort[0].query`: no steady-state query is called `f`",
+        ),
+        (
+            "title: t\nhypothesis: h\nprometheus: { url: 'http://127.0.0.1:9' }\nsteady_state: { queries: [{ name: e, query: up, below: 1 }] }\nmethod: { admins_from: { prometheus_job: x }, admins: [http://127.0.0.1:9], duration: 1s, rules: [{ id: r, point: server, fault: { abort: 503 } }] }\n",
+            "field `method.admins_from`: give `admins` or `admins_from`, not both",
+        ),
+        (
+            "title: t\nhypothesis: h\nprometheus: { url: 'http://127.0.0.1:9' }\nsteady_state: { queries: [{ name: e, query: up, blow: 1 }] }\n",
+            "unknown field `blow`",
+        ),
     ];
     for (body, want) in cases {
         let (o, _) = run(&dir, body, &[]).await;
