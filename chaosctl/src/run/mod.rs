@@ -9,7 +9,9 @@
 //! it ends `error`, never `held` or `refuted`.
 
 mod checks;
+mod instances;
 mod report;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,22 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chaos_core::rules::{Dur, Mode, Rule};
+use chaos_core::rules::{Dur, Rule};
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use self::checks::{
-    Broke, Outcome, PHASES, Phase, Seen, figures, probes_hold, queries_hold, query_figures, within,
-};
-use self::report::{
-    CheckFailure, CohortPoint, Injected, Injections, Instances, PhaseReport, Point, QueryPhase,
-    QueryPoint, Report, SLICE, Totals, junit, print_report,
-};
+use self::checks::{Broke, Phase, Seen, figures, probes_hold, queries_hold};
+use self::report::{CohortPoint, Instances, Report, junit, print_report};
 use crate::admin::{AdminClient, route};
 use crate::experiment_file::{self as experiment, CohortSource, Experiment};
 use crate::out::{bold, mark};
-use crate::prom::{Answer, Prometheus};
+use crate::prom::Prometheus;
 
 /// The outcome of a run, and its exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -126,7 +123,7 @@ pub async fn run_with_report(args: RunArgs) -> (Verdict, Value) {
             }
         }
     };
-    let instances = match instances(&x, prom.as_ref()).await {
+    let instances = match instances::instances(&x, prom.as_ref()).await {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{} {e}", mark("not run:", false));
@@ -188,27 +185,6 @@ pub async fn run_with_report(args: RunArgs) -> (Verdict, Value) {
     }
     let json = serde_json::to_value(&report).expect("a report serializes");
     (report.verdict, json)
-}
-
-/// The admin endpoints: as the file lists them, or the active, healthy targets of a
-/// Prometheus scrape job (refused when there are none).
-async fn instances(x: &Experiment, prom: Option<&Prometheus>) -> Result<Instances, String> {
-    let Some(from) = &x.method.admins_from else {
-        let mut admins = x.method.admins.clone();
-        crate::admin::normalise(&mut admins)?;
-        return Ok(Instances {
-            from: "the experiment file".into(),
-            admins,
-        });
-    };
-    let prom = prom.ok_or("`admins_from` needs `prometheus`")?;
-    let job = &from.prometheus_job;
-    let (admins, said) = prom.instances(job).await?;
-    progress(&format!("found {said}"));
-    Ok(Instances {
-        from: format!("Prometheus job `{job}` at {}", prom.url()),
-        admins,
-    })
 }
 
 /// A scenario name from a title: `Checkout survives!` → `checkout-survives-1733097600`.
@@ -338,7 +314,7 @@ impl Run {
             if let Err(Broke::Blind(why)) = queries_hold(&self.x, &seen, Phase::Baseline, false) {
                 seen.stop.store(true, Ordering::Release);
                 report.reason = format!("check: {why}; nothing was injected");
-                self.fill(&seen, &mut report);
+                report::fill(&self.x, &seen, &mut report);
                 return report;
             }
             let interval = self
@@ -418,7 +394,7 @@ impl Run {
         }
         report.recovered = recovered;
         report.cohort_timeline = self.cohorts.clone();
-        self.fill(&seen, &mut report);
+        report::fill(&self.x, &seen, &mut report);
         let inject_broke = self.inject_broke(&seen);
         let nothing = matches!(outcome, Ok(true))
             .then(|| self.injected_nothing(&mut report))
@@ -452,128 +428,6 @@ impl Run {
             );
         }
         report
-    }
-
-    /// Why the steady state broke while the faults were in: a probe, a query, or the
-    /// cohorts; `None` when it held.
-    fn inject_broke(&self, seen: &Seen) -> Option<String> {
-        let probe = probes_hold(&self.x, seen, Phase::Inject).err();
-        let query = match queries_hold(&self.x, seen, Phase::Inject, false) {
-            Err(Broke::Tolerance(why) | Broke::Blind(why)) => Some(why),
-            Ok(()) => None,
-        };
-        probe.or(query).or_else(|| self.cohorts_broke())
-    }
-
-    /// Why the steady state did not come back in recovery; `None` when it did.
-    fn recovery_broke(&self, seen: &Seen) -> Option<String> {
-        if let Err(why) = probes_hold(&self.x, seen, Phase::Recovery) {
-            return Some(why);
-        }
-        match queries_hold(&self.x, seen, Phase::Recovery, true) {
-            Err(Broke::Tolerance(why) | Broke::Blind(why)) => Some(why),
-            Ok(()) => None,
-        }
-    }
-
-    /// The reason a run whose rules injected nothing (summed over every instance) has no
-    /// verdict, naming per rule what it matched and which targets its point has on the
-    /// instances; `None` when something was injected. Also warns of an instance where a
-    /// rule injected nothing while others did, and fills the report's injection counts.
-    fn injected_nothing(&self, report: &mut Report) -> Option<String> {
-        let mut per_rule: BTreeMap<&str, Vec<&Injections>> = BTreeMap::new();
-        for i in &report.injections {
-            per_rule.entry(i.rule.as_str()).or_default().push(i);
-        }
-        let total: u64 = report.injections.iter().map(|i| i.injected).sum();
-        for (rule, on) in &per_rule {
-            let fired: Vec<_> = on.iter().filter(|i| i.injected > 0).collect();
-            if !fired.is_empty() {
-                for i in on.iter().filter(|i| i.injected == 0) {
-                    report.warnings.push(format!(
-                        "rule `{rule}` injected nothing on {} (matched {}) while it injected on {} other instance(s)",
-                        i.admin, i.matched, fired.len()
-                    ));
-                }
-            }
-        }
-        if total > 0 {
-            return None;
-        }
-        let reasons: Vec<String> = self
-            .rules
-            .iter()
-            .map(|r| {
-                let on = per_rule.get(r.id.as_str()).map_or(&[][..], Vec::as_slice);
-                let matched: u64 = on.iter().map(|i| i.matched).sum();
-                let mut targets: Vec<&str> = self
-                    .known
-                    .values()
-                    .filter_map(|points| points.get(&r.point))
-                    .flatten()
-                    .map(|t| if t.is_empty() { "(none)" } else { t.as_str() })
-                    .collect();
-                targets.sort_unstable();
-                targets.dedup();
-                format!(
-                    "rule {} matched {matched} requests on {} instances; targets this point ({}) has seen on them: {}",
-                    r.id,
-                    on.len().max(self.admins().len()),
-                    r.point,
-                    if targets.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        targets.join(", ")
-                    }
-                )
-            })
-            .collect();
-        report.failures.push(CheckFailure {
-            check: "injections".into(),
-            message: format!(
-                "the rules injected nothing, so nothing was tested: {}",
-                reasons.join("; ")
-            ),
-        });
-        Some(format!(
-            "nothing was injected, so the hypothesis was not tested: {}",
-            reasons.join("; ")
-        ))
-    }
-
-    /// Whether the experiment's rules' cohorts broke the steady state's cohort tolerance
-    /// (as last read while the rules were in); the reason when so.
-    fn cohorts_broke(&self) -> Option<String> {
-        let t = self.x.steady_state.cohorts.as_ref()?;
-        let last = self.cohorts.last()?;
-        let (en, ee) = (last.experiment.requests, last.experiment.errors);
-        let (cn, ce) = (last.control.requests, last.control.errors);
-        if en == 0 {
-            return None;
-        }
-        let rate = ee as f64 / en as f64;
-        if let Some(max) = t.error_rate_below
-            && rate > max.fraction()
-        {
-            return Some(format!(
-                "the experiment cohort's error rate {:.2}% (tolerance below {max})",
-                rate * 100.0
-            ));
-        }
-        if let Some(max) = t.increase_over_control_below
-            && cn > 0
-        {
-            let control = ce as f64 / cn as f64;
-            if rate - control > max.fraction() {
-                return Some(format!(
-                    "the experiment cohort's error rate {:.2}% is {:.2} points above control's {:.2}% (tolerance below {max})",
-                    rate * 100.0,
-                    (rate - control) * 100.0,
-                    control * 100.0
-                ));
-            }
-        }
-        None
     }
 
     /// Waits `d`, or until Ctrl-C: `true` when interrupted.
@@ -682,182 +536,6 @@ impl Run {
         outcome
     }
 
-    /// Per rule and instance, what it matched and injected (a shadow rule: would have).
-    fn injection_counts(&self) -> Vec<Injections> {
-        self.last_seen
-            .iter()
-            .map(|(a, id, v)| {
-                let shadow = self
-                    .rules
-                    .iter()
-                    .any(|r| r.id == *id && r.mode == Mode::Shadow);
-                let c = &v["counters"];
-                Injections {
-                    rule: id.clone(),
-                    admin: a.clone(),
-                    matched: c["matched"].as_u64().unwrap_or(0),
-                    injected: c[if shadow { "shadowed" } else { "injected" }]
-                        .as_u64()
-                        .unwrap_or(0),
-                }
-            })
-            .collect()
-    }
-
-    /// Names, as a warning, each instance of the Prometheus job that was not there when
-    /// the run began: it was left alone.
-    async fn note_new_instances(&self, report: &mut Report) {
-        let (Some(prom), Some(from)) = (&self.prom, &self.x.method.admins_from) else {
-            return;
-        };
-        if let Ok((up, down)) = prom.job_targets(&from.prometheus_job).await {
-            // Whatever its health: a target not yet scraped is there all the same.
-            let now = up.into_iter().chain(down.into_iter().map(|(url, _)| url));
-            for a in now.filter(|a| !self.admins().contains(a)) {
-                report.warnings.push(format!(
-                    "instance {a} appeared in job `{}` during the run and was left alone",
-                    from.prometheus_job
-                ));
-            }
-        }
-    }
-
-    /// Reads our rules on every instance (and the points and targets each has); the first
-    /// rule a guard aborted, if any. `cohorts`: note the cohorts' totals.
-    async fn read_rules(&mut self, at: Duration, cohorts: bool) -> Option<String> {
-        let mut fired = None;
-        let mut seen = Vec::new();
-        let mut point = CohortPoint {
-            at: Dur(at),
-            experiment: Totals::default(),
-            control: Totals::default(),
-        };
-        for a in self.admins().to_vec() {
-            let Ok(snap) = self.admin(Method::GET, &a, route::RULES, None).await else {
-                continue;
-            };
-            let mut points: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for k in snap["known_targets"].as_array().into_iter().flatten() {
-                if let (Some(p), Some(t)) = (k["point"].as_str(), k["target"].as_str()) {
-                    points.entry(p.to_owned()).or_default().push(t.to_owned());
-                }
-            }
-            self.known.insert(a.clone(), points);
-            for r in snap["rules"].as_array().into_iter().flatten() {
-                let id = r["rule"]["id"].as_str().unwrap_or_default();
-                if !self.added.iter().any(|(ad, rid)| *ad == a && rid == id) {
-                    continue;
-                }
-                if r["state"] == "aborted" && fired.is_none() {
-                    fired = Some(format!(
-                        "rule `{id}` aborted on {a}: {}",
-                        r["abort_reason"].as_str().unwrap_or("by its guard")
-                    ));
-                }
-                for (c, t) in [
-                    ("experiment", &mut point.experiment),
-                    ("control", &mut point.control),
-                ] {
-                    t.requests += r["cohorts"][c]["total_requests"].as_u64().unwrap_or(0);
-                    t.errors += r["cohorts"][c]["total_errors"].as_u64().unwrap_or(0);
-                }
-                seen.push((a.clone(), id.to_owned(), r.clone()));
-            }
-        }
-        if !seen.is_empty() {
-            self.last_seen = seen;
-            if cohorts {
-                self.cohorts.push(point);
-            }
-        }
-        fired
-    }
-
-    /// The cohorts of our rules over the fleet, and whether a guard aborted one, in three
-    /// queries to Prometheus whatever the number of instances (the admin API is read only
-    /// for the reason of an abort). A failed read leaves the figures as they were.
-    async fn read_prometheus(&mut self, at: Duration) -> Option<String> {
-        let prom = self.prom.clone()?;
-        let ids: Vec<String> = self
-            .rules
-            .iter()
-            .map(|r| r.id.replace('.', "\\\\."))
-            .collect();
-        let sel = format!("rule=~\"{}\"", ids.join("|"));
-        let by_cohort = |metric: &str| format!("sum by (cohort) ({metric}{{{sel}}})");
-        let mut point = CohortPoint {
-            at: Dur(at),
-            experiment: Totals::default(),
-            control: Totals::default(),
-        };
-        for (metric, errors) in [
-            ("chaos_cohort_requests_total", false),
-            ("chaos_cohort_errors_total", true),
-        ] {
-            let Ok(answer) = prom.query(&by_cohort(metric)).await else {
-                return None;
-            };
-            let series = match answer {
-                Answer::Several(s) => s,
-                Answer::One(v) => vec![(String::new(), v)],
-                Answer::Nothing => Vec::new(),
-            };
-            for (labels, v) in series {
-                let t = if labels.contains("\"experiment\"") {
-                    &mut point.experiment
-                } else {
-                    &mut point.control
-                };
-                let n = if v.is_finite() { v as u64 } else { 0 };
-                if errors {
-                    t.errors = n;
-                } else {
-                    t.requests = n;
-                }
-            }
-        }
-        self.cohorts.push(point);
-        let aborted = prom
-            .query(&format!("sum(chaos_rule_state{{{sel},state=\"aborted\"}})"))
-            .await;
-        if matches!(aborted, Ok(Answer::One(v)) if v > 0.0) {
-            return self.read_rules(at, false).await;
-        }
-        None
-    }
-
-    async fn rollback(&mut self, report: &mut Report) {
-        let added = std::mem::take(&mut self.added);
-        for (a, id) in &added {
-            if let Err(e) = self.admin(Method::DELETE, a, &route::rule(id), None).await {
-                report.rollback_failures.push(format!("`{id}` on {e}"));
-            }
-        }
-        report.injected = self
-            .last_seen
-            .iter()
-            .map(|(a, id, v)| Injected {
-                admin: a.clone(),
-                rule: id.clone(),
-                snapshot: json!({
-                    "state": v["state"], "guard": v["guard"], "counters": v["counters"],
-                    "cohorts": v["cohorts"], "abort": v["abort"],
-                }),
-            })
-            .collect();
-        if report.injected.is_empty() {
-            report.injected = added
-                .iter()
-                .map(|(a, id)| Injected {
-                    admin: a.clone(),
-                    rule: id.clone(),
-                    snapshot: Value::Null,
-                })
-                .collect();
-        }
-        self.added = Vec::new();
-    }
-
     /// `observing 3.2s of 10s · order 40 req 0.00% errors p99 3ms · fleet-errors 0.002`
     fn live_line(&self, seen: &Seen, into: Duration) -> String {
         let mut line = format!(
@@ -885,128 +563,10 @@ impl Run {
         }
         line
     }
-
-    fn fill(&self, seen: &Seen, report: &mut Report) {
-        for phase in PHASES {
-            for (i, p) in self.x.steady_state.probes.iter().enumerate() {
-                let samples: Vec<_> = seen
-                    .of(i)
-                    .into_iter()
-                    .filter(|s| s.phase == phase)
-                    .collect();
-                if samples.is_empty() && phase != Phase::Baseline {
-                    continue;
-                }
-                let f = figures(samples.into_iter());
-                let judged = within(p, &f);
-                if let Err(why) = &judged
-                    && phase != Phase::Baseline
-                    && !report
-                        .failures
-                        .iter()
-                        .any(|c| c.check == format!("probe {}", p.name))
-                {
-                    report.failures.push(CheckFailure {
-                        check: format!("probe {}", p.name),
-                        message: format!("in the {} phase, {why}", phase.name()),
-                    });
-                }
-                report.phases.push(PhaseReport {
-                    phase,
-                    probe: p.name.clone(),
-                    within_tolerance: judged.is_ok(),
-                    figures: f,
-                });
-            }
-            for (i, q) in self.x.steady_state.queries.iter().enumerate() {
-                let evals: Vec<_> = seen
-                    .evals(i)
-                    .into_iter()
-                    .filter(|e| e.phase == phase)
-                    .collect();
-                if evals.is_empty() {
-                    continue;
-                }
-                let f = query_figures(q, &evals);
-                let ok = if phase == Phase::Recovery {
-                    // Came back: its last value is within tolerance (or it has none).
-                    evals
-                        .last()
-                        .and_then(|e| e.outcome.value())
-                        .is_none_or(|v| q.bound().holds(v))
-                } else {
-                    f.breaches == 0
-                };
-                let check = format!("query {}", q.name);
-                if !ok
-                    && phase != Phase::Baseline
-                    && !report.failures.iter().any(|c| c.check == check)
-                {
-                    report.failures.push(CheckFailure {
-                        check,
-                        message: format!(
-                            "in the {} phase, query `{}` was out of tolerance {} at {} of {} evaluations (min {}, max {}, last {})",
-                            phase.name(),
-                            q.name,
-                            q.bound(),
-                            f.breaches.max(1),
-                            f.evaluations,
-                            fmt_num(f.min),
-                            fmt_num(f.max),
-                            fmt_num(f.last)
-                        ),
-                    });
-                }
-                report.queries.push(QueryPhase {
-                    phase,
-                    query: q.name.clone(),
-                    tolerance: q.bound().to_string(),
-                    figures: f,
-                    within_tolerance: ok,
-                });
-            }
-        }
-        for (i, p) in self.x.steady_state.probes.iter().enumerate() {
-            let all = seen.of(i);
-            let slice = |at: Duration| (at.as_nanos() / SLICE.as_nanos()) as u32;
-            let last = all.iter().map(|s| slice(s.at)).max().unwrap_or(0);
-            for n in 0..=last {
-                let mine: Vec<_> = all.iter().copied().filter(|s| slice(s.at) == n).collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                report.timeline.push(Point {
-                    probe: p.name.clone(),
-                    at: Dur(SLICE * n),
-                    figures: figures(mine.into_iter()),
-                });
-            }
-        }
-        for (i, q) in self.x.steady_state.queries.iter().enumerate() {
-            for e in seen.evals(i) {
-                report.query_timeline.push(QueryPoint {
-                    query: q.name.clone(),
-                    at: Dur(e.at),
-                    value: e.outcome.value(),
-                    breach: e.outcome.value().is_some_and(|v| !q.bound().holds(v)),
-                    note: match &e.outcome {
-                        Outcome::Values(_) => None,
-                        Outcome::NoData(why) => Some((*why).to_owned()),
-                        Outcome::Failed(why) => Some(why.clone()),
-                    },
-                });
-            }
-        }
-        report.phase_marks = seen.marks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    }
-}
-
-fn fmt_num(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v}"))
 }
 
 /// A line on standard error about where the run is.
-fn progress(what: &str) {
+pub(super) fn progress(what: &str) {
     eprintln!("{} {what}", bold("…"));
 }
 

@@ -1,12 +1,16 @@
 //! The run's record and its writers: the table on standard output, JSON, JUnit (the
 //! HTML page is `crate::html`, from the JSON).
 
+use std::time::Duration;
+
 use chaos_core::rules::Dur;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::Verdict;
-use super::checks::{Figures, Phase, PhaseMark, QueryFigures};
+use super::checks::{
+    Figures, Outcome, PHASES, Phase, PhaseMark, QueryFigures, Seen, figures, query_figures, within,
+};
 use crate::experiment_file::Experiment;
 use crate::out::{bold, mark, say, table};
 
@@ -357,4 +361,122 @@ pub(super) fn junit(r: &Report, x: &Experiment) -> String {
         esc(&r.title),
         names.len()
     )
+}
+
+/// The report's figures from what the checks saw: each probe and query per phase (with
+/// each check's failure, its phase, figure and tolerance), and the timelines.
+pub(super) fn fill(x: &Experiment, seen: &Seen, report: &mut Report) {
+    for phase in PHASES {
+        for (i, p) in x.steady_state.probes.iter().enumerate() {
+            let samples: Vec<_> = seen
+                .of(i)
+                .into_iter()
+                .filter(|s| s.phase == phase)
+                .collect();
+            if samples.is_empty() && phase != Phase::Baseline {
+                continue;
+            }
+            let f = figures(samples.into_iter());
+            let judged = within(p, &f);
+            if let Err(why) = &judged
+                && phase != Phase::Baseline
+                && !report
+                    .failures
+                    .iter()
+                    .any(|c| c.check == format!("probe {}", p.name))
+            {
+                report.failures.push(CheckFailure {
+                    check: format!("probe {}", p.name),
+                    message: format!("in the {} phase, {why}", phase.name()),
+                });
+            }
+            report.phases.push(PhaseReport {
+                phase,
+                probe: p.name.clone(),
+                within_tolerance: judged.is_ok(),
+                figures: f,
+            });
+        }
+        for (i, q) in x.steady_state.queries.iter().enumerate() {
+            let evals: Vec<_> = seen
+                .evals(i)
+                .into_iter()
+                .filter(|e| e.phase == phase)
+                .collect();
+            if evals.is_empty() {
+                continue;
+            }
+            let f = query_figures(q, &evals);
+            let ok = if phase == Phase::Recovery {
+                // Came back: its last value is within tolerance (or it has none).
+                evals
+                    .last()
+                    .and_then(|e| e.outcome.value())
+                    .is_none_or(|v| q.bound().holds(v))
+            } else {
+                f.breaches == 0
+            };
+            let check = format!("query {}", q.name);
+            if !ok && phase != Phase::Baseline && !report.failures.iter().any(|c| c.check == check)
+            {
+                report.failures.push(CheckFailure {
+                    check,
+                    message: format!(
+                        "in the {} phase, query `{}` was out of tolerance {} at {} of {} evaluations (min {}, max {}, last {})",
+                        phase.name(),
+                        q.name,
+                        q.bound(),
+                        f.breaches.max(1),
+                        f.evaluations,
+                        fmt_num(f.min),
+                        fmt_num(f.max),
+                        fmt_num(f.last)
+                    ),
+                });
+            }
+            report.queries.push(QueryPhase {
+                phase,
+                query: q.name.clone(),
+                tolerance: q.bound().to_string(),
+                figures: f,
+                within_tolerance: ok,
+            });
+        }
+    }
+    for (i, p) in x.steady_state.probes.iter().enumerate() {
+        let all = seen.of(i);
+        let slice = |at: Duration| (at.as_nanos() / SLICE.as_nanos()) as u32;
+        let last = all.iter().map(|s| slice(s.at)).max().unwrap_or(0);
+        for n in 0..=last {
+            let mine: Vec<_> = all.iter().copied().filter(|s| slice(s.at) == n).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            report.timeline.push(Point {
+                probe: p.name.clone(),
+                at: Dur(SLICE * n),
+                figures: figures(mine.into_iter()),
+            });
+        }
+    }
+    for (i, q) in x.steady_state.queries.iter().enumerate() {
+        for e in seen.evals(i) {
+            report.query_timeline.push(QueryPoint {
+                query: q.name.clone(),
+                at: Dur(e.at),
+                value: e.outcome.value(),
+                breach: e.outcome.value().is_some_and(|v| !q.bound().holds(v)),
+                note: match &e.outcome {
+                    Outcome::Values(_) => None,
+                    Outcome::NoData(why) => Some((*why).to_owned()),
+                    Outcome::Failed(why) => Some(why.clone()),
+                },
+            });
+        }
+    }
+    report.phase_marks = seen.marks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v}"))
 }
