@@ -21,8 +21,9 @@ pub(crate) struct Prometheus {
 /// What an instant query answered.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Answer {
-    /// One series or a scalar: its value (NaN included, as Prometheus gives it).
-    One(f64),
+    /// One series (its labels, `{}` for none) or a scalar (no labels): its value (NaN
+    /// included, as Prometheus gives it).
+    One(String, f64),
     /// No series: nothing to judge.
     Nothing,
     /// Several series, each named by its labels (`{instance="a:1"}`), with its value.
@@ -175,12 +176,12 @@ fn answer(data: &Value) -> Result<Answer, String> {
             .map_err(|_| format!("a sample value that is not a number: `{s}`"))
     };
     match data["resultType"].as_str() {
-        Some("scalar") => Ok(Answer::One(sample(&data["result"])?)),
+        Some("scalar") => Ok(Answer::One(String::new(), sample(&data["result"])?)),
         Some("vector") => {
             let series = data["result"].as_array().cloned().unwrap_or_default();
             match series.as_slice() {
                 [] => Ok(Answer::Nothing),
-                [one] => Ok(Answer::One(sample(&one["value"])?)),
+                [one] => Ok(Answer::One(labels(&one["metric"]), sample(&one["value"])?)),
                 many => many
                     .iter()
                     .map(|s| Ok((labels(&s["metric"]), sample(&s["value"])?)))
@@ -213,13 +214,16 @@ mod tests {
 
     #[test]
     fn answers_are_read_as_one_none_or_several() {
-        let one =
-            json!({"resultType": "vector", "result": [{"metric": {}, "value": [1.0, "0.25"]}]});
-        assert_eq!(answer(&one).unwrap(), Answer::One(0.25));
+        let one = json!({"resultType": "vector",
+            "result": [{"metric": {"cohort": "control"}, "value": [1.0, "0.25"]}]});
+        assert_eq!(
+            answer(&one).unwrap(),
+            Answer::One("{cohort=\"control\"}".into(), 0.25)
+        );
         let none = json!({"resultType": "vector", "result": []});
         assert_eq!(answer(&none).unwrap(), Answer::Nothing);
         let nan = json!({"resultType": "scalar", "result": [1.0, "NaN"]});
-        assert!(matches!(answer(&nan).unwrap(), Answer::One(v) if v.is_nan()));
+        assert!(matches!(answer(&nan).unwrap(), Answer::One(_, v) if v.is_nan()));
         let many = json!({"resultType": "vector", "result": [
             {"metric": {"instance": "a:1"}, "value": [1.0, "1"]},
             {"metric": {"instance": "b:2"}, "value": [1.0, "+Inf"]}]});

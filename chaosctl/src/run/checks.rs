@@ -450,8 +450,8 @@ fn outcome(query: &str, answer: Result<Answer, String>) -> Outcome {
     match answer {
         Err(e) => Outcome::Failed(e),
         Ok(Answer::Nothing) => Outcome::NoData("no series"),
-        Ok(Answer::One(v)) if v.is_nan() => Outcome::NoData("NaN"),
-        Ok(Answer::One(v)) => Outcome::Values(vec![(String::new(), v)]),
+        Ok(Answer::One(_, v)) if v.is_nan() => Outcome::NoData("NaN"),
+        Ok(Answer::One(_, v)) => Outcome::Values(vec![(String::new(), v)]),
         Ok(Answer::Several(series)) if is_aggregate(query) => {
             if series.iter().all(|(_, v)| v.is_nan()) {
                 Outcome::NoData("NaN")
@@ -632,14 +632,14 @@ mod tests {
 
     #[test]
     fn answers_give_one_value_each_series_of_an_aggregate_no_data_or_a_refusal() {
-        let one = outcome("sum(x)", Ok(Answer::One(0.5)));
+        let one = outcome("sum(x)", Ok(Answer::One(String::new(), 0.5)));
         assert_eq!(one.value(), Some(0.5));
         assert!(matches!(
             outcome("x", Ok(Answer::Nothing)),
             Outcome::NoData("no series")
         ));
         assert!(matches!(
-            outcome("x", Ok(Answer::One(f64::NAN))),
+            outcome("x", Ok(Answer::One(String::new(), f64::NAN))),
             Outcome::NoData("NaN")
         ));
         let series = vec![

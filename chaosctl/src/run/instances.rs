@@ -157,7 +157,8 @@ impl Run {
             };
             let series = match answer {
                 Answer::Several(s) => s,
-                Answer::One(v) => vec![(String::new(), v)],
+                // The cohort a lone series is of is in its labels.
+                Answer::One(labels, v) => vec![(labels, v)],
                 Answer::Nothing => Vec::new(),
             };
             for (labels, v) in series {
@@ -178,7 +179,7 @@ impl Run {
         let aborted = prom
             .query(&format!("sum(chaos_rule_state{{{sel},state=\"aborted\"}})"))
             .await;
-        if matches!(aborted, Ok(Answer::One(v)) if v > 0.0) {
+        if matches!(aborted, Ok(Answer::One(_, v)) if v > 0.0) {
             return self.read_rules(at, false).await;
         }
         None
