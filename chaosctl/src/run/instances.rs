@@ -155,25 +155,7 @@ impl Run {
             let Ok(answer) = prom.query(&by_cohort(metric)).await else {
                 return None;
             };
-            let series = match answer {
-                Answer::Several(s) => s,
-                // The cohort a lone series is of is in its labels.
-                Answer::One(labels, v) => vec![(labels, v)],
-                Answer::Nothing => Vec::new(),
-            };
-            for (labels, v) in series {
-                let t = if labels.contains("\"experiment\"") {
-                    &mut point.experiment
-                } else {
-                    &mut point.control
-                };
-                let n = if v.is_finite() { v as u64 } else { 0 };
-                if errors {
-                    t.errors = n;
-                } else {
-                    t.requests = n;
-                }
-            }
+            add_by_cohort(&mut point, answer, errors);
         }
         self.cohorts.push(point);
         let aborted = prom
@@ -215,5 +197,59 @@ impl Run {
                 .collect();
         }
         self.added = Vec::new();
+    }
+}
+
+/// Puts an answer to `sum by (cohort) (...)` into `point`: requests, or `errors`.
+fn add_by_cohort(point: &mut CohortPoint, answer: Answer, errors: bool) {
+    let series = match answer {
+        Answer::Several(s) => s,
+        // The cohort a lone series is of is in its labels.
+        Answer::One(labels, v) => vec![(labels, v)],
+        Answer::Nothing => Vec::new(),
+    };
+    for (labels, v) in series {
+        let t = if labels.contains("cohort=\"experiment\"") {
+            &mut point.experiment
+        } else if labels.contains("cohort=\"control\"") {
+            &mut point.control
+        } else {
+            continue;
+        };
+        let n = if v.is_finite() { v as u64 } else { 0 };
+        if errors {
+            t.errors = n;
+        } else {
+            t.requests = n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cohort_is_read_from_its_label_even_alone() {
+        let mut p = CohortPoint {
+            at: Dur(Duration::ZERO),
+            experiment: Totals::default(),
+            control: Totals::default(),
+        };
+        add_by_cohort(
+            &mut p,
+            Answer::One("{cohort=\"experiment\"}".into(), 40.0),
+            false,
+        );
+        add_by_cohort(
+            &mut p,
+            Answer::Several(vec![
+                ("{cohort=\"control\"}".into(), 2.0),
+                ("{cohort=\"experiment\"}".into(), 3.0),
+            ]),
+            true,
+        );
+        assert_eq!((p.experiment.requests, p.experiment.errors), (40, 3));
+        assert_eq!((p.control.requests, p.control.errors), (0, 2));
     }
 }
