@@ -175,9 +175,36 @@ fn query_chart(r: &Value) -> String {
     let mut s = String::from("<h2>Queries over time</h2>\n");
     for name in names {
         let mine: Vec<&&Value> = points.iter().filter(|p| p["query"] == name).collect();
+        // The tolerance's bounds, drawn as dashed lines: `below`, `above`, `between`.
+        let bound = &r["queries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|q| q["query"] == name)
+            .map_or(Value::Null, |q| q["bound"].clone());
+        let limits: Vec<f64> = [&bound["below"], &bound["above"]]
+            .into_iter()
+            .filter_map(Value::as_f64)
+            .chain(
+                bound["between"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64),
+            )
+            .collect();
         let values: Vec<f64> = mine.iter().filter_map(|p| p["value"].as_f64()).collect();
-        let hi = values.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
-        let lo = values.iter().copied().fold(0.0_f64, f64::min);
+        let hi = values
+            .iter()
+            .chain(&limits)
+            .copied()
+            .fold(0.0_f64, f64::max)
+            .max(1e-9);
+        let lo = values
+            .iter()
+            .chain(&limits)
+            .copied()
+            .fold(0.0_f64, f64::min);
         let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (v - lo) / (hi - lo));
         let _ = writeln!(
             s,
@@ -204,6 +231,16 @@ fn query_chart(r: &Value) -> String {
                     ty = TOP + 20.0,
                 );
             }
+        }
+        for l in &limits {
+            let _ = write!(
+                s,
+                "<line class=\"tolerance\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{r}\" y2=\"{y:.1}\" stroke=\"#1a7f37\" stroke-dasharray=\"5 3\"/><text x=\"{tx}\" y=\"{ty:.1}\">{l}</text>",
+                y = y(*l),
+                r = W - RIGHT,
+                tx = W - RIGHT + 4.0,
+                ty = y(*l) + 4.0,
+            );
         }
         let line: Vec<String> = mine
             .iter()
@@ -240,7 +277,7 @@ fn query_chart(r: &Value) -> String {
         }
         s.push_str("</svg>\n");
     }
-    s.push_str("<p><span style=\"color:#8250df\">━</span> the query's value at each evaluation &nbsp; <span style=\"color:#cf222e\">●</span> out of tolerance</p>\n");
+    s.push_str("<p><span style=\"color:#8250df\">━</span> the query's value at each evaluation &nbsp; <span style=\"color:#1a7f37\">┅</span> its tolerance &nbsp; <span style=\"color:#cf222e\">●</span> out of tolerance</p>\n");
     s
 }
 
@@ -402,7 +439,8 @@ mod tests {
             "warnings": ["instance <x> appeared"],
             "queries": [{"phase": "inject", "query": "fleet-errors", "evaluations": 3,
                          "unjudged": 1, "min": 0.0, "max": 1.0, "last": 1.0,
-                         "tolerance": "below 0.05", "within_tolerance": false}],
+                         "tolerance": "below 0.05", "bound": {"below": 0.05},
+                         "within_tolerance": false}],
             "query_timeline": [
                 {"query": "fleet-errors", "at": "1s", "value": null, "breach": false, "note": "no series"},
                 {"query": "fleet-errors", "at": "4s", "value": 0.0, "breach": false},
@@ -413,6 +451,7 @@ mod tests {
         let page = page(&r);
         assert!(page.contains("<svg class=\"query\" data-query=\"fleet-errors\""));
         assert_eq!(page.matches("<circle class=\"breach\"").count(), 2);
+        assert_eq!(page.matches("<line class=\"tolerance\"").count(), 1);
         assert!(page.contains("<li>instance &lt;x&gt; appeared</li>"));
         assert!(page.contains("<td>below 0.05</td><td class=\"no\">no</td>"));
         let line = page.split("<polyline class=\"value\"").nth(1).unwrap();

@@ -6,6 +6,8 @@
 use chaos_examples::fleet::{self, Fleet};
 use chaos_examples::prometheus::{self, JOB, Prometheus};
 
+mod support;
+
 async fn chaosctl(args: &[&str]) -> (i32, String, String) {
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaosctl"))
         .args(args)
@@ -85,4 +87,55 @@ async fn fleet_commands_find_their_instances_through_prometheus() {
     // --job goes with --admins-from-prometheus.
     let (code, _, err) = chaosctl(&["status", "--job", JOB]).await;
     assert_eq!(code, 64, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_run_reports_its_query_and_its_breach() {
+    if !prometheus::available_for_test() {
+        return;
+    }
+    let fleet = Fleet::start(3).await;
+    let prom = Prometheus::start(&fleet.admins(), fleet::TOKEN)
+        .await
+        .unwrap();
+    prom.wait_up(3).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &file,
+        fleet::experiment(fleet.front, prom.url(), std::time::Duration::from_secs(15)),
+    )
+    .unwrap();
+    let (page, junit) = (
+        dir.path().join("report.html"),
+        dir.path().join("report.xml"),
+    );
+    let (code, out, err) = chaosctl(&[
+        "run",
+        file.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2, "aborted: {out}{err}");
+    // The table per phase names the query, its figures and its tolerance.
+    assert!(
+        out.lines().any(|l| l.starts_with("inject    fleet-errors")
+            && l.contains("below 0.05")
+            && l.ends_with("no")),
+        "{out}"
+    );
+    // JUnit: the query's test case fails with the phase, the figure and the tolerance.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("name=\"query fleet-errors\"><failure message=\"in the inject phase, query `fleet-errors` was out of tolerance below 0.05"),
+        "{xml}"
+    );
+    // The page as a browser renders it: the query's chart with its breaches marked.
+    let dom = support::rendered(&page);
+    assert!(dom.contains("data-query=\"fleet-errors\""), "{dom}");
+    assert!(dom.matches("class=\"breach\"").count() >= 2, "{dom}");
+    assert!(dom.contains("<td>fleet-errors</td>"));
 }

@@ -11,7 +11,7 @@ use super::Verdict;
 use super::checks::{
     Figures, Outcome, PHASES, Phase, PhaseMark, QueryFigures, Seen, figures, query_figures, within,
 };
-use crate::experiment_file::Experiment;
+use crate::experiment_file::{Bound, Experiment};
 use crate::out::{bold, mark, say, table};
 
 /// The run's record: everything the report says.
@@ -88,6 +88,8 @@ pub(super) struct QueryPhase {
     pub(super) phase: Phase,
     pub(super) query: String,
     pub(super) tolerance: String,
+    /// The tolerance's bounds, as numbers.
+    pub(super) bound: Bound,
     #[serde(flatten)]
     pub(super) figures: QueryFigures,
     pub(super) within_tolerance: bool,
@@ -438,6 +440,7 @@ pub(super) fn fill(x: &Experiment, seen: &Seen, report: &mut Report) {
                 phase,
                 query: q.name.clone(),
                 tolerance: q.bound().to_string(),
+                bound: q.bound(),
                 figures: f,
                 within_tolerance: ok,
             });
