@@ -129,7 +129,7 @@ pub use self::body::{ChaosBody, FaultBody};
 pub use self::extract::RequestContext;
 pub use chaos_core::steady::{Observed, SteadyState};
 
-pub use self::client::{ChaosClient, ChaosClientLayer, ChaosResponseBody};
+pub use self::client::{ChaosClient, ChaosClientLayer, ChaosClientLayerBuilder, ChaosResponseBody};
 pub use self::server::{ChaosLayer, ChaosLayerBuilder, ChaosService};
 
 /// A type-erased error, as tower's.

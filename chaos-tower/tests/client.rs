@@ -40,12 +40,15 @@ async fn dependency(hits: Arc<AtomicUsize>) -> SocketAddr {
 
 /// The service under test: its handler calls the dependency through the client layer.
 async fn caller(chaos: &Chaos, dep: SocketAddr) -> SocketAddr {
+    caller_with(chaos, dep, ChaosClientLayer::new(chaos, "prices")).await
+}
+
+/// The same, with the client layer given.
+async fn caller_with(chaos: &Chaos, dep: SocketAddr, layer: ChaosClientLayer) -> SocketAddr {
     let http: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     // hyper-util's client as it is: its `Incoming` body needs no boxing.
-    let to_dep = ServiceBuilder::new()
-        .layer(ChaosClientLayer::new(chaos, "prices"))
-        .service(http);
+    let to_dep = ServiceBuilder::new().layer(layer).service(http);
     let call = move |State(svc): State<_>| async move {
         let mut svc: chaos_tower::ChaosClient<_> = svc;
         let req = http::Request::get(format!("http://{dep}/echo"))
@@ -109,6 +112,35 @@ async fn context_is_forwarded_to_the_next_hop() {
         .await
         .unwrap();
     assert_eq!(body, "200 OK None x-chaos=None x-test-traffic=None");
+}
+
+#[tokio::test]
+async fn the_builder_keeps_the_context_inside_and_can_leave_responses_unmarked() {
+    let chaos = engine(
+        "rules: [{ id: prices-503, point: client, target: prices, match: { scenario: s9 }, fault: { abort: 503 } }]",
+    );
+    let hits = Arc::new(AtomicUsize::new(0));
+    let dep = dependency(hits.clone()).await;
+    let layer = ChaosClientLayer::builder(&chaos)
+        .target("prices")
+        .forward(false)
+        .injected_header(None)
+        .build_static();
+    let addr = caller_with(&chaos, dep, layer).await;
+    let call = |scenario: &str| {
+        client()
+            .get(format!("http://{addr}/call"))
+            .header("x-chaos", format!("scenario={scenario}"))
+            .header("x-test-traffic", "1")
+            .send()
+    };
+    // Another scenario passes, and nothing of the context leaves.
+    let body = call("other").await.unwrap().text().await.unwrap();
+    assert_eq!(body, "200 OK None x-chaos=None x-test-traffic=None");
+    // The rule's scenario is injected, without the attribution header.
+    let body = call("s9").await.unwrap().text().await.unwrap();
+    assert_eq!(body, "503 Service Unavailable None ");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
