@@ -110,9 +110,10 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod accessors;
 pub mod body;
 pub mod client;
-mod future;
+mod exchange;
 mod handle;
 mod respond;
 pub mod server;

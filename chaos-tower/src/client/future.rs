@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::Shared;
 use super::body::ChaosResponseBody;
 use crate::BoxError;
-use crate::future::{Done, Exchange, Plain, record_passed};
+use crate::exchange::{Done, Exchange, Plain, record_passed};
 use crate::handle::Handle;
 use crate::respond;
 

@@ -56,7 +56,7 @@ use tower_service::Service;
 pub use self::body::ChaosResponseBody;
 pub use self::future::ResponseFuture;
 use crate::BoxError;
-use crate::future::Exchange;
+use crate::exchange::Exchange;
 use crate::handle::Handle;
 
 pub(crate) struct Shared {
@@ -239,31 +239,7 @@ pub struct ChaosClient<S> {
     shared: Handle<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for ChaosClient<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChaosClient")
-            .field("inner", &self.inner)
-            .field("target", &self.shared.target)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S> ChaosClient<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware, giving back the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::accessors::middleware_accessors!(ChaosClient);
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ChaosClient<S>
 where

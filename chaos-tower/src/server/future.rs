@@ -20,7 +20,7 @@ use tower_service::Service;
 
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::{Done, Exchange, InScope, record_passed};
+use crate::exchange::{Done, Exchange, InScope, record_passed};
 use crate::handle::Handle;
 use crate::respond;
 

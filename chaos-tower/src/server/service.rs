@@ -1,4 +1,3 @@
-use std::fmt;
 use std::task::{Context, Poll};
 
 use chaos_core::observe::Observation;
@@ -10,7 +9,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
-use crate::future::{Call, Exchange, InScope};
+use crate::exchange::{Call, Exchange, InScope};
 use crate::handle::Handle;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
@@ -25,31 +24,7 @@ pub struct ChaosService<S> {
     pub(crate) shared: Handle<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for ChaosService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChaosService")
-            .field("inner", &self.inner)
-            .field("target", &self.shared.target)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S> ChaosService<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware, giving back the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::accessors::middleware_accessors!(ChaosService);
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ChaosService<S>
 where
@@ -75,7 +50,7 @@ where
             ctx = crate::otel::server_context(chaos, &req);
         }
         if sh.trust_boundary {
-            ctx = crate::server::strip_untrusted(req.headers_mut(), ctx);
+            ctx = super::strip_untrusted(req.headers_mut(), ctx);
         }
         if chaos.is_armed() {
             return self.call_armed(req, ctx);
