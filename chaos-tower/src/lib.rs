@@ -114,9 +114,9 @@ mod accessors;
 pub mod body;
 pub mod client;
 mod exchange;
-mod handle;
 mod respond;
 pub mod server;
+mod settings;
 
 #[cfg(feature = "admin")]
 pub mod admin;

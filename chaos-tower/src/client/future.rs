@@ -16,8 +16,8 @@ use super::Shared;
 use super::body::ChaosResponseBody;
 use crate::BoxError;
 use crate::exchange::{Done, Exchange, Plain, record_passed};
-use crate::handle::Handle;
 use crate::respond;
+use crate::settings::Settings;
 
 pin_project! {
     /// Response future of [`ChaosClient`](super::ChaosClient): the inner future, unboxed,
@@ -29,7 +29,7 @@ pin_project! {
         #[pin]
         exchange: Exchange<S, ReqB, S::Future, S::Response, Plain>,
         // While the engine is armed: the attribution header and the steady state.
-        settings: Option<Handle<Shared>>,
+        settings: Option<Settings<Shared>>,
     }
 }
 
@@ -39,7 +39,7 @@ where
 {
     pub(crate) fn new(
         exchange: Exchange<S, ReqB, S::Future, S::Response, Plain>,
-        settings: Option<Handle<Shared>>,
+        settings: Option<Settings<Shared>>,
     ) -> Self {
         ResponseFuture { exchange, settings }
     }

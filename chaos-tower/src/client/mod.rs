@@ -57,7 +57,7 @@ pub use self::body::ChaosResponseBody;
 pub use self::future::ResponseFuture;
 use crate::BoxError;
 use crate::exchange::Exchange;
-use crate::handle::Handle;
+use crate::settings::Settings;
 
 pub(crate) struct Shared {
     chaos: Chaos,
@@ -75,7 +75,7 @@ pub(crate) struct Shared {
 /// [`ChaosClientLayerBuilder::build_static`]).
 #[derive(Clone)]
 pub struct ChaosClientLayer {
-    shared: Handle<Shared>,
+    shared: Settings<Shared>,
 }
 
 impl fmt::Debug for ChaosClientLayer {
@@ -143,8 +143,8 @@ impl ChaosClientLayer {
     #[must_use]
     pub fn leak(self) -> ChaosClientLayer {
         let shared = match self.shared {
-            Handle::Static(s) => Handle::Static(s),
-            Handle::Counted(a) => Handle::leaked(Shared {
+            Settings::Static(s) => Settings::Static(s),
+            Settings::Counted(a) => Settings::leaked(Shared {
                 chaos: a.chaos.clone(),
                 target: a.target.clone(),
                 forward: a.forward,
@@ -197,7 +197,7 @@ impl ChaosClientLayerBuilder {
     /// of a service costs one atomic reference count.
     pub fn build(self) -> ChaosClientLayer {
         ChaosClientLayer {
-            shared: Handle::counted(self.settings()),
+            shared: Settings::counted(self.settings()),
         }
     }
 
@@ -205,7 +205,7 @@ impl ChaosClientLayerBuilder {
     /// clone of a service is a pointer copy. For a client built once at start-up.
     pub fn build_static(self) -> ChaosClientLayer {
         ChaosClientLayer {
-            shared: Handle::leaked(self.settings()),
+            shared: Settings::leaked(self.settings()),
         }
     }
 
@@ -236,7 +236,7 @@ impl<S> Layer<S> for ChaosClientLayer {
 #[derive(Clone)]
 pub struct ChaosClient<S> {
     inner: S,
-    shared: Handle<Shared>,
+    shared: Settings<Shared>,
 }
 
 crate::accessors::middleware_accessors!(ChaosClient);

@@ -21,8 +21,8 @@ use tower_service::Service;
 use super::layer::Shared;
 use crate::body::ChaosBody;
 use crate::exchange::{Done, Exchange, InScope, record_passed};
-use crate::handle::Handle;
 use crate::respond;
+use crate::settings::Settings;
 
 /// The exchange an armed engine's request goes through when something is injected, or
 /// its hops need a scope for their touches.
@@ -64,20 +64,20 @@ pin_project! {
             #[pin]
             fut: S::Future,
             obs: Option<Observation>,
-            settings: Handle<Shared>,
+            settings: Settings<Shared>,
         },
         // The same in the request's context.
         ObservedScoped {
             #[pin]
             fut: TaskLocalFuture<ChaosContext, S::Future>,
             obs: Option<Observation>,
-            settings: Handle<Shared>,
+            settings: Settings<Shared>,
         },
         // Anything else: an injection, or a scope for the touches of the request's hops.
         Exchange {
             #[pin]
             exchange: ServerExchange<S, ReqB>,
-            settings: Handle<Shared>,
+            settings: Settings<Shared>,
         },
     }
 }
@@ -107,7 +107,7 @@ where
     pub(crate) fn observed(
         fut: S::Future,
         obs: Option<Observation>,
-        settings: Handle<Shared>,
+        settings: Settings<Shared>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Observed { fut, obs, settings },
@@ -119,7 +119,7 @@ where
     pub(crate) fn observed_scoped(
         fut: TaskLocalFuture<ChaosContext, S::Future>,
         obs: Option<Observation>,
-        settings: Handle<Shared>,
+        settings: Settings<Shared>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::ObservedScoped { fut, obs, settings },
@@ -128,7 +128,7 @@ where
 
     /// An armed engine's exchange, recorded with `settings`.
     #[inline]
-    pub(crate) fn exchange(exchange: ServerExchange<S, ReqB>, settings: Handle<Shared>) -> Self {
+    pub(crate) fn exchange(exchange: ServerExchange<S, ReqB>, settings: Settings<Shared>) -> Self {
         ResponseFuture {
             kind: Kind::Exchange { exchange, settings },
         }

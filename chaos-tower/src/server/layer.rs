@@ -7,7 +7,7 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use super::ChaosService;
-use crate::handle::Handle;
+use crate::settings::Settings;
 
 /// Settings shared by every clone of a server layer's service.
 pub(crate) struct Shared {
@@ -33,7 +33,7 @@ pub(crate) struct Shared {
 /// reference count.
 #[derive(Clone)]
 pub struct ChaosLayer {
-    pub(crate) shared: Handle<Shared>,
+    pub(crate) shared: Settings<Shared>,
 }
 
 impl fmt::Debug for ChaosLayer {
@@ -140,7 +140,7 @@ impl ChaosLayerBuilder {
     /// per-request clone of a service costs one atomic reference count.
     pub fn build(self) -> ChaosLayer {
         ChaosLayer {
-            shared: Handle::counted(self.settings()),
+            shared: Settings::counted(self.settings()),
         }
     }
 
@@ -150,7 +150,7 @@ impl ChaosLayerBuilder {
     /// [`build`](Self::build).
     pub fn build_static(self) -> ChaosLayer {
         ChaosLayer {
-            shared: Handle::leaked(self.settings()),
+            shared: Settings::leaked(self.settings()),
         }
     }
 

@@ -10,7 +10,7 @@ use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::body::ChaosBody;
 use crate::exchange::{Call, Exchange, InScope};
-use crate::handle::Handle;
+use crate::settings::Settings;
 
 /// The server-side chaos middleware, made by [`ChaosLayer`](crate::ChaosLayer).
 ///
@@ -21,7 +21,7 @@ use crate::handle::Handle;
 #[derive(Clone)]
 pub struct ChaosService<S> {
     pub(crate) inner: S,
-    pub(crate) shared: Handle<Shared>,
+    pub(crate) shared: Settings<Shared>,
 }
 
 crate::accessors::middleware_accessors!(ChaosService);
