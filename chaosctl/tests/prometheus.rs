@@ -4,7 +4,7 @@
 //! and pass, except under `CI=true`.
 
 use chaos_examples::fleet::{self, Fleet};
-use chaos_examples::prometheus::{self, JOB, Prometheus};
+use chaos_examples::prometheus::{self, JOB};
 
 mod support;
 
@@ -27,11 +27,7 @@ async fn fleet_commands_find_their_instances_through_prometheus() {
     if !prometheus::available_for_test() {
         return;
     }
-    let fleet = Fleet::start(3).await;
-    let prom = Prometheus::start(&fleet.admins(), fleet::TOKEN)
-        .await
-        .unwrap();
-    prom.wait_up(3).await.unwrap();
+    let (fleet, prom) = Fleet::watched(3).await.unwrap();
     let from = ["--admins-from-prometheus", prom.url(), "--job", JOB];
 
     let dir = tempfile::tempdir().unwrap();
@@ -94,11 +90,7 @@ async fn a_fleet_run_reports_its_query_and_its_breach() {
     if !prometheus::available_for_test() {
         return;
     }
-    let fleet = Fleet::start(3).await;
-    let prom = Prometheus::start(&fleet.admins(), fleet::TOKEN)
-        .await
-        .unwrap();
-    prom.wait_up(3).await.unwrap();
+    let (fleet, prom) = Fleet::watched(3).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fleet.yaml");
     std::fs::write(

@@ -111,6 +111,19 @@ impl Fleet {
         self.fallback.store(on, Ordering::Relaxed);
     }
 
+    /// `n` replicas, and a Prometheus scraping them, ready once every replica's last
+    /// scrape succeeded.
+    ///
+    /// # Errors
+    ///
+    /// When Prometheus is missing, does not start, or does not scrape them all in 30 s.
+    pub async fn watched(n: usize) -> Result<(Fleet, crate::prometheus::Prometheus), String> {
+        let fleet = Fleet::start(n).await;
+        let prom = crate::prometheus::Prometheus::start(&fleet.admins(), TOKEN).await?;
+        prom.wait_up(n).await?;
+        Ok((fleet, prom))
+    }
+
     /// The admin endpoints.
     pub fn admins(&self) -> Vec<SocketAddr> {
         self.replicas.iter().map(|r| r.admin).collect()

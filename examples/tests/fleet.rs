@@ -31,12 +31,7 @@ fn phase_start(report: &Value, phase: &str) -> f64 {
 }
 
 async fn started(replicas: usize) -> (Fleet, Prometheus) {
-    let fleet = Fleet::start(replicas).await;
-    let prom = Prometheus::start(&fleet.admins(), fleet::TOKEN)
-        .await
-        .unwrap();
-    prom.wait_up(replicas).await.unwrap();
-    (fleet, prom)
+    Fleet::watched(replicas).await.unwrap()
 }
 
 fn assert_rolled_back(fleet: &Fleet) {

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chaos_examples::fleet::{self, Fleet};
-use chaos_examples::prometheus::{self, Prometheus};
+use chaos_examples::prometheus;
 use chaosctl::experiment::Verdict;
 
 #[tokio::main]
@@ -36,18 +36,13 @@ async fn main() -> ExitCode {
         eprintln!("fleet: {}", prometheus::MISSING);
         return ExitCode::FAILURE;
     }
-    let fleet = Fleet::start(3).await;
-    let prom = match Prometheus::start(&fleet.admins(), fleet::TOKEN).await {
-        Ok(p) => p,
+    let (fleet, prom) = match Fleet::watched(3).await {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("fleet: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = prom.wait_up(3).await {
-        eprintln!("fleet: {e}");
-        return ExitCode::FAILURE;
-    }
     println!(
         "three replicas of checkout (admin ports {}), scraped by Prometheus at {}\n",
         fleet
