@@ -1,244 +1,31 @@
-//! What judges a run, as one kind of thing: a check is a probe (a stream of canary
-//! requests, judged by its error rate and p99) or a query (PromQL evaluated by Prometheus
-//! every interval, judged by its value). Both are recorded per phase, judged against the
-//! steady state's tolerances, and watched by the abort conditions.
+//! Queries: PromQL evaluated by Prometheus every interval, judged by their value.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chaos_core::rules::Dur;
-use reqwest::Method;
 use serde::Serialize;
 
-use crate::experiment_file::{AbortWhen, Bound, Experiment, Probe, QueryCheck, status_class};
+use crate::experiment_file::{AbortWhen, Bound, Experiment, QueryCheck};
 use crate::prom::{Answer, Prometheus};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Phase {
-    Baseline,
-    Inject,
-    Recovery,
-}
-
-pub(super) const PHASES: [Phase; 3] = [Phase::Baseline, Phase::Inject, Phase::Recovery];
-
-impl Phase {
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Phase::Baseline => "baseline",
-            Phase::Inject => "inject",
-            Phase::Recovery => "recovery",
-        }
-    }
-}
-
-/// One canary request's outcome.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Sample {
-    /// When it was sent, since the run began.
-    pub(super) at: Duration,
-    pub(super) phase: Phase,
-    pub(super) ok: bool,
-    pub(super) latency: Duration,
-}
-
-/// One evaluation of a query.
-#[derive(Clone, Debug)]
-pub(super) struct Eval {
-    /// When it was asked, since the run began.
-    pub(super) at: Duration,
-    pub(super) phase: Phase,
-    pub(super) outcome: Outcome,
-}
-
-/// What an evaluation gave.
-#[derive(Clone, Debug)]
-pub(super) enum Outcome {
-    /// The value, or each series' (labels, value) of an aggregate `by`.
-    Values(Vec<(String, f64)>),
-    /// Nothing to judge: no series, or NaN (why).
-    NoData(&'static str),
-    /// Prometheus could not be asked, refused the query, or answered several series
-    /// where one was wanted.
-    Failed(String),
-}
-
-impl Outcome {
-    /// The values that are numbers.
-    fn numbers(&self) -> impl Iterator<Item = (&str, f64)> {
-        let v: &[(String, f64)] = match self {
-            Outcome::Values(v) => v,
-            _ => &[],
-        };
-        v.iter()
-            .filter(|(_, x)| !x.is_nan())
-            .map(|(l, x)| (l.as_str(), *x))
-    }
-
-    /// The value to draw: the first number.
-    pub(super) fn value(&self) -> Option<f64> {
-        self.numbers().next().map(|(_, v)| v)
-    }
-}
-
-/// What the checks saw, per probe and per query.
-pub(super) struct Seen {
-    pub(super) started: tokio::time::Instant,
-    phase: AtomicU8,
-    /// When each phase began.
-    pub(super) marks: Mutex<Vec<PhaseMark>>,
-    pub(super) stop: AtomicBool,
-    samples: Vec<Mutex<Vec<Sample>>>,
-    evals: Vec<Mutex<Vec<Eval>>>,
-}
-
-/// When a phase began.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub(super) struct PhaseMark {
-    pub(super) phase: Phase,
-    pub(super) at: Dur,
-}
-
-impl Seen {
-    pub(super) fn new(x: &Experiment) -> Arc<Seen> {
-        Arc::new(Seen {
-            started: tokio::time::Instant::now(),
-            phase: AtomicU8::new(0),
-            marks: Mutex::new(vec![PhaseMark {
-                phase: Phase::Baseline,
-                at: Dur(Duration::ZERO),
-            }]),
-            stop: AtomicBool::new(false),
-            samples: x
-                .steady_state
-                .probes
-                .iter()
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
-            evals: x
-                .steady_state
-                .queries
-                .iter()
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
-        })
-    }
-
-    pub(super) fn phase(&self) -> Phase {
-        PHASES[self.phase.load(Ordering::Acquire) as usize]
-    }
-
-    pub(super) fn set_phase(&self, p: Phase) {
-        let i = PHASES.iter().position(|x| *x == p).expect("a phase");
-        self.phase.store(i as u8, Ordering::Release);
-        self.marks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PhaseMark {
-                phase: p,
-                at: Dur(self.started.elapsed()),
-            });
-    }
-
-    pub(super) fn of(&self, probe: usize) -> Vec<Sample> {
-        self.samples[probe]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(super) fn evals(&self, query: usize) -> Vec<Eval> {
-        self.evals[query]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-/// A probe's figures over some samples.
-#[derive(Clone, Debug, Default, Serialize)]
-pub(super) struct Figures {
-    pub(super) requests: usize,
-    pub(super) errors: usize,
-    pub(super) error_rate: f64,
-    pub(super) p99: Option<Dur>,
-}
-
-pub(super) fn figures(samples: impl Iterator<Item = Sample>) -> Figures {
-    let mut lat: Vec<Duration> = Vec::new();
-    let mut errors = 0;
-    for s in samples {
-        lat.push(s.latency);
-        errors += usize::from(!s.ok);
-    }
-    lat.sort_unstable();
-    let n = lat.len();
-    let p99 = (n > 0).then(|| {
-        let i = ((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1;
-        Dur(lat[i])
-    });
-    Figures {
-        requests: n,
-        errors,
-        error_rate: if n == 0 {
-            0.0
-        } else {
-            errors as f64 / n as f64
-        },
-        p99,
-    }
-}
-
-/// Whether figures are within a probe's tolerance; the reason when not.
-pub(super) fn within(p: &Probe, f: &Figures) -> Result<(), String> {
-    if f.requests == 0 {
-        return Err(format!("probe `{}` got no answer", p.name));
-    }
-    let limit = p.tolerance.error_rate_below.fraction();
-    if f.error_rate > limit {
-        return Err(format!(
-            "probe `{}` error rate {:.2}% (tolerance below {})",
-            p.name,
-            f.error_rate * 100.0,
-            p.tolerance.error_rate_below
-        ));
-    }
-    if let (Some(max), Some(p99)) = (p.tolerance.p99_below, f.p99)
-        && p99.0 > max.0
-    {
-        return Err(format!(
-            "probe `{}` p99 {p99} (tolerance below {max})",
-            p.name
-        ));
-    }
-    Ok(())
-}
-
-/// Why the checks of a phase do not hold.
-#[derive(Debug)]
-pub(super) enum Broke {
-    /// A check is out of tolerance: the reason.
-    Tolerance(String),
-    /// A query could not be judged at all (Prometheus unreachable, a query refused).
-    Blind(String),
-}
+use super::{Broke, Eval, Outcome, Phase, Seen};
 
 /// A query's figures over one phase, for the report.
 #[derive(Clone, Debug, Serialize)]
-pub(super) struct QueryFigures {
-    pub(super) evaluations: usize,
+pub(in crate::run) struct QueryFigures {
+    pub(in crate::run) evaluations: usize,
     /// Evaluations that gave no data (no series, NaN) or failed.
-    pub(super) unjudged: usize,
-    pub(super) min: Option<f64>,
-    pub(super) max: Option<f64>,
-    pub(super) last: Option<f64>,
+    pub(in crate::run) unjudged: usize,
+    pub(in crate::run) min: Option<f64>,
+    pub(in crate::run) max: Option<f64>,
+    pub(in crate::run) last: Option<f64>,
     /// Evaluations out of tolerance.
-    pub(super) breaches: usize,
+    pub(in crate::run) breaches: usize,
 }
 
-pub(super) fn query_figures(q: &QueryCheck, evals: &[Eval]) -> QueryFigures {
+pub(in crate::run) fn query_figures(q: &QueryCheck, evals: &[Eval]) -> QueryFigures {
     let bound = q.bound();
     let mut f = QueryFigures {
         evaluations: evals.len(),
@@ -284,7 +71,7 @@ fn breach_of(e: &Eval, bound: &Bound) -> Option<String> {
 /// Whether every query held at every evaluation of `phase` (`last_only`: at its last
 /// evaluation, for recovery: a query whose series ended with the rules has no data there,
 /// and is not judged); the first reason when not.
-pub(super) fn queries_hold(
+pub(in crate::run) fn queries_hold(
     x: &Experiment,
     seen: &Seen,
     phase: Phase,
@@ -332,7 +119,7 @@ fn round(d: Duration) -> Duration {
 /// began): out of range at every evaluation for at least `for` (two evaluations at the
 /// least, never one sample), or blind (no data for longer than `for`, or Prometheus
 /// failing).
-pub(super) fn query_abort(
+pub(in crate::run) fn query_abort(
     x: &Experiment,
     seen: &Seen,
     now: Duration,
@@ -473,7 +260,7 @@ fn outcome(query: &str, answer: Result<Answer, String>) -> Outcome {
 }
 
 /// Evaluates every query once now, into `seen` under the current phase.
-pub(super) async fn evaluate(x: &Experiment, prom: &Prometheus, seen: &Seen) {
+pub(in crate::run) async fn evaluate(x: &Experiment, prom: &Prometheus, seen: &Seen) {
     let asked = x
         .steady_state
         .queries
@@ -498,7 +285,7 @@ pub(super) async fn evaluate(x: &Experiment, prom: &Prometheus, seen: &Seen) {
 }
 
 /// Evaluates the queries every `interval` until the run stops.
-pub(super) async fn watch_queries(
+pub(in crate::run) async fn watch_queries(
     x: Arc<Experiment>,
     prom: Prometheus,
     interval: Duration,
@@ -510,110 +297,6 @@ pub(super) async fn watch_queries(
         tick.tick().await;
         evaluate(&x, &prom, &seen).await;
     }
-}
-
-/// A probe's stream of canary requests, at its rate, until the run stops it.
-pub(super) async fn probe(
-    p: Probe,
-    i: usize,
-    scenario: String,
-    http: reqwest::Client,
-    seen: Arc<Seen>,
-) {
-    let period = Duration::from_secs_f64(1.0 / p.rate);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let method = Method::from_bytes(p.method.as_bytes()).unwrap_or(Method::GET);
-    let class = status_class(&p.tolerance.status).unwrap_or(2);
-    while !seen.stop.load(Ordering::Acquire) {
-        tick.tick().await;
-        let mut req = http
-            .request(method.clone(), &p.url)
-            .header("x-chaos", format!("scenario={scenario}"))
-            .header("x-test-traffic", "1")
-            .timeout(p.timeout.0);
-        for (k, v) in &p.headers {
-            req = req.header(k, v);
-        }
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            let at = seen.started.elapsed();
-            let phase = seen.phase();
-            let start = tokio::time::Instant::now();
-            let ok = match req.send().await {
-                Ok(res) => {
-                    let good = res.status().as_u16() / 100 == class;
-                    // The whole answer counts: a body fault shows as an error here.
-                    res.bytes().await.is_ok() && good
-                }
-                Err(_) => false,
-            };
-            let s = Sample {
-                at,
-                phase,
-                ok,
-                latency: start.elapsed(),
-            };
-            if !seen.stop.load(Ordering::Acquire) {
-                seen.samples[i]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(s);
-            }
-        });
-    }
-}
-
-/// Whether every probe was within tolerance in `phase`; the first reason when not.
-pub(super) fn probes_hold(x: &Experiment, seen: &Seen, phase: Phase) -> Result<(), String> {
-    for (i, p) in x.steady_state.probes.iter().enumerate() {
-        let f = figures(seen.of(i).into_iter().filter(|s| s.phase == phase));
-        within(p, &f)?;
-    }
-    Ok(())
-}
-
-/// The first probe abort condition that holds at `now`.
-pub(super) fn probe_abort(
-    x: &Experiment,
-    seen: &Seen,
-    now: Duration,
-    from: Duration,
-) -> Option<String> {
-    for a in &x.abort {
-        let Some(name) = &a.probe else { continue };
-        let i = x.steady_state.probes.iter().position(|p| p.name == *name)?;
-        if now.saturating_sub(from) < a.during.0 {
-            continue;
-        }
-        let since = now.saturating_sub(a.during.0);
-        let f = figures(
-            seen.of(i)
-                .into_iter()
-                .filter(|s| s.phase == Phase::Inject && s.at >= since),
-        );
-        if f.requests < 5 {
-            continue;
-        }
-        if let Some(limit) = a.error_rate_above
-            && f.error_rate > limit.fraction()
-        {
-            return Some(format!(
-                "abort condition: probe `{name}` error rate {:.2}% above {limit} for {}",
-                f.error_rate * 100.0,
-                a.during
-            ));
-        }
-        if let (Some(limit), Some(p99)) = (a.p99_above, f.p99)
-            && p99.0 > limit.0
-        {
-            return Some(format!(
-                "abort condition: probe `{name}` p99 {p99} above {limit} for {}",
-                a.during
-            ));
-        }
-    }
-    None
 }
 
 #[cfg(test)]
