@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -77,15 +77,17 @@ impl fmt::Display for TargetWarning {
 pub(crate) struct Known {
     all: ArcSwap<Vec<(Box<str>, Box<str>)>>,
     writer: Mutex<()>,
-    dropped: AtomicU64,
+    /// Set once a pair could not be kept: from then on nothing is looked up or added.
+    full: AtomicBool,
 }
 
 impl Known {
     /// Notes `point` and `target`: after the first time, one load and a scan, no lock and
-    /// no allocation.
+    /// no allocation; once the list is full, one relaxed load (a client calling ever new
+    /// hosts takes no lock per call).
     #[inline]
     pub(crate) fn note(&self, point: &str, target: &str) {
-        if !self.has(point, target) {
+        if !self.full.load(Ordering::Relaxed) && !self.has(point, target) {
             self.add(point, target);
         }
     }
@@ -106,7 +108,7 @@ impl Known {
         }
         let cur = self.all.load();
         if cur.len() >= MAX_KNOWN {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.full.store(true, Ordering::Relaxed);
             return;
         }
         let mut next = Vec::clone(&cur);
@@ -132,7 +134,7 @@ impl Known {
     /// Whether pairs were seen past [`MAX_KNOWN`] and not kept (a warning would then be
     /// a guess, so none is given).
     pub(crate) fn full(&self) -> bool {
-        self.dropped.load(Ordering::Relaxed) > 0
+        self.full.load(Ordering::Relaxed)
     }
 
     /// A warning for each rule no pair answers.

@@ -197,21 +197,18 @@ impl ChaosMiddleware {
             {
                 c.forward_to(req.headers_mut());
             }
+            let url = req.url();
+            let host = url.host_str().unwrap_or("");
             let per_call = ext.get::<ChaosTarget>().map(ChaosTarget::as_str);
+            let target = per_call.or(self.target.as_deref()).unwrap_or(host);
             if self.target.is_none() || per_call.is_some() {
-                // A target that comes with the call is known once it is seen, armed or not.
-                let host = req.url().host_str().unwrap_or("");
-                self.chaos.declare(
-                    "client",
-                    per_call.or(self.target.as_deref()).unwrap_or(host),
-                );
+                // A target that comes with the call is known once it is seen, armed or not
+                // (a named middleware declared its own when it was built).
+                self.chaos.declare("client", target);
             }
             let Some(obs) = obs else {
                 return Decision::Pass;
             };
-            let url = req.url();
-            let host = url.host_str().unwrap_or("");
-            let target = per_call.or(self.target.as_deref()).unwrap_or(host);
             self.chaos.decide_observed(
                 &RequestView::new(Point::Client, target)
                     .method(req.method())

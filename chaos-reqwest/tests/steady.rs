@@ -90,3 +90,58 @@ async fn nothing_is_recorded_while_the_engine_is_unarmed() {
         .snapshot(Duration::from_secs(30));
     assert_eq!(seen.requests, 0);
 }
+
+#[tokio::test]
+async fn targets_named_per_call_are_known_once_called_armed_or_not() {
+    // No rules: the engine is not armed, and still learns where a rule could fire.
+    let chaos = chaos_core::Chaos::new();
+    let (addr, _) = dependency_at().await;
+    let named = client(&chaos, "prices");
+    let by_host = ClientBuilder::new(reqwest_client())
+        .with(ChaosMiddleware::builder(&chaos).build())
+        .build();
+    let known = |c: &chaos_core::Chaos| {
+        c.known_targets()
+            .iter()
+            .map(|k| format!("{}/{}", k.point, k.target))
+            .collect::<Vec<_>>()
+    };
+    // A named middleware is known when built; one named by the host, once it calls.
+    assert_eq!(known(&chaos), ["client/prices"]);
+    by_host
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap();
+    by_host
+        .get(format!("http://{addr}/hello"))
+        .with_extension(chaos_reqwest::ChaosTarget::new("ledger"))
+        .send()
+        .await
+        .unwrap();
+    named
+        .get(format!("http://{addr}/hello"))
+        .with_extension(chaos_reqwest::ChaosTarget::new("fx"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        known(&chaos),
+        [
+            "client/127.0.0.1",
+            "client/fx",
+            "client/ledger",
+            "client/prices"
+        ]
+    );
+    // A rule for a host nobody called is warned of.
+    let typo = chaos_core::rules::Rule::new(
+        "typo",
+        "client",
+        chaos_core::rules::Fault::Abort(chaos_core::rules::Abort::http(503)),
+    )
+    .with_target("legder");
+    let w = chaos.target_warnings(&[typo]);
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].seen, ["127.0.0.1", "fx", "ledger", "prices"]);
+}

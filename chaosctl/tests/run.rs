@@ -460,12 +460,20 @@ async fn the_cohorts_from_the_admin_api_can_refute() {
             "steady_state:\n  probes:",
             "steady_state:\n  cohorts: { error_rate_below: 5% }\n  probes:",
         );
-    let (o, v) = run(&dir, &body, &[]).await;
+    let junit = dir.path().join("report.xml");
+    let (o, v) = run(&dir, &body, &["--junit", junit.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(1), "{}", why(&o));
     let reason = v["reason"].as_str().unwrap();
     assert!(
         reason.contains("the experiment cohort's error rate 100.00% (tolerance below 5%)"),
         "{reason}"
+    );
+    // The probe held; the cohorts' test case is the one that fails, and says why.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("tests=\"3\" failures=\"1\"")
+            && xml.contains("name=\"cohorts\"><failure message=\"in the inject phase, the experiment cohort's error rate 100.00% (tolerance below 5%)"),
+        "{xml}"
     );
 }
 

@@ -153,35 +153,34 @@ impl Prometheus {
     ///
     /// When they are not up by then, with what Prometheus says of them.
     pub async fn wait_up(&self, n: usize) -> Result<(), String> {
-        let mut last = String::new();
-        for _ in 0..300 {
-            let v = self.api("/api/v1/targets?state=active").await?;
-            let up = v["data"]["activeTargets"]
-                .as_array()
-                .map_or(0, |t| t.iter().filter(|t| t["health"] == "up").count());
-            if up >= n {
-                return Ok(());
-            }
-            last = v.to_string();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(format!("fewer than {n} targets up after 30s: {last}"))
+        self.wait_targets(n, true).await
     }
 
     /// Waits until the job lists `n` active targets, whatever their health (at most 30 s).
     ///
     /// # Errors
     ///
-    /// When it does not by then.
+    /// When it does not by then, with what Prometheus says of them.
     pub async fn wait_listed(&self, n: usize) -> Result<(), String> {
+        self.wait_targets(n, false).await
+    }
+
+    /// Waits until `n` active targets are listed (`up`: and their last scrape succeeded).
+    async fn wait_targets(&self, n: usize, up: bool) -> Result<(), String> {
+        let mut last = String::new();
         for _ in 0..300 {
             let v = self.api("/api/v1/targets?state=active").await?;
-            if v["data"]["activeTargets"].as_array().map_or(0, Vec::len) >= n {
+            let count = v["data"]["activeTargets"].as_array().map_or(0, |t| {
+                t.iter().filter(|t| !up || t["health"] == "up").count()
+            });
+            if count >= n {
                 return Ok(());
             }
+            last = v.to_string();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(format!("fewer than {n} targets listed after 30s"))
+        let what = if up { "up" } else { "listed" };
+        Err(format!("fewer than {n} targets {what} after 30s: {last}"))
     }
 
     /// An instant query: its `data.result`.

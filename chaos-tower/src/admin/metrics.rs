@@ -26,7 +26,7 @@
 //! A rule's counters start when it is loaded and go with it when it is removed; a
 //! replaced rule starts again from zero, which `rate()` and `increase()` read as a reset.
 
-use chaos_core::{Chaos, CohortFigures, GuardState, RuleSnapshot, RuleStatus, Snapshot};
+use chaos_core::{Chaos, DurationHistogram, GuardState, RuleSnapshot, RuleStatus, Snapshot};
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
@@ -103,8 +103,7 @@ impl Family {
         });
     }
 
-    fn histogram(&mut self, labels: &[(&str, &str)], c: &CohortFigures) {
-        let h = &c.duration;
+    fn histogram(&mut self, labels: &[(&str, &str)], h: &DurationHistogram) {
         self.push(labels, |m| {
             let mut out = Histogram::default();
             let mut acc = 0;
@@ -212,7 +211,7 @@ fn families(s: &Snapshot) -> Vec<MetricFamily> {
             let labels = [("rule", id), ("cohort", cohort)];
             requests.counter(&labels, c.total_requests);
             errors.counter(&labels, c.total_errors);
-            duration.histogram(&labels, c);
+            duration.histogram(&labels, &c.duration);
         }
         for (st, name) in STATES {
             state.gauge(

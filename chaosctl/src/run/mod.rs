@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use self::checks::{Broke, Phase, Seen, figures, probes_hold, queries_hold};
-use self::report::{CohortPoint, Instances, Report, junit, print_report};
+use self::report::{CheckFailure, CohortPoint, Instances, Report, junit, print_report};
 use crate::admin::{AdminClient, route};
 use crate::experiment_file::{self as experiment, CohortSource, Experiment};
 use crate::out::{bold, mark};
@@ -265,7 +265,7 @@ impl Run {
             scenario: self.scenario.clone(),
             verdict: Verdict::Error,
             reason: String::new(),
-            instances: std::mem::take(&mut self.instances),
+            instances: self.instances.clone(),
             phases: Vec::new(),
             queries: Vec::new(),
             injected: Vec::new(),
@@ -281,7 +281,6 @@ impl Run {
             query_timeline: Vec::new(),
             cohort_timeline: Vec::new(),
         };
-        self.instances.admins = report.instances.admins.clone();
         // Check: every admin answers, and none has a rule of ours already.
         for a in self.admins() {
             match self.admin(Method::GET, a, route::RULES, None).await {
@@ -395,6 +394,12 @@ impl Run {
         report.recovered = recovered;
         report.cohort_timeline = self.cohorts.clone();
         report::fill(&self.x, &seen, &mut report);
+        if let Some(why) = self.cohorts_broke() {
+            report.failures.push(CheckFailure {
+                check: "cohorts".into(),
+                message: format!("in the inject phase, {why}"),
+            });
+        }
         let inject_broke = self.inject_broke(&seen);
         let nothing = matches!(outcome, Ok(true))
             .then(|| self.injected_nothing(&mut report))

@@ -53,7 +53,7 @@ pub(super) struct Report {
     pub(super) cohort_timeline: Vec<CohortPoint>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub(super) struct Instances {
     /// `the experiment file`, or `Prometheus job NAME at URL`.
     pub(super) from: String,
@@ -310,7 +310,8 @@ pub(super) fn print_report(r: &Report, json_out: bool) {
     );
 }
 
-/// One JUnit test case per probe and per query, and one for the injections: a failure
+/// One JUnit test case per probe and per query, one for the cohorts when the steady state
+/// has a cohort tolerance, and one for the injections: a failure
 /// whose message names the check, the phase, the figure and the tolerance (or, for a run
 /// aborted or not done, the reason).
 pub(super) fn junit(r: &Report, x: &Experiment) -> String {
@@ -332,6 +333,9 @@ pub(super) fn junit(r: &Report, x: &Experiment) -> String {
             .iter()
             .map(|q| format!("query {}", q.name)),
     );
+    if x.steady_state.cohorts.is_some() {
+        names.push("cohorts".into());
+    }
     names.push("injections".into());
     let mut cases = String::new();
     let mut failures = 0;

@@ -73,7 +73,7 @@ impl Run {
                 format!(
                     "rule {} matched {matched} requests on {} instances; targets this point ({}) has seen on them: {}",
                     r.id,
-                    on.len().max(self.admins().len()),
+                    self.admins().len(),
                     r.point,
                     if targets.is_empty() {
                         "none".to_owned()
