@@ -16,8 +16,8 @@ use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::engine::KillSwitch;
 use crate::inject::Injection;
+use crate::kill::KillSwitch;
 use crate::rules::{BodyFault, DropKind, Fault};
 
 /// The error of a body: the inner body's, or the fault's.

@@ -19,10 +19,10 @@
 //! * [`Injection`]: a decided fault, and the one [`Action`] (any point) or [`HttpAction`]
 //!   (HTTP points) it means where it was decided: wait ([`Wait`]), answer, fail, or wrap
 //!   the body. Every adapter maps these to its world in one place.
-//! * [`steady`]: every point's outcomes and latency, organic and injected apart, one
-//!   [`SteadyState`] per point and target in the engine.
-//! * [`observe`]: the [`Observation`] an adapter records its outcome with, so each rule's
-//!   cohorts are judged by what users saw (see below).
+//! * [`outcome`]: outcomes and what is judged from them: every point's steady state
+//!   ([`SteadyState`], organic and injected apart), the [`Observation`] an adapter records
+//!   its outcome with, so each rule's cohorts are judged by what users saw (see below),
+//!   the guards, budgets and ramps.
 //! * [`reload`]: hot reload from a watched file (`CHAOS_RULES=path`), ConfigMap-safe.
 //! * `testing` (feature `test-util`): rule guards, per-test scenarios, the journal, pause
 //!   points.
@@ -146,47 +146,52 @@ pub mod body;
 pub mod context;
 mod decision;
 mod engine;
-pub mod headers;
 mod index;
 mod inject;
 #[cfg(feature = "test-util")]
 mod journal;
+mod kill;
 mod known;
-mod log;
 mod names;
-pub mod observe;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
+pub mod outcome;
 #[cfg(feature = "test-util")]
 mod pause;
+mod rate_limit;
 pub mod reload;
 mod request;
 #[cfg(feature = "http-body")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-body")))]
 pub mod respond;
 pub mod rules;
-pub mod steady;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
-mod window;
+
+/// The chaos header names and where they are found: [`context::headers`], under its
+/// former path.
+pub use self::context::headers;
+/// The steady state: [`outcome::steady`], under its former path.
+pub use self::outcome::steady;
+/// Observations and touches: [`outcome::touches`], under its former path.
+pub use self::outcome::touches as observe;
 
 pub use self::context::{ChaosContext, ChaosFutureExt};
-pub use self::decision::{
-    AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, RampStatus,
-};
 pub use self::engine::{
     AbortCount, Budget, Builder, Chaos, EngineStats, Event, ReasonCount, RuleCounters,
-    RuleSnapshot, RuleStatus, ServiceGuardSnapshot, Snapshot,
+    RuleSnapshot, RuleStatus, Snapshot,
 };
 pub use self::inject::{Action, Decision, InjectedFault, Injection, Wait};
 #[cfg(feature = "http-body")]
 pub use self::inject::{HttpAction, HttpSide};
 pub use self::known::{KnownTarget, TargetWarning};
-pub use self::observe::Observation;
+pub use self::outcome::{
+    AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, Observation,
+    Observed, RampStatus, ServiceGuardSnapshot, SteadyState,
+};
 pub use self::request::{Point, RequestView};
-pub use self::steady::{Observed, SteadyState};
 
 /// A type-erased error, as tower uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -20,7 +20,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! In a service, `Chaos::from_env()` does this for `CHAOS_RULES=path`.
+//! In a service, [`Chaos::from_env`](crate::Chaos::from_env) does this for
+//! `CHAOS_RULES=path`.
 //!
 //! [`Event::ReloadFailed`]: crate::Event::ReloadFailed
 
@@ -34,9 +35,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::context::signature::SigningKeys;
-use crate::engine::Chaos;
-use crate::engine::{Builder, WeakChaos};
+use crate::engine::WeakChaos;
 use crate::rules::{Format, RuleSet, RulesError};
 
 /// Settings of a file watch.
@@ -134,66 +133,14 @@ impl Drop for FileWatch {
     }
 }
 
-impl Chaos {
-    /// An engine configured from the environment:
-    ///
-    /// * `CHAOS_DISABLED=1` (or `true`): the kill switch is on for good;
-    /// * `CHAOS_RULES=path`: rules are loaded from the file and the file is watched
-    ///   (a bad or missing file is logged and the engine starts empty);
-    /// * `CHAOS_SIGNING_KEY`, `CHAOS_SIGNING_KEY_PREVIOUS`: keys for signed directives.
-    ///
-    /// It never fails: chaos must not stop a service from starting.
-    pub fn from_env() -> Chaos {
-        let disabled = std::env::var("CHAOS_DISABLED")
-            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        let mut b = Builder::default().disabled(disabled);
-        if let Some(k) = SigningKeys::from_env() {
-            b = b.signing_keys(k);
-        }
-        let chaos = b.build().expect("no rules to refuse");
-        if let Ok(path) = std::env::var("CHAOS_RULES") {
-            match chaos.watch_file(&path) {
-                Ok(w) => chaos.keep_alive(Box::new(w)),
-                Err(e) => {
-                    tracing::error!(target: "chaos", path, error = %e, "cannot watch CHAOS_RULES")
-                }
-            }
-        }
-        chaos
-    }
-
-    /// Loads rules from a file once (the format comes from its extension).
-    ///
-    /// # Errors
-    ///
-    /// The file cannot be read or is refused; the rules in force stay.
-    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<u64, RulesError> {
-        self.replace(RuleSet::from_file(path)?)
-    }
-
-    /// Loads rules from a file and keeps them in step with it (see the [module docs](self)).
-    ///
-    /// The first load happens before this returns; if it fails the engine keeps its rules
-    /// and the watch goes on, so a good file written later is picked up.
-    ///
-    /// # Errors
-    ///
-    /// The watch cannot be set up (no such directory, unknown extension).
-    pub fn watch_file(&self, path: impl AsRef<Path>) -> Result<FileWatch, RulesError> {
-        self.watch_file_with(path, WatchOptions::default())
-    }
-
-    /// [`Chaos::watch_file`] with settings.
-    ///
-    /// # Errors
-    ///
-    /// The watch cannot be set up (no such directory, unknown extension).
-    pub fn watch_file_with(
-        &self,
-        path: impl AsRef<Path>,
+impl FileWatch {
+    /// Loads `path` into the engine once, then follows it.
+    pub(crate) fn start(
+        chaos: WeakChaos,
+        path: &Path,
         opts: WatchOptions,
     ) -> Result<FileWatch, RulesError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.to_path_buf();
         let name = path.display().to_string();
         let format = Format::from_path(&path).ok_or_else(|| {
             RulesError::io("unknown rules format, expected a .json, .toml, .yaml or .yml file")
@@ -218,7 +165,7 @@ impl Chaos {
             })?;
         let status = Arc::new(Status::default());
         let mut worker = Worker {
-            chaos: self.downgrade(),
+            chaos,
             path,
             name,
             format,

@@ -31,103 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::context::ChaosContext;
 use crate::engine::Chaos;
+pub use crate::engine::RuleGuard;
 pub use crate::journal::JournalEntry;
 pub use crate::pause::PauseGate;
-use crate::rules::{DropKind, Fault, Match, Rule, RulesError};
-
-/// A rule installed for as long as the guard lives.
-#[derive(Debug)]
-#[must_use = "the rule is removed when the guard is dropped"]
-pub struct RuleGuard {
-    chaos: Chaos,
-    id: String,
-}
-
-impl RuleGuard {
-    /// The rule's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl Drop for RuleGuard {
-    fn drop(&mut self) {
-        let _ = self.chaos.remove_rule(&self.id);
-        self.chaos.set_pause_gate(&self.id, None);
-    }
-}
-
-impl Chaos {
-    /// Adds a rule for as long as the returned guard lives.
-    ///
-    /// # Errors
-    ///
-    /// The rule does not validate or its id is taken.
-    pub fn install(&self, rule: Rule) -> Result<RuleGuard, RulesError> {
-        let id = rule.id.clone();
-        self.add_rule(rule)?;
-        Ok(RuleGuard {
-            chaos: self.clone(),
-            id,
-        })
-    }
-
-    /// Every injection recorded so far (the last 100 000), oldest first.
-    pub fn journal(&self) -> Vec<JournalEntry> {
-        self.journal_ref().entries(None)
-    }
-
-    /// The injections recorded in one scope (scenario tag).
-    pub fn journal_for(&self, scope: &str) -> Vec<JournalEntry> {
-        self.journal_ref().entries(Some(scope))
-    }
-
-    /// Takes the journal's entries, oldest first, leaving it empty: what a long run reads
-    /// as it goes, losing nothing between a read and a clear.
-    pub fn take_journal(&self) -> Vec<JournalEntry> {
-        self.journal_ref().take()
-    }
-
-    /// Forgets the journal.
-    pub fn clear_journal(&self) {
-        self.journal_ref().clear();
-    }
-
-    /// Installs a pause point: requests at `point` (and `target`, if given) that match `m`
-    /// wait until the returned gate is released (or the kill switch, or `limits.max_hang`),
-    /// then go on.
-    ///
-    /// It is a rule `drop: hang` (its id is `id`, and it shows as such in the snapshot and
-    /// the journal) whose hang ends, and lets the work go on, when the gate opens. The
-    /// guard removes both.
-    ///
-    /// # Errors
-    ///
-    /// The rule does not validate or its id is taken.
-    pub fn pause_point(
-        &self,
-        id: &str,
-        point: &str,
-        target: Option<&str>,
-        m: Match,
-    ) -> Result<(RuleGuard, PauseGate), RulesError> {
-        let gate = PauseGate::new(id);
-        let mut rule = Rule::new(id, point, Fault::Drop(DropKind::Hang)).with_match(m);
-        rule.target = target.map(str::to_owned);
-        rule.description = Some(format!("pause point `{id}` (test-util)"));
-        // The gate first, so no request meets the rule without it; put back what was
-        // there if the rule is refused (its id may be another pause point's).
-        let before = self.pause_gate(id);
-        self.set_pause_gate(id, Some(gate.clone()));
-        match self.install(rule) {
-            Ok(guard) => Ok((guard, gate)),
-            Err(e) => {
-                self.set_pause_gate(id, before);
-                Err(e)
-            }
-        }
-    }
-}
+use crate::rules::{Match, Rule};
 
 /// A scenario tag of its own for one test, so tests can run in parallel against one server
 /// without seeing each other's faults, sequences or journal.
@@ -219,28 +126,9 @@ pub enum Verdict {
     NotSteady,
 }
 
-/// The requests of one phase.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct Figures {
-    /// Requests sent.
-    pub requests: usize,
-    /// Of which failed (the request function said `false`).
-    pub errors: usize,
-    /// Their 99th percentile latency.
-    pub p99: Option<std::time::Duration>,
-}
-
-impl Figures {
-    /// Errors over requests.
-    pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.requests as f64
-        }
-    }
-}
+/// The requests of one phase: how many, how many failed (the request function said
+/// `false`), and their exact 99th percentile latency.
+pub use crate::outcome::Figures;
 
 /// An experiment's verdict, the figures of both phases, and the rule's cohorts.
 #[derive(Clone, Debug)]
@@ -255,7 +143,7 @@ pub struct Outcome {
     /// The requests while it was in.
     pub injected: Figures,
     /// The rule's cohorts as it left.
-    pub cohorts: crate::decision::CohortsSnapshot,
+    pub cohorts: crate::outcome::CohortsSnapshot,
 }
 
 impl Experiment {
@@ -318,25 +206,16 @@ impl Experiment {
         Fut: std::future::Future<Output = bool>,
     {
         let phase = async |this: &Experiment, request: &mut F| {
-            let mut lat = Vec::with_capacity(n);
-            let mut errors = 0;
+            let mut samples = Vec::with_capacity(n);
             for _ in 0..n {
                 let start = tokio::time::Instant::now();
                 let ok = request(this.scenario.clone()).await;
-                lat.push(start.elapsed());
-                errors += usize::from(!ok);
+                samples.push((start.elapsed(), ok));
             }
-            lat.sort_unstable();
-            let p99 = (!lat.is_empty())
-                .then(|| lat[((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1]);
-            Figures {
-                requests: n,
-                errors,
-                p99,
-            }
+            Figures::from_samples(samples)
         };
         let baseline = phase(&self, &mut request).await;
-        let empty = || crate::decision::CohortsSnapshot::empty();
+        let empty = || crate::outcome::CohortsSnapshot::empty(crate::outcome::DEFAULT_SPAN);
         if let Some(why) = self.judge(&baseline) {
             return Outcome {
                 verdict: Verdict::NotSteady,

@@ -14,7 +14,7 @@ use super::cache::{ContextCache, Key, Source};
 use super::signature::SigningKeys;
 use super::{ChaosContext, Trust, XChaos, parse_test_traffic};
 use crate::headers;
-use crate::log::RateLimited;
+use crate::rate_limit::RateLimited;
 use crate::rules::Limits;
 
 /// What inbound headers cost the engine: items ignored, signatures refused, directives

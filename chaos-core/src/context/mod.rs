@@ -34,8 +34,11 @@
 //! Parsing is strict ([`XChaos::parse`], for tests and tools) or lenient
 //! ([`XChaos::parse_lossy`], for requests: bad items are skipped and reported, never fatal).
 
+#[cfg(feature = "otel")]
+pub(crate) mod baggage;
 pub(crate) mod cache;
-mod header;
+mod grammar;
+pub mod headers;
 pub(crate) mod inbound;
 mod scope;
 pub mod signature;
@@ -45,7 +48,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-pub use self::header::{Directive, HeaderError, XChaos, parse_test_traffic};
+pub use self::grammar::{Directive, HeaderError, XChaos, parse_test_traffic};
 pub use self::scope::{ChaosFutureExt, WithContext};
 use crate::names::Name;
 
@@ -209,7 +212,7 @@ impl ChaosContext {
         let next = plain.next_hop();
         let forward = Forward {
             #[cfg(feature = "otel")]
-            baggage: crate::otel::our_members(
+            baggage: baggage::our_members(
                 next.x_chaos.as_ref(),
                 next.signature.as_ref(),
                 next.test_traffic.is_some(),
@@ -368,10 +371,10 @@ impl ChaosContext {
         match &self.inner.next {
             Some(f) => {
                 if let Some(ours) = &f.baggage {
-                    crate::otel::write_members(headers, ours);
+                    baggage::write_members(headers, ours);
                 }
             }
-            None => crate::otel::write_baggage(
+            None => baggage::write_baggage(
                 headers,
                 next.x_chaos.as_ref(),
                 next.signature.as_ref(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use super::watch::{AbortInfo, Watch};
+use crate::outcome::{AbortInfo, RuleOutcomes};
 use crate::rules::Rule;
 
 /// Scopes tracked per rule; past this the rule-wide counters are used.
@@ -32,8 +32,8 @@ pub(crate) struct RuleState {
     pub(crate) active: AtomicU32,
     aborted: AtomicBool,
     abort: Mutex<Option<AbortInfo>>,
-    /// The cohorts, guard, budget and ramp.
-    pub(crate) watch: Watch,
+    /// Its outcomes: the cohorts, guard, budget and ramp.
+    pub(crate) outcomes: RuleOutcomes,
     pub(crate) rule_scope: ScopeCounters,
     scopes: Mutex<HashMap<Box<str>, Arc<ScopeCounters>>>,
     /// Its metric attributes, built once.
@@ -60,7 +60,7 @@ impl RuleState {
     pub(crate) fn new(rule: &Rule, loaded_at: Instant, expires_at: Instant) -> RuleState {
         RuleState {
             id: rule.id.as_str().into(),
-            watch: Watch::new(rule, loaded_at),
+            outcomes: RuleOutcomes::new(rule, loaded_at),
             expires_at,
             matched: AtomicU64::new(0),
             injected: AtomicU64::new(0),

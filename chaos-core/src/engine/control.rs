@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast;
 
+use super::compiled::Compiled;
 use super::{Chaos, Event};
-use crate::decision::{AbortInfo, Compiled};
+use crate::outcome::AbortInfo;
 use crate::rules::{Rule, RuleSet, RulesError};
 
 impl Chaos {

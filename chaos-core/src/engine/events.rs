@@ -49,7 +49,7 @@ pub enum Event {
         /// Why.
         reason: String,
         /// The guard's breach: the condition, what was observed, the threshold.
-        breach: Option<crate::decision::Breach>,
+        breach: Option<crate::outcome::Breach>,
     },
     /// A rule's error budget (`max_errors`) is spent: it injects nothing more.
     RuleRetired {

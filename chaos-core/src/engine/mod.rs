@@ -1,43 +1,52 @@
 //! The engine handle: the rules in force behind an `ArcSwap`, the kill switch, the
 //! engine's counters, its events and the steady state of every point.
 //!
-//! Its state is private to this module: the decision ([`crate::inject`]), the watcher
-//! ([`crate::reload`]) and the test helpers reach it through the methods below.
+//! Every `impl Chaos` block is here, one file per concern: building ([`Builder`]), the
+//! rules in force ([`compiled`], `control`), deciding (`decide`), observing (`observe`),
+//! the generic injection point (`inject`), what the guards decide (`stops`), reading a
+//! request's context (`context`), files (`files`), the snapshot, and the test hooks.
+//! Its state is private to this module; the rest of the crate reaches it through the
+//! methods below.
 
 mod builder;
+pub(crate) mod compiled;
+mod context;
 mod control;
+mod decide;
 mod events;
-mod guard;
-mod kill;
-#[cfg(feature = "otel")]
-mod otel;
+mod files;
+mod inject;
+mod observe;
 mod snapshot;
+mod stops;
+#[cfg(feature = "test-util")]
+mod testing;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
-use http::HeaderMap;
+use arc_swap::ArcSwap;
+use arc_swap::Guard as Loaded;
 
 pub use self::builder::Builder;
+use self::compiled::{Compiled, Removed};
 pub use self::events::Event;
-pub use self::guard::ServiceGuardSnapshot;
-pub(crate) use self::kill::KillSwitch;
 pub use self::snapshot::{
     AbortCount, Budget, EngineStats, ReasonCount, RuleCounters, RuleSnapshot, RuleStatus, Snapshot,
 };
-use crate::context::ChaosContext;
-use crate::context::inbound::{HeaderCounters, Policy};
+#[cfg(feature = "test-util")]
+pub use self::testing::RuleGuard;
+use crate::context::inbound::HeaderCounters;
 use crate::context::signature::SigningKeys;
-use crate::decision::{Compiled, Decider, Removed, RngSource};
-use crate::headers;
+use crate::decision::{Decider, RngSource};
+use crate::kill::KillSwitch;
 use crate::known::{Known, KnownTarget, TargetWarning};
-use crate::log::RateLimited;
+use crate::outcome::{Registry, ServiceGuard, SteadyState};
+use crate::rate_limit::RateLimited;
 use crate::rules::Rule;
 use crate::rules::RulesError;
-use crate::steady::{Registry, SteadyState};
 
 /// The chaos engine: rules, kill switch, decisions. Cheap to clone; every clone is the same
 /// engine.
@@ -100,7 +109,7 @@ struct Shared {
     warn_reload: RateLimited,
     steady: Registry,
     known: Known,
-    service: guard::ServiceGuard,
+    service: ServiceGuard,
     removed: Removed,
     /// What lives as long as the engine (the `CHAOS_RULES` file watch).
     kept: Mutex<Vec<Box<dyn Send>>>,
@@ -151,7 +160,7 @@ impl Shared {
             warn_reload: RateLimited::new(Duration::from_secs(10)),
             steady: Registry::default(),
             known: Known::default(),
-            service: guard::ServiceGuard::new(),
+            service: ServiceGuard::new(),
             removed: Removed::default(),
             kept: Mutex::new(Vec::new()),
             #[cfg(feature = "otel")]
@@ -228,46 +237,8 @@ impl Chaos {
         self.shared.armed.load(Ordering::Relaxed)
     }
 
-    /// Builds the chaos context of an inbound request from its headers (`x-chaos`,
-    /// `x-chaos-signature`, `x-test-traffic`), with this engine's limits and trust.
-    ///
-    /// `None` when the request carries none of them, or nothing usable. Bad items are
-    /// ignored, counted and logged (rate-limited); they never fail the request. Directives
-    /// are trusted when the rules set `allow_directives` or the signature checks out.
-    #[inline]
-    pub fn context_from_headers(&self, headers: &HeaderMap) -> Option<ChaosContext> {
-        let (x, tt) = headers::context_values(headers)?;
-        self.context_slow(headers, x, tt)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn context_slow(
-        &self,
-        headers: &HeaderMap,
-        x: Option<&http::HeaderValue>,
-        tt: Option<&http::HeaderValue>,
-    ) -> Option<ChaosContext> {
-        self.policy(&self.compiled()).context(headers, x, tt)
-    }
-
-    /// What inbound chaos headers are judged by, under `compiled`.
-    pub(crate) fn policy<'a>(&'a self, compiled: &'a Compiled) -> Policy<'a> {
-        let s = &*self.shared;
-        Policy {
-            limits: &compiled.set.limits,
-            allow_directives: compiled.set.allow_directives,
-            keys: s.keys.as_ref(),
-            counters: &s.stats.headers,
-            warn: &s.warn_headers,
-            cache: &compiled.contexts,
-            #[cfg(feature = "otel")]
-            metrics: &s.metrics,
-        }
-    }
-
     /// The steady state recorded at `point` for `target`, made on first use; every adapter
-    /// that records there shares it. See [`steady`](crate::steady).
+    /// that records there shares it. See [`steady`](crate::outcome::steady).
     pub fn steady_state(&self, point: &str, target: &str) -> Arc<SteadyState> {
         self.shared.steady.get(point, target)
     }
@@ -322,7 +293,7 @@ impl Chaos {
     // ---- for the rest of the crate -------------------------------------------------
 
     /// The rules in force.
-    pub(crate) fn compiled(&self) -> Guard<Arc<Compiled>> {
+    pub(crate) fn compiled(&self) -> Loaded<Arc<Compiled>> {
         self.shared.compiled.load()
     }
 
@@ -376,7 +347,7 @@ impl Chaos {
         &self.shared.metrics
     }
 
-    pub(crate) fn service_guard(&self) -> &guard::ServiceGuard {
+    pub(crate) fn service_guard(&self) -> &ServiceGuard {
         &self.shared.service
     }
 

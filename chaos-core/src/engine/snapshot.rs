@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Chaos, ServiceGuardSnapshot};
-use crate::decision::{AbortInfo, CohortsSnapshot, GuardState, RampStatus};
+use super::Chaos;
+use crate::outcome::{AbortInfo, CohortsSnapshot, GuardState, RampStatus, ServiceGuardSnapshot};
 use crate::rules::{Dur, Rule};
 
 impl Chaos {
@@ -23,7 +23,7 @@ impl Chaos {
             .zip(&compiled.rules)
             .map(|(spec, c)| {
                 let st = &c.state;
-                let w = &st.watch;
+                let w = &st.outcomes;
                 // A reader judges a guard that is due, as a request would.
                 if !killed
                     && !st.is_aborted()
@@ -63,9 +63,10 @@ impl Chaos {
                     guard: w.guard_state(now, st.is_aborted()),
                     cohorts: w.snapshot(now),
                     ramp: w.ramp_status(now),
-                    budget: w
-                        .budget()
-                        .map(|(max_errors, spent)| Budget { max_errors, spent }),
+                    budget: w.budget().map(|b| {
+                        let (max_errors, spent) = b.figures();
+                        Budget { max_errors, spent }
+                    }),
                 }
             })
             .collect();

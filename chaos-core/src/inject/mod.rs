@@ -1,5 +1,5 @@
 //! Applying a decision: the [`Injection`] an adapter acts on, the one [`Action`] it maps
-//! to its world, and a generic injection point for any async work.
+//! to its world, and the [`InjectedFault`] a caller meets.
 
 mod action;
 mod error;
@@ -16,12 +16,8 @@ pub use self::action::{HttpAction, HttpSide};
 pub(crate) use self::error::FaultKind;
 pub use self::error::InjectedFault;
 pub use self::wait::Wait;
-use crate::context::ChaosContext;
-use crate::decision::{Breach, Cohort, Decided, Permit, RuleState, Sink};
-use crate::engine::Chaos;
-use crate::engine::{Event, KillSwitch};
-use crate::observe::{self, Observation};
-use crate::request::{Point, RequestView};
+use crate::decision::{Decided, Permit};
+use crate::kill::KillSwitch;
 use crate::rules::Fault;
 
 /// What to do with a request.
@@ -212,74 +208,25 @@ impl Injection {
     }
 }
 
-impl Chaos {
-    /// Decides what to do with a request.
-    ///
-    /// With no rules and no directives possible this is one relaxed atomic load. With rules,
-    /// a request only looks at rules of its point and target (and of its scenario tags).
-    /// The path that matches nothing allocates nothing, takes no lock and draws no random
-    /// number.
-    ///
-    /// The rules the request matches are counted in their cohorts only when it is part of
-    /// a request a server layer serves; adapters that observe their own outcome use
-    /// [`decide_observed`](Chaos::decide_observed). A rule with an error budget
-    /// (`max_errors`) injects only where its outcome is seen.
-    #[inline]
-    pub fn decide(&self, req: &RequestView<'_>) -> Decision {
-        if !self.is_armed() {
-            return Decision::Pass;
-        }
-        self.decide_armed(req, None)
-    }
-
-    /// Decides, noting the rules the request matches (with their cohorts) in `obs`, or in
-    /// the request a server layer serves when the work is part of one. See
-    /// [`observe`](crate::observe).
-    #[inline]
-    pub fn decide_observed(
-        &self,
-        req: &RequestView<'_>,
-        obs: Option<&mut Observation>,
-    ) -> Decision {
-        if !self.is_armed() {
-            return Decision::Pass;
-        }
-        self.decide_armed(req, obs)
-    }
-
-    fn decide_armed(&self, req: &RequestView<'_>, mut obs: Option<&mut Observation>) -> Decision {
-        let compiled = self.compiled();
-        if let Some(o) = obs.as_deref_mut() {
-            o.set_downstream(compiled.downstream);
-        }
-        let max_hang = compiled.set.limits.max_hang.0;
-        let mut sink = Noted {
-            chaos: self,
-            req,
-            max_hang,
-            obs,
-        };
-        match self.decider(&compiled).decide(req, &mut sink) {
-            Some(d) => {
-                let inj = self.injection(d, req, max_hang);
-                self.record(&inj, false);
-                Decision::Inject(inj)
-            }
-            None => Decision::Pass,
-        }
-    }
-
-    #[cold]
-    fn injection(&self, d: Decided, req: &RequestView<'_>, max_hang: Duration) -> Injection {
+impl Injection {
+    /// An injection of what `d` decided, at `point` and `target`.
+    pub(crate) fn new(
+        d: Decided,
+        point: &str,
+        target: &str,
+        max_hang: Duration,
+        kill: Arc<KillSwitch>,
+        #[cfg(feature = "test-util")] gate: Option<crate::pause::PauseGate>,
+    ) -> Injection {
         Injection {
             i: Box::new(Parts {
-                kill: self.kill_switch().clone(),
+                kill,
                 #[cfg(feature = "test-util")]
-                gate: self.pause_gate(&d.rule),
+                gate,
                 rule: d.rule,
                 fault: d.fault,
-                point: req.point.name().into(),
-                target: req.target.into(),
+                point: point.into(),
+                target: target.into(),
                 scope: d.scope,
                 delay: d.delay,
                 max_hang,
@@ -290,190 +237,10 @@ impl Chaos {
         }
     }
 
-    /// Says that a fault was injected (or would have been): a tracing event, an engine
-    /// event, the journal, the counter.
-    #[cold]
-    fn record(&self, inj: &Injection, shadow: bool) {
-        if !shadow {
-            self.count_injected();
-        }
-        let i = &inj.i;
-        tracing::info!(
-            target: "chaos",
-            rule = %i.rule,
-            fault = %i.fault,
-            point = %i.point,
-            target = %i.target,
-            scope = i.scope.as_deref(),
-            shadow,
-            "{}",
-            if shadow { "fault would be injected (shadow)" } else { "fault injected" },
-        );
-        #[cfg(feature = "otel")]
-        self.metrics().injection(
-            i.attrs.as_deref(),
-            &i.fault,
-            &i.point,
-            &i.target,
-            i.delay,
-            shadow,
-        );
-        if self.events().wanted() {
-            self.events().emit(Event::Injected {
-                rule: i.rule.to_string(),
-                fault: i.fault.to_string(),
-                point: i.point.to_string(),
-                target: i.target.to_string(),
-                scope: i.scope.as_deref().map(str::to_owned),
-                shadow,
-            });
-        }
-        #[cfg(feature = "test-util")]
-        self.journal_ref().push(crate::journal::JournalEntry {
-            rule: i.rule.to_string(),
-            point: i.point.to_string(),
-            target: i.target.to_string(),
-            fault: i.fault.to_string(),
-            scope: i.scope.as_deref().map(str::to_owned),
-            shadow,
-        });
-    }
-
-    /// A generic injection point: decides for `point` and `target` with the current task's
-    /// chaos context, and applies the fault around `work` (see [`Injection::run`]).
-    ///
-    /// ```
-    /// use chaos_core::Chaos;
-    /// use chaos_core::rules::{ErrorKind, Fault, Rule};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let chaos = Chaos::new();
-    /// chaos.add_rule(Rule::new("queue-down", "queue.publish", Fault::Error(ErrorKind::Unavailable))).unwrap();
-    ///
-    /// let sent = chaos.inject("queue.publish", "orders", async { "sent" }).await;
-    /// assert!(sent.unwrap_err().is_unavailable());
-    /// let other = chaos.inject("cache.get", "orders", async { "hit" }).await;
-    /// assert_eq!(other.unwrap(), "hit");
-    /// # }
-    /// ```
-    ///
-    /// The decision is taken when the future is first polled, in the task that polls it, so
-    /// the task-local context is the one in force there (`ctx.scope(chaos.inject(..))`
-    /// works). Nothing is cloned or allocated when nothing matches.
-    ///
-    /// While the engine is armed, each call's outcome is recorded in the steady state of
-    /// its point and target ([`Chaos::steady_state`]) and, outside a request a server
-    /// layer serves, in the cohorts of the rules it matched: an error is an injected
-    /// failure (the work's own output is the caller's to judge; use
-    /// [`inject_fallible`](Chaos::inject_fallible) when it is a `Result`).
-    ///
-    /// # Errors
-    ///
-    /// The injected fault, as an [`InjectedFault`].
-    pub async fn inject<F: Future>(
-        &self,
-        point: &str,
-        target: &str,
-        work: F,
-    ) -> Result<F::Output, InjectedFault> {
-        self.inject_judged(point, target, work, |_| false).await
-    }
-
-    /// [`inject`](Chaos::inject) for work that can fail on its own: its `Err` counts as an
-    /// error in the steady state and the cohorts, as an injected failure does.
-    ///
-    /// ```
-    /// use chaos_core::Chaos;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let chaos = Chaos::new();
-    /// let out = chaos.inject_fallible("cache.get", "orders", async { Err::<u8, _>("miss") }).await;
-    /// assert_eq!(out.unwrap(), Err("miss"));
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// The injected fault, as an [`InjectedFault`]; the work's own result is inside `Ok`.
-    pub async fn inject_fallible<F, T, E>(
-        &self,
-        point: &str,
-        target: &str,
-        work: F,
-    ) -> Result<Result<T, E>, InjectedFault>
-    where
-        F: Future<Output = Result<T, E>>,
-    {
-        self.inject_judged(point, target, work, Result::is_err)
-            .await
-    }
-
-    /// The generic injection point: `failed` says whether the work's own output is an
-    /// error (an injected failure always is).
-    async fn inject_judged<F: Future>(
-        &self,
-        point: &str,
-        target: &str,
-        work: F,
-        failed: impl FnOnce(&F::Output) -> bool,
-    ) -> Result<F::Output, InjectedFault> {
-        self.declare(point, target);
-        let Some(mut obs) = self.observe() else {
-            return Ok(work.await);
-        };
-        let decision = ChaosContext::with_current(|ctx| {
-            self.decide_observed(
-                &RequestView::new(Point::from_name(point), target).context(ctx),
-                Some(&mut obs),
-            )
-        });
-        let (out, injected) = match decision {
-            Decision::Pass => (Ok(work.await), false),
-            Decision::Inject(i) => (i.run(work).await, true),
-        };
-        let error = out.as_ref().map_or(true, failed);
-        obs.finish_named(self, point, target, error, injected);
-        out
-    }
-}
-
-/// Where a decision tells what it met on the way.
-struct Noted<'a, 'r> {
-    chaos: &'a Chaos,
-    req: &'a RequestView<'r>,
-    max_hang: Duration,
-    obs: Option<&'a mut Observation>,
-}
-
-impl Sink for Noted<'_, '_> {
-    #[cold]
-    fn shadow(&mut self, d: Decided) {
-        let inj = self.chaos.injection(d, self.req, self.max_hang);
-        self.chaos.record(&inj, true);
-    }
-
-    #[cold]
-    fn touch(
-        &mut self,
-        rule: &Arc<RuleState>,
-        cohort: Cohort,
-        shadow: bool,
-        reserved: bool,
-    ) -> bool {
-        // The request a server layer serves first: its outcome is judged where it leaves
-        // the process.
-        if let Some(held) = observe::touch_in_scope(rule, cohort, shadow, reserved) {
-            return held;
-        }
-        match &mut self.obs {
-            Some(o) => o.touches_mut().add(rule, cohort, shadow, reserved),
-            None => false,
-        }
-    }
-
-    #[cold]
-    fn breach(&mut self, rule: &Arc<RuleState>, breach: Breach) {
-        self.chaos.abort_breach(rule, breach);
+    /// The rule's metric attributes (`None` for a directive).
+    #[cfg(feature = "otel")]
+    pub(crate) fn attrs(&self) -> Option<&crate::otel::RuleAttrs> {
+        self.i.attrs.as_deref()
     }
 }
 

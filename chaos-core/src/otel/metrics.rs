@@ -10,8 +10,8 @@ use super::{
     ABORTS, COHORT_DURATION, COHORT_ERRORS, COHORT_REQUESTS, HEADER_REJECTED, INJECTED_DELAY,
     INJECTIONS,
 };
+use crate::outcome::SECONDS;
 use crate::rules::{Fault, Mode, Rule};
-use crate::window::SECONDS;
 
 /// The instruments, made on first use.
 struct Instruments {

@@ -46,19 +46,10 @@
 //! checked exactly as headers are: directives need `allow_directives` or a valid
 //! signature, so baggage an outside caller sends cannot switch a fault on by itself.
 
-mod baggage;
 mod metrics;
 
-#[cfg(test)]
-pub(crate) use self::baggage::bag;
-pub use self::baggage::strip_baggage;
-pub(crate) use self::baggage::{
-    our_members, ours_from_otel, raw_members, write_baggage, write_members,
-};
 pub(crate) use self::metrics::{Metrics, RuleAttrs};
-
-/// The `baggage` header.
-pub const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
+pub use crate::context::baggage::{BAGGAGE, strip_baggage};
 
 /// Counter: faults injected, or that a shadow rule would have injected.
 pub const INJECTIONS: &str = "chaos.injections";

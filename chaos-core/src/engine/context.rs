@@ -1,15 +1,60 @@
-//! Reading the chaos context from OpenTelemetry (feature `otel`): a `baggage` header, or
-//! an OpenTelemetry context's baggage, checked as headers are.
+//! Reading a request's chaos context, judged by the rules in force: from its headers
+//! (`x-chaos`, `x-chaos-signature`, `x-test-traffic`), and with the `otel` feature from a
+//! W3C `baggage` header or an OpenTelemetry context.
 
 use http::HeaderMap;
-use opentelemetry::Context;
 
 use super::Chaos;
+use super::compiled::Compiled;
 use crate::context::ChaosContext;
+#[cfg(feature = "otel")]
+use crate::context::baggage;
+#[cfg(feature = "otel")]
 use crate::context::cache::{Key, Source};
-use crate::headers;
-use crate::otel;
+use crate::context::headers;
+use crate::context::inbound::Policy;
 
+impl Chaos {
+    /// Builds the chaos context of an inbound request from its headers (`x-chaos`,
+    /// `x-chaos-signature`, `x-test-traffic`), with this engine's limits and trust.
+    ///
+    /// `None` when the request carries none of them, or nothing usable. Bad items are
+    /// ignored, counted and logged (rate-limited); they never fail the request. Directives
+    /// are trusted when the rules set `allow_directives` or the signature checks out.
+    #[inline]
+    pub fn context_from_headers(&self, headers: &HeaderMap) -> Option<ChaosContext> {
+        let (x, tt) = headers::context_values(headers)?;
+        self.context_slow(headers, x, tt)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn context_slow(
+        &self,
+        headers: &HeaderMap,
+        x: Option<&http::HeaderValue>,
+        tt: Option<&http::HeaderValue>,
+    ) -> Option<ChaosContext> {
+        self.policy(&self.compiled()).context(headers, x, tt)
+    }
+
+    /// What inbound chaos headers are judged by, under `compiled`.
+    pub(crate) fn policy<'a>(&'a self, compiled: &'a Compiled) -> Policy<'a> {
+        let s = &*self.shared;
+        Policy {
+            limits: &compiled.set.limits,
+            allow_directives: compiled.set.allow_directives,
+            keys: s.keys.as_ref(),
+            counters: &s.stats.headers,
+            warn: &s.warn_headers,
+            cache: &compiled.contexts,
+            #[cfg(feature = "otel")]
+            metrics: &s.metrics,
+        }
+    }
+}
+
+#[cfg(feature = "otel")]
 impl Chaos {
     /// The chaos context carried in a W3C `baggage` header (`chaos`, `chaos-signature`,
     /// `test-traffic` members; see [`otel`](crate::otel)), checked as headers are.
@@ -28,7 +73,7 @@ impl Chaos {
     /// found again by its members' bytes once seen, as `x-chaos` is: a scan of the header
     /// and a look-up, no allocation.
     pub fn context_from_baggage(&self, headers: &HeaderMap) -> Option<ChaosContext> {
-        let raw = otel::raw_members(headers)?;
+        let raw = baggage::raw_members(headers)?;
         let key = Key {
             source: Source::Baggage,
             x_chaos: raw.chaos,
@@ -55,25 +100,28 @@ impl Chaos {
     /// let ctx = Chaos::new().context_from_otel(&cx).unwrap();
     /// assert!(ctx.has_scenario("gameday-7"));
     /// ```
-    pub fn context_from_otel(&self, cx: &Context) -> Option<ChaosContext> {
-        self.context_from_headers(&otel::ours_from_otel(cx)?)
+    pub fn context_from_otel(&self, cx: &opentelemetry::Context) -> Option<ChaosContext> {
+        self.context_from_headers(&baggage::ours_from_otel(cx)?)
     }
 
     /// [`context_from_otel`](Self::context_from_otel) for the current OpenTelemetry
     /// context (the one attached to this thread).
     #[inline]
     pub fn context_from_current_otel(&self) -> Option<ChaosContext> {
-        Context::map_current(|cx| self.context_from_otel(cx))
+        opentelemetry::Context::map_current(|cx| self.context_from_otel(cx))
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "otel"))]
 mod tests {
     use http::HeaderValue;
+    use opentelemetry::Context;
 
     use super::*;
-    use crate::headers::{X_CHAOS, X_TEST_TRAFFIC};
-    use crate::otel::{BAGGAGE, bag, strip_baggage, write_baggage};
+    use crate::context::baggage::{bag, write_baggage};
+    use crate::context::cache::{Key, Source};
+    use crate::context::headers::{X_CHAOS, X_TEST_TRAFFIC};
+    use crate::otel::{BAGGAGE, strip_baggage};
 
     #[test]
     fn reads_our_members_only() {

@@ -26,16 +26,17 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::window::{BUCKETS, Sum, bucket, quantile};
+use super::figures::Tally;
+use super::ring::{Counts, Outcomes, Ring};
 
 /// One-second slots kept: the longest window a snapshot can cover.
-const SLOTS: usize = 64;
+const SLOTS: u64 = 64;
 /// Shards, so concurrent threads mostly write to different cache lines.
 const SHARDS: usize = 4;
 
@@ -46,44 +47,30 @@ const SHARDS: usize = 4;
 pub struct SteadyState {
     point: Box<str>,
     target: Box<str>,
-    base: Instant,
-    shards: Box<[Shard]>,
+    /// Each shard a ring of one-second slots.
+    shards: Box<[Ring<Second>]>,
 }
 
-#[repr(align(128))]
-struct Shard {
-    slots: [Slot; SLOTS],
+/// One second of a shard: the organic outcomes, and the injected ones counted apart.
+struct Second {
+    organic: Outcomes,
+    injected: AtomicU32,
+    injected_errors: AtomicU32,
 }
 
-struct Slot {
-    /// The second (since `base`) this slot counts, plus one; 0 = never used.
-    epoch: AtomicU64,
-    // The organic responses are the histogram's sum: one atomic less per record.
-    organic_errors: AtomicU64,
-    injected: AtomicU64,
-    injected_errors: AtomicU64,
-    /// Organic latencies.
-    hist: [AtomicU64; BUCKETS],
-}
-
-impl Slot {
-    fn new() -> Slot {
-        Slot {
-            epoch: AtomicU64::new(0),
-            organic_errors: AtomicU64::new(0),
-            injected: AtomicU64::new(0),
-            injected_errors: AtomicU64::new(0),
-            hist: std::array::from_fn(|_| AtomicU64::new(0)),
+impl Counts for Second {
+    fn new() -> Second {
+        Second {
+            organic: Outcomes::new(),
+            injected: AtomicU32::new(0),
+            injected_errors: AtomicU32::new(0),
         }
     }
 
-    fn reset(&self) {
-        for c in [&self.organic_errors, &self.injected, &self.injected_errors] {
-            c.store(0, Ordering::Relaxed);
-        }
-        for b in &self.hist {
-            b.store(0, Ordering::Relaxed);
-        }
+    fn clear(&self) {
+        self.organic.clear();
+        self.injected.store(0, Ordering::Relaxed);
+        self.injected_errors.store(0, Ordering::Relaxed);
     }
 }
 
@@ -107,11 +94,7 @@ pub struct Observed {
 impl Observed {
     /// Organic errors over organic requests, `0.0` without requests.
     pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.requests as f64
-        }
+        super::figures::error_rate(self.requests, self.errors)
     }
 }
 
@@ -144,14 +127,12 @@ fn shard_index() -> usize {
 
 impl SteadyState {
     fn new(point: &str, target: &str) -> SteadyState {
+        let base = Instant::now();
         SteadyState {
             point: point.into(),
             target: target.into(),
-            base: Instant::now(),
             shards: (0..SHARDS)
-                .map(|_| Shard {
-                    slots: std::array::from_fn(|_| Slot::new()),
-                })
+                .map(|_| Ring::new(base, Duration::from_secs(1), SLOTS as usize))
                 .collect(),
         }
     }
@@ -176,78 +157,51 @@ impl SteadyState {
     /// [`record`](Self::record) with the clock already read.
     #[inline]
     pub(crate) fn record_at(&self, start: Instant, now: Instant, error: bool, injected: bool) {
-        let sec = now.duration_since(self.base).as_secs();
-        let slot = &self.shards[shard_index()].slots[(sec % SLOTS as u64) as usize];
-        let epoch = sec + 1;
-        let seen = slot.epoch.load(Ordering::Acquire);
-        if seen != epoch
-            && slot
-                .epoch
-                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // A new second: whoever moves the slot forward clears it. A count racing the
-            // clear may be lost; the figures are a steady-state estimate, not a ledger.
-            slot.reset();
-        }
+        let Some(second) = self.shards[shard_index()].slot(now) else {
+            return;
+        };
         if injected {
-            slot.injected.fetch_add(1, Ordering::Relaxed);
+            second.injected.fetch_add(1, Ordering::Relaxed);
             if error {
-                slot.injected_errors.fetch_add(1, Ordering::Relaxed);
+                second.injected_errors.fetch_add(1, Ordering::Relaxed);
             }
         } else {
-            if error {
-                slot.organic_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            slot.hist[bucket(now.saturating_duration_since(start))].fetch_add(1, Ordering::Relaxed);
+            second
+                .organic
+                .add(now.saturating_duration_since(start), error);
+        }
+    }
+
+    /// Every second of the last `window` (whole seconds, at most 64 s).
+    fn seconds(&self, window: Duration, mut each: impl FnMut(&Second)) {
+        let now = Instant::now();
+        let span = window.as_secs().clamp(1, SLOTS);
+        for shard in self.shards.iter() {
+            shard.window(now, span, &mut each);
         }
     }
 
     /// The responses of the last `window` (whole seconds, at most 64 s).
     pub fn snapshot(&self, window: Duration) -> Observed {
-        let now = Instant::now().duration_since(self.base).as_secs() + 1;
-        let span = window.as_secs().clamp(1, SLOTS as u64);
-        let mut out = Observed::default();
-        let mut hist = [0u64; BUCKETS];
-        for shard in self.shards.iter() {
-            for slot in &shard.slots {
-                let e = slot.epoch.load(Ordering::Acquire);
-                if e == 0 || e + span <= now || e > now {
-                    continue;
-                }
-                out.errors += slot.organic_errors.load(Ordering::Relaxed);
-                out.injected += slot.injected.load(Ordering::Relaxed);
-                out.injected_errors += slot.injected_errors.load(Ordering::Relaxed);
-                for (h, b) in hist.iter_mut().zip(&slot.hist) {
-                    *h += b.load(Ordering::Relaxed);
-                }
-            }
+        let mut organic = Tally::default();
+        let (mut injected, mut injected_errors) = (0, 0);
+        self.seconds(window, |s| {
+            s.organic.add_to(&mut organic);
+            injected += u64::from(s.injected.load(Ordering::Relaxed));
+            injected_errors += u64::from(s.injected_errors.load(Ordering::Relaxed));
+        });
+        Observed {
+            requests: organic.requests,
+            errors: organic.errors,
+            injected,
+            injected_errors,
+            p99: organic.p99(),
         }
-        out.requests = hist.iter().sum();
-        out.p99 = quantile(&hist, 0.99);
-        out
     }
-}
 
-impl SteadyState {
-    /// Adds the organic responses of the last `window` to `sum` (for the service guard).
-    pub(crate) fn add_organic(&self, window: Duration, sum: &mut Sum) {
-        let now = Instant::now().duration_since(self.base).as_secs() + 1;
-        let span = window.as_secs().clamp(1, SLOTS as u64);
-        for shard in self.shards.iter() {
-            for slot in &shard.slots {
-                let e = slot.epoch.load(Ordering::Acquire);
-                if e == 0 || e + span <= now || e > now {
-                    continue;
-                }
-                sum.errors += slot.organic_errors.load(Ordering::Relaxed);
-                for (h, b) in sum.hist.iter_mut().zip(&slot.hist) {
-                    let n = b.load(Ordering::Relaxed);
-                    *h += n;
-                    sum.requests += n;
-                }
-            }
-        }
+    /// Adds the organic responses of the last `window` to `tally` (for the service guard).
+    pub(crate) fn add_organic(&self, window: Duration, tally: &mut Tally) {
+        self.seconds(window, |s| s.organic.add_to(tally));
     }
 }
 

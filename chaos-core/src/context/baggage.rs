@@ -7,8 +7,10 @@ use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 
-use super::BAGGAGE;
-use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
+use super::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC};
+
+/// The `baggage` header.
+pub const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 
 /// W3C baggage limits: what every platform must propagate.
 const MAX_MEMBERS: usize = 64;

@@ -1,9 +1,12 @@
 //! Observing one piece of work at a point, for the steady state and for the cohorts of
-//! the rules it matched.
+//! the rules it matched: the touches a decision notes (a request matched a rule, in one of
+//! its cohorts), where it notes them, and the [`Observation`] that carries them to the
+//! work's outcome.
 //!
 //! An adapter starts an [`Observation`] when the engine is armed
-//! ([`Chaos::observe`]), decides with it ([`Chaos::decide_observed`]), and finishes it
-//! with the work's outcome ([`Observation::finish`]). The rules the work matched are
+//! ([`Chaos::observe`](crate::Chaos::observe)), decides with it
+//! ([`Chaos::decide_observed`](crate::Chaos::decide_observed)), and finishes it with the
+//! work's outcome ([`Observation::finish`]). The rules the work matched are
 //! noted in it, each with its cohort: **experiment** (the fault was applied) or
 //! **control** (matched and left alone). Where the work is part of a request a server
 //! layer serves, they are noted in the request instead (a task-local the server layer
@@ -23,13 +26,54 @@ use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 
-use crate::decision::{Cohort, RuleState};
-use crate::engine::Chaos;
-use crate::steady::SteadyState;
+use super::cohorts::Cohort;
+use super::guard::Breach;
+use crate::decision::RuleState;
 
 /// Rules one request can be in the cohorts of; a request matched by more is counted for
 /// the first ones.
 const MAX_TOUCHES: usize = 4;
+
+/// A decision's note that a request matched a rule (active, not aborted).
+#[derive(Clone, Copy)]
+pub(crate) struct Touch<'a> {
+    pub(crate) rule: &'a Arc<RuleState>,
+    pub(crate) cohort: Cohort,
+    /// The rule is in shadow mode: its experiment injects nothing.
+    pub(crate) shadow: bool,
+    /// The request holds a unit of the rule's error budget.
+    pub(crate) reserved: bool,
+}
+
+impl<'a> Touch<'a> {
+    /// In the rule's control cohort: matched, and left alone.
+    pub(crate) fn control(rule: &'a Arc<RuleState>) -> Touch<'a> {
+        Touch {
+            rule,
+            cohort: Cohort::Control,
+            shadow: false,
+            reserved: false,
+        }
+    }
+
+    /// In the rule's experiment cohort.
+    pub(crate) fn experiment(rule: &'a Arc<RuleState>, shadow: bool, reserved: bool) -> Touch<'a> {
+        Touch {
+            rule,
+            cohort: Cohort::Experiment,
+            shadow,
+            reserved,
+        }
+    }
+}
+
+/// What follows from a request's outcome for a rule it touched.
+pub(crate) enum Settled {
+    /// The request spent the last of the rule's error budget: it retires.
+    BudgetSpent,
+    /// The rule's guard, judged now, found a breach.
+    Breach(Breach),
+}
 
 /// The rules a request matched, each with its cohort.
 #[derive(Default)]
@@ -63,16 +107,15 @@ impl fmt::Debug for Touches {
 }
 
 impl Touches {
-    /// Notes that the request matched `rule`, in `cohort`; `reserved`: it holds a unit of
-    /// the rule's error budget. `false` when there is no room (the caller gives the unit
-    /// back).
-    pub(crate) fn add(
-        &mut self,
-        rule: &Arc<RuleState>,
-        cohort: Cohort,
-        shadow: bool,
-        reserved: bool,
-    ) -> bool {
+    /// Notes a touch. `false` when there is no room (the caller gives back the unit of
+    /// budget it holds).
+    pub(crate) fn add(&mut self, t: Touch<'_>) -> bool {
+        let Touch {
+            rule,
+            cohort,
+            shadow,
+            reserved,
+        } = t;
         let mut free = None;
         for (i, slot) in self.rules.iter().enumerate() {
             match slot {
@@ -134,7 +177,13 @@ impl Touches {
             };
             let shadow = other.shadow & (1 << i) != 0;
             let units = std::mem::take(&mut other.reserved[i]);
-            let kept = if self.add(&rule, cohort, shadow, false) {
+            let touch = Touch {
+                rule: &rule,
+                cohort,
+                shadow,
+                reserved: false,
+            };
+            let kept = if self.add(touch) {
                 let j = self.position(&rule);
                 let room = u8::MAX - self.reserved[j];
                 self.reserved[j] += units.min(room);
@@ -144,7 +193,7 @@ impl Touches {
             };
             // Units with no room to be held are given back.
             for _ in kept..units {
-                rule.watch.settle(false);
+                rule.outcomes.settle(false);
             }
         }
     }
@@ -157,9 +206,16 @@ impl Touches {
     }
 
     /// Records the request's outcome in each rule's cohort, settles the budgets, and
-    /// judges the guards that are due.
+    /// judges the guards that are due; `then` acts on what follows.
     #[cold]
-    fn finish(&mut self, chaos: &Chaos, start: Instant, now: Instant, error: bool) {
+    pub(crate) fn finish(
+        &mut self,
+        start: Instant,
+        now: Instant,
+        error: bool,
+        #[cfg(feature = "otel")] metrics: &crate::otel::Metrics,
+        mut then: impl FnMut(&Arc<RuleState>, Settled),
+    ) {
         let latency = now.saturating_duration_since(start);
         for i in 0..MAX_TOUCHES {
             let Some(rule) = self.rules[i].take() else {
@@ -170,23 +226,21 @@ impl Touches {
             } else {
                 Cohort::Control
             };
-            let w = &rule.watch;
-            w.record(cohort, now, latency, error);
+            let o = &rule.outcomes;
+            o.record(cohort, now, latency, error);
             #[cfg(feature = "otel")]
-            chaos
-                .metrics()
-                .cohort(&rule.attrs, cohort == Cohort::Experiment, latency, error);
+            metrics.cohort(&rule.attrs, cohort == Cohort::Experiment, latency, error);
             let units = std::mem::take(&mut self.reserved[i]);
             for u in 0..units {
                 // One request spends one unit at most, however many calls it made.
-                if w.settle(error && u == 0) {
-                    chaos.budget_spent(&rule);
+                if o.settle(error && u == 0) {
+                    then(&rule, Settled::BudgetSpent);
                 }
             }
-            if w.judgement_due(now)
-                && let Some(b) = w.judge(now)
+            if o.judgement_due(now)
+                && let Some(b) = o.judge(now)
             {
-                chaos.abort_breach(&rule, b);
+                then(&rule, Settled::Breach(b));
             }
         }
         self.experiment = 0;
@@ -206,7 +260,7 @@ impl Drop for Touches {
         for i in 0..MAX_TOUCHES {
             if let Some(rule) = &self.rules[i] {
                 for _ in 0..self.reserved[i] {
-                    rule.watch.settle(false);
+                    rule.outcomes.settle(false);
                 }
             }
         }
@@ -218,15 +272,10 @@ tokio::task_local! {
 }
 
 /// Notes a touch in the current request's scope, if there is one: `Some(held)`.
-pub(crate) fn touch_in_scope(
-    rule: &Arc<RuleState>,
-    cohort: Cohort,
-    shadow: bool,
-    reserved: bool,
-) -> Option<bool> {
+pub(crate) fn touch_in_scope(t: Touch<'_>) -> Option<bool> {
     TOUCHES
-        .try_with(|t| match t.try_borrow_mut() {
-            Ok(mut t) => t.add(rule, cohort, shadow, reserved),
+        .try_with(|touches| match touches.try_borrow_mut() {
+            Ok(mut touches) => touches.add(t),
             Err(_) => false,
         })
         .ok()
@@ -242,10 +291,10 @@ pub fn in_request_scope() -> bool {
 /// See the [module docs](self).
 #[must_use = "an observation records nothing until it is finished"]
 pub struct Observation {
-    start: Instant,
-    touches: Touches,
+    pub(crate) start: Instant,
+    pub(crate) touches: Touches,
     /// Whether rules exist at other points than `server` (so a request's hops can match).
-    downstream: bool,
+    pub(crate) downstream: bool,
 }
 
 impl fmt::Debug for Observation {
@@ -258,19 +307,20 @@ impl fmt::Debug for Observation {
 }
 
 impl Observation {
-    pub(crate) fn touches_mut(&mut self) -> &mut Touches {
-        &mut self.touches
-    }
-
-    pub(crate) fn set_downstream(&mut self, yes: bool) {
-        self.downstream = yes;
-    }
-
     /// Whether the request's hops can match rules, so a server layer should open a scope
     /// for their touches (known once the observation decided): a request when only
     /// `server` rules exist costs no scope.
     pub fn wants_scope(&self) -> bool {
         self.downstream && !in_request_scope()
+    }
+
+    /// An observation of work that begins now.
+    pub(crate) fn start_now() -> Observation {
+        Observation {
+            start: Instant::now(),
+            touches: Touches::default(),
+            downstream: false,
+        }
     }
 
     /// When the work began.
@@ -297,54 +347,6 @@ impl Observation {
         } else if !touches.is_empty() {
             self.touches.absorb(touches);
         }
-    }
-
-    /// Records the outcome: in `steady` (`error`; `injected`, or a fault injected anywhere
-    /// in the work, keeps it out of the organic figures), and in the cohorts of the rules
-    /// the work matched. Due guards are judged, and the service guard.
-    #[inline]
-    pub fn finish(mut self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
-        let injected = injected || self.touches.injected();
-        let now = Instant::now();
-        steady.record_at(self.start.into_std(), now.into_std(), error, injected);
-        if !self.touches.is_empty() {
-            self.touches.finish(chaos, self.start, now, error);
-        }
-        chaos.service_guard_tick();
-    }
-}
-
-impl Observation {
-    /// [`finish`](Self::finish) at a point named with each call (the generic injection
-    /// point).
-    pub(crate) fn finish_named(
-        mut self,
-        chaos: &Chaos,
-        point: &str,
-        target: &str,
-        error: bool,
-        injected: bool,
-    ) {
-        let injected = injected || self.touches.injected();
-        chaos.record_outcome(point, target, self.start.into_std(), error, injected);
-        if !self.touches.is_empty() {
-            self.touches
-                .finish(chaos, self.start, Instant::now(), error);
-        }
-        chaos.service_guard_tick();
-    }
-}
-
-impl Chaos {
-    /// Starts observing a piece of work: `None` while the engine is not armed (nothing is
-    /// recorded then).
-    #[inline]
-    pub fn observe(&self) -> Option<Observation> {
-        self.is_armed().then(|| Observation {
-            start: Instant::now(),
-            touches: Touches::default(),
-            downstream: false,
-        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! The rules in force, compiled for deciding: each rule's schedule, rate, limits and
-//! runtime state, beside the index that finds its candidates.
+//! runtime state, beside the index that finds its candidates and the contexts judged by
+//! their limits. The engine swaps a whole `Compiled` at each change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::HeaderName;
 use tokio::time::Instant;
 
-use super::state::RuleState;
 use crate::context::cache::ContextCache;
+use crate::decision::RuleState;
 use crate::index::RuleIndex;
 use crate::rules::{DEFAULT_TTL, Fault, Mode, Rate, Rule, RuleSet, Step};
 
@@ -87,7 +88,7 @@ impl CompiledRule {
     /// The rate in force now: a ramp's step, else the rule's rate.
     #[inline]
     pub(crate) fn rate_now(&self, now: Instant) -> Rate {
-        self.state.watch.ramp_rate(now).unwrap_or(self.rate)
+        self.state.outcomes.ramp_rate(now).unwrap_or(self.rate)
     }
 }
 

@@ -1,0 +1,101 @@
+//! The test hooks (feature `test-util`): rules installed for a test's lifetime, the
+//! journal, pause points. See [`testing`](crate::testing).
+
+use super::Chaos;
+use crate::journal::JournalEntry;
+use crate::pause::PauseGate;
+use crate::rules::{DropKind, Fault, Match, Rule, RulesError};
+
+/// A rule installed for as long as the guard lives.
+#[derive(Debug)]
+#[must_use = "the rule is removed when the guard is dropped"]
+pub struct RuleGuard {
+    chaos: Chaos,
+    id: String,
+}
+
+impl RuleGuard {
+    /// The rule's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for RuleGuard {
+    fn drop(&mut self) {
+        let _ = self.chaos.remove_rule(&self.id);
+        self.chaos.set_pause_gate(&self.id, None);
+    }
+}
+
+impl Chaos {
+    /// Adds a rule for as long as the returned guard lives.
+    ///
+    /// # Errors
+    ///
+    /// The rule does not validate or its id is taken.
+    pub fn install(&self, rule: Rule) -> Result<RuleGuard, RulesError> {
+        let id = rule.id.clone();
+        self.add_rule(rule)?;
+        Ok(RuleGuard {
+            chaos: self.clone(),
+            id,
+        })
+    }
+
+    /// Every injection recorded so far (the last 100 000), oldest first.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.journal_ref().entries(None)
+    }
+
+    /// The injections recorded in one scope (scenario tag).
+    pub fn journal_for(&self, scope: &str) -> Vec<JournalEntry> {
+        self.journal_ref().entries(Some(scope))
+    }
+
+    /// Takes the journal's entries, oldest first, leaving it empty: what a long run reads
+    /// as it goes, losing nothing between a read and a clear.
+    pub fn take_journal(&self) -> Vec<JournalEntry> {
+        self.journal_ref().take()
+    }
+
+    /// Forgets the journal.
+    pub fn clear_journal(&self) {
+        self.journal_ref().clear();
+    }
+
+    /// Installs a pause point: requests at `point` (and `target`, if given) that match `m`
+    /// wait until the returned gate is released (or the kill switch, or `limits.max_hang`),
+    /// then go on.
+    ///
+    /// It is a rule `drop: hang` (its id is `id`, and it shows as such in the snapshot and
+    /// the journal) whose hang ends, and lets the work go on, when the gate opens. The
+    /// guard removes both.
+    ///
+    /// # Errors
+    ///
+    /// The rule does not validate or its id is taken.
+    pub fn pause_point(
+        &self,
+        id: &str,
+        point: &str,
+        target: Option<&str>,
+        m: Match,
+    ) -> Result<(RuleGuard, PauseGate), RulesError> {
+        let gate = PauseGate::new(id);
+        let mut rule = Rule::new(id, point, Fault::Drop(DropKind::Hang)).with_match(m);
+        rule.target = target.map(str::to_owned);
+        rule.description = Some(format!("pause point `{id}` (test-util)"));
+        // The gate first, so no request meets the rule without it; put back what was
+        // there if the rule is refused (its id may be another pause point's).
+        let before = self.pause_gate(id);
+        self.set_pause_gate(id, Some(gate.clone()));
+        match self.install(rule) {
+            Ok(guard) => Ok((guard, gate)),
+            Err(e) => {
+                self.set_pause_gate(id, before);
+                Err(e)
+            }
+        }
+    }
+}

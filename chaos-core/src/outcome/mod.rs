@@ -1,0 +1,48 @@
+//! Outcomes, and what is judged from them.
+//!
+//! Every piece of work an adapter lets through or fails while the engine is armed has an
+//! outcome: an error or not, and a latency. This module counts them and judges them:
+//!
+//! * [`steady`]: every point's outcomes, organic and injected apart, one [`SteadyState`]
+//!   per point and target;
+//! * [`touches`]: the [`Observation`] an adapter records an outcome with, and the rules
+//!   the work matched, each with its cohort, noted where the outcome is seen (the request a
+//!   server layer serves, else the work itself);
+//! * each rule's cohorts (experiment and control), its guard, its error budget and its
+//!   ramp, and the service guard that judges the organic traffic: the types of the
+//!   [`Snapshot`](crate::Snapshot) re-exported here ([`CohortsSnapshot`], [`Breach`],
+//!   [`AbortInfo`], [`RampStatus`], [`ServiceGuardSnapshot`], ...);
+//! * [`Figures`]: requests, errors and a p99, the one way they are reported.
+//!
+//! Windows are rings of slots counted with relaxed atomics: recording takes no lock and
+//! allocates nothing.
+
+mod budget;
+mod cohorts;
+mod figures;
+mod guard;
+mod ramp;
+mod ring;
+mod rule;
+pub mod steady;
+pub mod touches;
+
+use std::time::Duration;
+
+pub(crate) use self::cohorts::DEFAULT_SPAN;
+pub use self::cohorts::{CohortFigures, CohortsSnapshot, DurationHistogram};
+pub use self::figures::{Figures, error_rate};
+pub(crate) use self::figures::{SECONDS, Tally};
+pub(crate) use self::guard::ServiceGuard;
+pub use self::guard::{AbortInfo, Breach, GuardState, ServiceGuardSnapshot};
+pub use self::ramp::RampStatus;
+pub(crate) use self::rule::RuleOutcomes;
+pub(crate) use self::steady::Registry;
+pub use self::steady::{Observed, SteadyState};
+pub use self::touches::{Observation, Touches, Touching, in_request_scope};
+pub(crate) use self::touches::{Settled, Touch, touch_in_scope};
+
+/// Nanoseconds, saturating.
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

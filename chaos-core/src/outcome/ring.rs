@@ -1,0 +1,178 @@
+//! A sliding window of counts taken without a lock: a ring of slots, each covering a fixed
+//! width of time, reused a ring later. The steady state (one-second slots) and every
+//! rule's cohorts (a twentieth of the guard's window) keep their windows in it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::figures::{BUCKETS, Tally, bucket};
+
+/// What one slot of a [`Ring`] counts.
+pub(crate) trait Counts {
+    /// Nothing counted.
+    fn new() -> Self;
+    /// Back to nothing, for the slot's next turn.
+    fn clear(&self);
+}
+
+/// Outcomes: errors, and every outcome's latency by bucket (their sum is the request
+/// count, so a record is one atomic less).
+pub(crate) struct Outcomes {
+    errors: AtomicU32,
+    hist: [AtomicU32; BUCKETS],
+}
+
+impl Counts for Outcomes {
+    fn new() -> Outcomes {
+        Outcomes {
+            errors: AtomicU32::new(0),
+            hist: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+
+    fn clear(&self) {
+        self.errors.store(0, Ordering::Relaxed);
+        for b in &self.hist {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Outcomes {
+    /// Counts one outcome.
+    #[inline]
+    pub(crate) fn add(&self, latency: Duration, error: bool) {
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.hist[bucket(latency)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds what this slot counted to `tally`.
+    pub(crate) fn add_to(&self, tally: &mut Tally) {
+        tally.errors += u64::from(self.errors.load(Ordering::Relaxed));
+        for (h, b) in tally.hist.iter_mut().zip(&self.hist) {
+            let n = u64::from(b.load(Ordering::Relaxed));
+            *h += n;
+            tally.requests += n;
+        }
+    }
+}
+
+struct Slot<C> {
+    /// The slot's number since the ring's base, plus one; 0 = never used.
+    epoch: AtomicU64,
+    counts: C,
+}
+
+/// A window of `C` over time.
+pub(crate) struct Ring<C> {
+    base: Instant,
+    width_ns: u64,
+    slots: Box<[Slot<C>]>,
+}
+
+impl<C: Counts> Ring<C> {
+    /// `len` slots of `width` each (at least a millisecond), counted from `base`.
+    pub(crate) fn new(base: Instant, width: Duration, len: usize) -> Ring<C> {
+        let width_ns = width.as_nanos().clamp(1_000_000, u128::from(u64::MAX));
+        Ring {
+            base,
+            width_ns: width_ns as u64,
+            slots: (0..len)
+                .map(|_| Slot {
+                    epoch: AtomicU64::new(0),
+                    counts: C::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn epoch(&self, now: Instant) -> u64 {
+        // In u64: nanoseconds last 584 years, and a u128 division is a library call.
+        let d = now.saturating_duration_since(self.base);
+        let ns = d.as_secs().saturating_mul(1_000_000_000) + u64::from(d.subsec_nanos());
+        ns / self.width_ns + 1
+    }
+
+    /// The slot that counts `now`, cleared first if it last counted an older time; `None`
+    /// when it already counts a later one (`now` is late by a whole ring).
+    #[inline]
+    pub(crate) fn slot(&self, now: Instant) -> Option<&C> {
+        let epoch = self.epoch(now);
+        let slot = &self.slots[(epoch % self.slots.len() as u64) as usize];
+        let seen = slot.epoch.load(Ordering::Acquire);
+        if seen != epoch {
+            if seen > epoch {
+                return None;
+            }
+            if slot
+                .epoch
+                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Whoever moves the slot on clears it. A count racing the clear may be
+                // lost: windows are estimates; the exact totals are kept elsewhere.
+                slot.counts.clear();
+            }
+        }
+        Some(&slot.counts)
+    }
+
+    /// Every slot of the last `parts` (the one `now` falls in and those before it).
+    pub(crate) fn window(&self, now: Instant, parts: u64, mut each: impl FnMut(&C)) {
+        let cur = self.epoch(now);
+        for slot in self.slots.iter() {
+            let e = slot.epoch.load(Ordering::Acquire);
+            if e == 0 || e > cur || e + parts <= cur {
+                continue;
+            }
+            each(&slot.counts);
+        }
+    }
+}
+
+impl Ring<Outcomes> {
+    /// Counts one outcome at `now` (nothing when late by a whole ring).
+    #[inline]
+    pub(crate) fn record(&self, now: Instant, latency: Duration, error: bool) {
+        if let Some(s) = self.slot(now) {
+            s.add(latency, error);
+        }
+    }
+
+    /// The outcomes of the last `parts` slots.
+    pub(crate) fn tally(&self, now: Instant, parts: u64) -> Tally {
+        let mut t = Tally::default();
+        self.window(now, parts, |s| s.add_to(&mut t));
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_forgets_what_is_older_than_it() {
+        let base = Instant::now();
+        let at = |ms| base + Duration::from_millis(ms);
+        // Ten slots of a second, a window of five.
+        let r: Ring<Outcomes> = Ring::new(base, Duration::from_secs(1), 10);
+        r.record(at(0), Duration::from_millis(5), true);
+        r.record(at(2_500), Duration::from_millis(5), false);
+        let t = r.tally(at(4_900), 5);
+        assert_eq!((t.requests, t.errors), (2, 1));
+        let t = r.tally(at(5_100), 5);
+        assert_eq!((t.requests, t.errors), (1, 0), "the first second has left");
+        assert_eq!(r.tally(at(20_000), 5).requests, 0);
+        // A slot is reused a ring later, cleared first...
+        r.record(at(10_100), Duration::from_millis(5), false);
+        assert_eq!(r.tally(at(10_100), 5).requests, 1);
+        // ... and a time late by a whole ring is not counted into the later slot.
+        r.record(at(100), Duration::from_millis(5), true);
+        let t = r.tally(at(10_100), 5);
+        assert_eq!((t.requests, t.errors), (1, 0));
+    }
+}
