@@ -183,7 +183,7 @@ pub use self::engine::{
     AbortCount, Budget, Builder, Chaos, EngineStats, Event, ReasonCount, RuleCounters,
     RuleSnapshot, RuleStatus, Snapshot,
 };
-pub use self::inject::{Action, Decision, InjectedFault, Injection, Wait};
+pub use self::inject::{Action, ChaosErrorExt, Decision, InjectedFault, Injection, Inside, Wait};
 #[cfg(feature = "http-body")]
 pub use self::inject::{HttpAction, HttpSide};
 pub use self::known::{KnownTarget, TargetWarning};
@@ -191,7 +191,7 @@ pub use self::outcome::{
     AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, Observation,
     Observed, RampStatus, ServiceGuardSnapshot, SteadyState,
 };
-pub use self::request::{Point, RequestView};
+pub use self::request::{OutboundCall, Point, RequestView};
 
 /// A type-erased error, as tower uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -183,3 +183,44 @@ fn strip_port(authority: &str) -> &str {
     }
     authority.split_once(':').map_or(authority, |(h, _)| h)
 }
+
+/// An outbound call as an adapter holds it, for [`Chaos::outbound`](crate::Chaos::outbound):
+/// the one sequence every client adapter runs (the context, forwarded; the decision; the
+/// observation).
+///
+/// ```
+/// use chaos_core::{Chaos, ChaosContext, OutboundCall, Point, RequestView};
+///
+/// /// A message about to be published, with headers of its own.
+/// struct Publish<'a> {
+///     topic: &'a str,
+///     headers: &'a mut http::HeaderMap,
+/// }
+///
+/// impl OutboundCall for Publish<'_> {
+///     fn forward(&mut self, ctx: &ChaosContext) {
+///         ctx.forward_to(self.headers);
+///     }
+///
+///     fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a> {
+///         RequestView::new(Point::Named("queue.publish"), self.topic).context(ctx)
+///     }
+/// }
+///
+/// let chaos = Chaos::new();
+/// let mut headers = http::HeaderMap::new();
+/// let ctx = ChaosContext::builder().scenario("gameday-7").build();
+/// let (decision, observation) = ctx.sync_scope(|| {
+///     chaos.outbound(None, &mut Publish { topic: "orders", headers: &mut headers })
+/// });
+/// assert!(!decision.is_inject() && observation.is_none(), "no rules: nothing to observe");
+/// assert_eq!(headers["x-chaos"], "scenario=gameday-7");
+/// ```
+pub trait OutboundCall {
+    /// Sends `ctx` on with the call (onto its outgoing headers). An adapter that does not
+    /// forward (a SQL statement, a call leaving the fleet) does nothing.
+    fn forward(&mut self, ctx: &ChaosContext);
+
+    /// The call as the rules see it, with `ctx` in it.
+    fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a>;
+}

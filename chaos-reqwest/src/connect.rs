@@ -68,6 +68,7 @@ impl fmt::Debug for ChaosConnectLayer {
 impl ChaosConnectLayer {
     /// A layer for connections to `target` (the rules' `target`).
     pub fn new(chaos: &Chaos, target: impl Into<String>) -> ChaosConnectLayer {
+        crate::error::teach();
         ChaosConnectLayer {
             chaos: chaos.clone(),
             target: Arc::from(target.into()),

@@ -1,14 +1,15 @@
-//! Finding an injected fault in what a caller got back.
+//! Finding an injected fault in what a caller got back: the core's [`ChaosErrorExt`],
+//! taught the wrappers of reqwest-middleware and reqwest-retry.
 
 use std::error::Error as StdError;
 
-use chaos_core::InjectedFault;
-
-/// Finds the [`InjectedFault`] behind an error from a reqwest call, however it was
-/// wrapped: by this crate's middleware (`reqwest_middleware::Error::Middleware`), by
-/// reqwest-retry's `RetryError` around it (with the `retry` feature), by reqwest itself
-/// (a connect error from [`ChaosConnectLayer`](crate::ChaosConnectLayer), a body cut
-/// short by a `body` or `drop` fault).
+/// Finds the [`InjectedFault`](chaos_core::InjectedFault) behind an error from a reqwest
+/// call, however it was wrapped: by this crate's middleware
+/// (`reqwest_middleware::Error::Middleware`), by reqwest-retry's `RetryError` around it
+/// (with the `retry` feature), by reqwest itself (a connect error from
+/// [`ChaosConnectLayer`](crate::ChaosConnectLayer), a body cut short by a `body` or `drop`
+/// fault). The one trait of `chaos_core`, for every error type; building the middleware,
+/// the connect layer or the retry strategy teaches it the wrappers above.
 ///
 /// ```
 /// use chaos_reqwest::ChaosErrorExt;
@@ -20,60 +21,29 @@ use chaos_core::InjectedFault;
 /// }
 /// # }
 /// ```
-pub trait ChaosErrorExt {
-    /// The injected fault behind this error, if chaos caused it.
-    fn injected_fault(&self) -> Option<&InjectedFault>;
+pub use chaos_core::ChaosErrorExt;
+use chaos_core::InjectedFault;
 
-    /// Whether chaos caused this error.
-    fn is_injected(&self) -> bool {
-        self.injected_fault().is_some()
+/// Teaches the core's fault finder the wrappers whose `source()` skips what they wrap:
+/// reqwest-middleware's transparent errors, and reqwest-retry's `RetryError`.
+pub(crate) fn teach() {
+    InjectedFault::look_inside("reqwest_middleware::Error", middleware_inside);
+    #[cfg(feature = "retry")]
+    InjectedFault::look_inside("reqwest_retry::RetryError", retry_inside);
+}
+
+fn middleware_inside<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match e.downcast_ref::<reqwest_middleware::Error>()? {
+        reqwest_middleware::Error::Reqwest(e) => Some(e),
+        // anyhow's error: its chain starts at the error itself, then its sources.
+        reqwest_middleware::Error::Middleware(a) => Some(a.as_ref()),
     }
 }
 
-impl ChaosErrorExt for reqwest_middleware::Error {
-    fn injected_fault(&self) -> Option<&InjectedFault> {
-        match self {
-            reqwest_middleware::Error::Reqwest(e) => find(e),
-            // anyhow's chain starts at the error itself, then its sources.
-            reqwest_middleware::Error::Middleware(a) => a.chain().find_map(find),
-        }
+#[cfg(feature = "retry")]
+fn retry_inside<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match e.downcast_ref::<reqwest_retry::RetryError>()? {
+        reqwest_retry::RetryError::WithRetries { err, .. }
+        | reqwest_retry::RetryError::Error(err) => Some(err),
     }
-}
-
-impl ChaosErrorExt for reqwest::Error {
-    fn injected_fault(&self) -> Option<&InjectedFault> {
-        find(self)
-    }
-}
-
-/// Walks `source()`, looking inside the wrappers whose `source()` skips what they wrap:
-/// `io::Error` (its custom payload), reqwest-middleware's transparent errors, and
-/// reqwest-retry's `RetryError`.
-fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a InjectedFault> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(f) = e.downcast_ref::<InjectedFault>() {
-            return Some(f);
-        }
-        if let Some(f) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .and_then(|payload| InjectedFault::find(payload))
-        {
-            return Some(f);
-        }
-        if let Some(m) = e.downcast_ref::<reqwest_middleware::Error>() {
-            return m.injected_fault();
-        }
-        #[cfg(feature = "retry")]
-        if let Some(r) = e.downcast_ref::<reqwest_retry::RetryError>() {
-            let inner = match r {
-                reqwest_retry::RetryError::WithRetries { err, .. }
-                | reqwest_retry::RetryError::Error(err) => err,
-            };
-            return inner.injected_fault();
-        }
-        cur = e.source();
-    }
-    None
 }

@@ -11,7 +11,7 @@ use chaos_core::respond::{self, is_grpc};
 use chaos_core::steady::SteadyState;
 use chaos_core::{
     Chaos, ChaosContext, Decision, HttpAction, HttpSide, InjectedFault, Injection, Observation,
-    Point, RequestView, Wait,
+    OutboundCall, Point, RequestView, Wait,
 };
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
@@ -156,6 +156,7 @@ impl ChaosMiddlewareBuilder {
 
     /// The middleware.
     pub fn build(self) -> ChaosMiddleware {
+        crate::error::teach();
         if let Some(t) = &self.target {
             self.chaos.declare("client", t);
         }
@@ -173,52 +174,26 @@ impl ChaosMiddlewareBuilder {
 }
 
 impl ChaosMiddleware {
-    /// Forwards the context and decides. Synchronous, so the task-local is read here.
-    fn prepare(
-        &self,
-        req: &mut Request,
-        ext: &Extensions,
-        obs: Option<&mut Observation>,
-    ) -> Decision {
-        let own = ext.get::<ChaosContext>();
-        ChaosContext::with_current(|current| {
-            #[cfg(feature = "otel")]
-            let baggage = match own.or(current) {
-                None => self.chaos.context_from_current_otel(),
-                Some(_) => None,
-            };
-            #[cfg(feature = "otel")]
-            let ctx = own.or(current).or(baggage.as_ref());
-            #[cfg(not(feature = "otel"))]
-            let ctx = own.or(current);
-
-            if self.forward
-                && let Some(c) = ctx
-            {
-                c.forward_to(req.headers_mut());
-            }
-            let url = req.url();
-            let host = url.host_str().unwrap_or("");
-            let per_call = ext.get::<ChaosTarget>().map(ChaosTarget::as_str);
-            let target = per_call.or(self.target.as_deref()).unwrap_or(host);
-            if self.target.is_none() || per_call.is_some() {
-                // A target that comes with the call is known once it is seen, armed or not
-                // (a named middleware declared its own when it was built).
-                self.chaos.declare("client", target);
-            }
-            let Some(obs) = obs else {
-                return Decision::Pass;
-            };
-            self.chaos.decide_observed(
-                &RequestView::new(Point::Client, target)
-                    .method(req.method())
-                    .path(url.path())
-                    .host(host)
-                    .headers(req.headers())
-                    .context(ctx),
-                Some(obs),
-            )
-        })
+    /// Names the call's target, and runs the engine's outbound sequence (the context
+    /// forwarded, the decision, the observation). Synchronous, so the task-local is read
+    /// here.
+    fn prepare(&self, req: &mut Request, ext: &Extensions) -> (Decision, Option<Observation>) {
+        let per_call = ext.get::<ChaosTarget>().map(ChaosTarget::as_str);
+        let named = per_call.or(self.target.as_deref());
+        if self.target.is_none() || per_call.is_some() {
+            // A target that comes with the call is known once it is seen, armed or not
+            // (a named middleware declared its own when it was built).
+            let host = req.url().host_str().unwrap_or("");
+            self.chaos.declare("client", named.unwrap_or(host));
+        }
+        self.chaos.outbound(
+            ext.get::<ChaosContext>(),
+            &mut Call {
+                req,
+                named,
+                forward: self.forward,
+            },
+        )
     }
 
     /// The time the caller allows this call: the request's own timeout, else the client's
@@ -329,6 +304,33 @@ fn url_extension(url: Url) -> Extensions {
     b.extensions_mut().map(std::mem::take).unwrap_or_default()
 }
 
+/// A reqwest request on its way out, as the engine's outbound sequence sees it.
+struct Call<'r> {
+    req: &'r mut Request,
+    /// Its target, unless it is the request's host.
+    named: Option<&'r str>,
+    forward: bool,
+}
+
+impl OutboundCall for Call<'_> {
+    fn forward(&mut self, ctx: &ChaosContext) {
+        if self.forward {
+            ctx.forward_to(self.req.headers_mut());
+        }
+    }
+
+    fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a> {
+        let url = self.req.url();
+        let host = url.host_str().unwrap_or("");
+        RequestView::new(Point::Client, self.named.unwrap_or(host))
+            .method(self.req.method())
+            .path(url.path())
+            .host(host)
+            .headers(self.req.headers())
+            .context(ctx)
+    }
+}
+
 /// An injected fault as a middleware error.
 fn fail(fault: InjectedFault) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(fault)
@@ -345,9 +347,9 @@ impl Middleware for ChaosMiddleware {
         if ext.get::<SkipChaos>().is_some() {
             return next.run(req, ext).await;
         }
-        let mut obs = self.chaos.observe();
+        let (decision, obs) = self.prepare(&mut req, ext);
         // Each arm records its own outcome, so the response is not moved through a tuple.
-        match self.prepare(&mut req, ext, obs.as_mut()) {
+        match decision {
             Decision::Pass => {
                 let out = next.run(req, ext).await;
                 if let Some(o) = obs {

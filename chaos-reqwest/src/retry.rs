@@ -33,15 +33,14 @@ pub struct ChaosRetryableStrategy<S = DefaultRetryableStrategy> {
 impl Default for ChaosRetryableStrategy<DefaultRetryableStrategy> {
     /// Around reqwest-retry's default strategy.
     fn default() -> Self {
-        ChaosRetryableStrategy {
-            inner: DefaultRetryableStrategy,
-        }
+        ChaosRetryableStrategy::new(DefaultRetryableStrategy)
     }
 }
 
 impl<S> ChaosRetryableStrategy<S> {
     /// Wraps your own strategy.
     pub fn new(inner: S) -> ChaosRetryableStrategy<S> {
+        crate::error::teach();
         ChaosRetryableStrategy { inner }
     }
 }

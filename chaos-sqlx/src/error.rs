@@ -1,13 +1,13 @@
-//! Finding an injected fault in a `sqlx::Error`.
+//! Finding an injected fault in a `sqlx::Error`: the core's [`ChaosErrorExt`], taught
+//! sqlx's boxed database errors.
 
-use chaos_core::InjectedFault;
+use std::error::Error as StdError;
 
-use crate::InjectedDatabaseError;
-
-/// Finds the [`InjectedFault`] behind a `sqlx::Error`, if chaos caused it.
+/// Finds the [`InjectedFault`](chaos_core::InjectedFault) behind a `sqlx::Error`, if chaos
+/// caused it: the one trait of `chaos_core` (`ChaosErrorExt`), under this crate's name.
 ///
-/// Needed for database errors: sqlx's boxed `DatabaseError` ends its `source()` chain, so
-/// [`InjectedFault::find`] cannot reach the fault behind an injected SQLSTATE.
+/// sqlx's boxed `DatabaseError` ends its `source()` chain; wrapping a pool teaches the
+/// core's fault finder to look inside it, so an injected SQLSTATE is found too.
 ///
 /// ```
 /// use chaos_sqlx::ChaosSqlErrorExt;
@@ -17,23 +17,17 @@ use crate::InjectedDatabaseError;
 /// }
 /// # assert!(!is_chaos(&sqlx::Error::PoolTimedOut));
 /// ```
-pub trait ChaosSqlErrorExt {
-    /// The injected fault behind this error.
-    fn injected_fault(&self) -> Option<&InjectedFault>;
+pub use chaos_core::ChaosErrorExt as ChaosSqlErrorExt;
+use chaos_core::InjectedFault;
 
-    /// Whether chaos caused this error.
-    fn is_injected(&self) -> bool {
-        self.injected_fault().is_some()
-    }
+/// Teaches the core's fault finder sqlx's boxed database errors.
+pub(crate) fn teach() {
+    InjectedFault::look_inside("sqlx::Error::Database", database_inside);
 }
 
-impl ChaosSqlErrorExt for sqlx::Error {
-    fn injected_fault(&self) -> Option<&InjectedFault> {
-        match self {
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<InjectedDatabaseError>()
-                .map(InjectedDatabaseError::fault),
-            other => InjectedFault::find(other),
-        }
+fn database_inside<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match e.downcast_ref::<sqlx::Error>()? {
+        sqlx::Error::Database(db) => Some(db.as_error()),
+        _ => None,
     }
 }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use chaos_core::rules::ErrorKind;
 use chaos_core::steady::SteadyState;
 use chaos_core::{
-    Action, Chaos, ChaosContext, Decision, InjectedFault, Injection, Observation, Point,
+    Chaos, ChaosContext, Decision, InjectedFault, Injection, Observation, OutboundCall, Point,
     RequestView,
 };
 use futures_core::Stream;
@@ -40,6 +40,7 @@ impl fmt::Debug for Target {
 impl Target {
     pub(crate) fn new(chaos: &Chaos, name: Arc<str>) -> Target {
         chaos.declare("sql", &name);
+        crate::error::teach();
         Target {
             steady: chaos.steady_state("sql", &name),
             chaos: chaos.clone(),
@@ -53,19 +54,33 @@ impl Target {
         self.chaos.is_armed()
     }
 
-    /// Decides for a statement, with the task's chaos context; the observation records
-    /// the statement's outcome (the engine is armed when this is called).
+    /// Decides for a statement through the engine's outbound sequence (the task's chaos
+    /// context; nothing is forwarded); the observation records the statement's outcome.
     pub(crate) fn decide(&self, sql: &str) -> (Decision, Option<Observation>) {
-        let mut obs = self.chaos.observe();
-        let d = ChaosContext::with_current(|ctx| {
-            self.chaos.decide_observed(
-                &RequestView::new(Point::Sql, &self.name)
-                    .sql(sql)
-                    .context(ctx),
-                obs.as_mut(),
-            )
-        });
-        (d, obs)
+        self.chaos.outbound(
+            None,
+            &mut Statement {
+                pool: &self.name,
+                sql,
+            },
+        )
+    }
+}
+
+/// A statement on its way to the database, as the engine's outbound sequence sees it.
+struct Statement<'a> {
+    pool: &'a str,
+    sql: &'a str,
+}
+
+impl OutboundCall for Statement<'_> {
+    /// A statement carries no headers.
+    fn forward(&mut self, _: &ChaosContext) {}
+
+    fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a> {
+        RequestView::new(Point::Sql, self.pool)
+            .sql(self.sql)
+            .context(ctx)
     }
 }
 
@@ -93,28 +108,14 @@ fn sql_error(fault: InjectedFault) -> sqlx::Error {
     sqlx::Error::Io(io::Error::new(kind, fault))
 }
 
-/// Runs `run` as the injection's action asks: fails at once, waits then runs, or runs.
-/// The rule's concurrency slot is held until the statement is done.
+/// Runs `run` as the injection asks ([`Injection::run_with`]): fails at once, waits then
+/// runs, or runs. The rule's concurrency slot is held until the statement is done.
 async fn apply<T, F, Fut>(inj: Injection, run: F) -> Result<T, sqlx::Error>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
-    match inj.action() {
-        Action::Fail(fault) => Err(sql_error(fault)),
-        Action::Proceed(inj) => {
-            let out = run().await;
-            drop(inj);
-            out
-        }
-        Action::Wait(wait) => {
-            let (inj, waited) = wait.await;
-            waited.map_err(sql_error)?;
-            let out = run().await;
-            drop(inj);
-            out
-        }
-    }
+    inj.run_with(run).await.map_err(sql_error)?
 }
 
 /// Applies the injection around a statement that yields one result, and records it.
@@ -145,13 +146,9 @@ where
 {
     let failed = |fault| stream::once(std::future::ready(Err(sql_error(fault)))).boxed();
     let held = stream::once(async move {
-        match inj.action() {
-            Action::Fail(fault) => failed(fault),
-            Action::Proceed(inj) => holding(run(), inj),
-            Action::Wait(wait) => match wait.await {
-                (inj, Ok(())) => holding(run(), inj),
-                (_, Err(fault)) => failed(fault),
-            },
+        match inj.ready().await {
+            Ok(inj) => holding(run(), inj),
+            Err(fault) => failed(fault),
         }
     })
     .flatten();
@@ -251,7 +248,7 @@ impl<T> Drop for Observed<'_, T> {
 /// `message()` what PostgreSQL says for it, `kind()` its class (unique, foreign key,
 /// not-null or check violation, else other). Find the fault in the `sqlx::Error` with
 /// [`ChaosSqlErrorExt`](crate::ChaosSqlErrorExt) (sqlx's box around database errors ends
-/// the `source()` chain, so `InjectedFault::find` stops short of it).
+/// the `source()` chain; a wrapped pool teaches the core's finder to look inside it).
 #[derive(Debug)]
 pub struct InjectedDatabaseError {
     fault: InjectedFault,

@@ -3,7 +3,7 @@
 //!
 //! Every `impl Chaos` block is here, one file per concern: building ([`Builder`]), the
 //! rules in force ([`compiled`], `control`), deciding (`decide`), observing (`observe`),
-//! the generic injection point (`inject`), what the guards decide (`stops`), reading a
+//! outbound calls and the generic injection point (`outbound`), what the guards decide (`stops`), reading a
 //! request's context (`context`), files (`files`), the snapshot, and the test hooks.
 //! Its state is private to this module; the rest of the crate reaches it through the
 //! methods below.
@@ -15,8 +15,8 @@ mod control;
 mod decide;
 mod events;
 mod files;
-mod inject;
 mod observe;
+mod outbound;
 mod snapshot;
 mod stops;
 #[cfg(feature = "test-util")]

@@ -1,7 +1,8 @@
 //! The error of an injected fault, as a caller meets it.
 
+use std::error::Error as StdError;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::rules::{AbortKind, ErrorKind};
 
@@ -76,7 +77,8 @@ impl InjectedFault {
         }
     }
 
-    /// Finds an injected fault in an error or its `source()` chain.
+    /// Finds an injected fault in an error or its `source()` chain (the same as
+    /// [`ChaosErrorExt::injected_fault`]).
     ///
     /// ```
     /// use chaos_core::{Chaos, InjectedFault};
@@ -92,23 +94,105 @@ impl InjectedFault {
     ///
     /// An `std::io::Error` carrying a fault as its payload (`io::Error::new(kind, fault)`,
     /// as the sqlx and connector adapters report broken connections) is looked into:
-    /// its own `source()` skips the payload.
-    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a InjectedFault> {
-        let mut cur = Some(err);
-        while let Some(e) = cur {
-            if let Some(f) = e.downcast_ref::<InjectedFault>() {
-                return Some(f);
-            }
-            if let Some(payload) = e
-                .downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                && let Some(f) = InjectedFault::find(payload)
-            {
-                return Some(f);
-            }
-            cur = e.source();
+    /// its own `source()` skips the payload. So is every wrapper an adapter taught it
+    /// ([`look_inside`](Self::look_inside)).
+    pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a InjectedFault> {
+        find(err, 0)
+    }
+
+    /// Teaches [`find`](Self::find) (and so [`ChaosErrorExt`]) a wrapper whose
+    /// `source()` skips what it wraps: `inside` returns the wrapped error of an error of
+    /// that type, `None` for any other error. Each adapter crate teaches its own when
+    /// it is built (reqwest-middleware's and reqwest-retry's errors, sqlx's boxed
+    /// database errors); `name` keeps it taught once.
+    pub fn look_inside(name: &'static str, inside: Inside) {
+        let mut all = INSIDE.write().unwrap_or_else(|p| p.into_inner());
+        if !all.iter().any(|(n, _)| *n == name) {
+            all.push((name, inside));
         }
-        None
+    }
+}
+
+/// A way into a wrapper error (see [`InjectedFault::look_inside`]).
+pub type Inside = for<'a> fn(&'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)>;
+
+/// The wrappers adapters taught [`InjectedFault::find`]. Read only on the error path.
+static INSIDE: RwLock<Vec<(&'static str, Inside)>> = RwLock::new(Vec::new());
+
+/// Wrappers inside wrappers looked into, at most.
+const DEPTH: u8 = 16;
+
+fn find<'a>(err: &'a (dyn StdError + 'static), depth: u8) -> Option<&'a InjectedFault> {
+    if depth > DEPTH {
+        return None;
+    }
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(f) = e.downcast_ref::<InjectedFault>() {
+            return Some(f);
+        }
+        if let Some(payload) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && let Some(f) = find(payload, depth + 1)
+        {
+            return Some(f);
+        }
+        let taught = INSIDE.read().unwrap_or_else(|p| p.into_inner());
+        for (_, inside) in taught.iter() {
+            if let Some(f) = inside(e).and_then(|inner| find(inner, depth + 1)) {
+                return Some(f);
+            }
+        }
+        drop(taught);
+        cur = e.source();
+    }
+    None
+}
+
+/// Finding the [`InjectedFault`] behind an error, however an adapter or its caller wrapped
+/// it: for every error type, and for `dyn Error`. The adapter crates re-export it
+/// (`chaos_reqwest::ChaosErrorExt`, `chaos_sqlx::ChaosSqlErrorExt`).
+///
+/// ```
+/// use chaos_core::{Chaos, ChaosErrorExt};
+/// use chaos_core::rules::{ErrorKind, Fault, Rule};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let chaos = Chaos::new();
+/// chaos.add_rule(Rule::new("down", "cache", Fault::Error(ErrorKind::Unavailable))).unwrap();
+/// let fault = chaos.inject("cache", "", async {}).await.unwrap_err();
+/// let err = std::io::Error::other(fault);
+/// assert!(err.is_injected());
+/// assert_eq!(err.injected_fault().unwrap().rule_id(), "down");
+/// assert!(!std::io::Error::other("disk full").is_injected());
+/// # }
+/// ```
+pub trait ChaosErrorExt {
+    /// The injected fault behind this error, if chaos caused it.
+    fn injected_fault(&self) -> Option<&InjectedFault>;
+
+    /// Whether chaos caused this error.
+    fn is_injected(&self) -> bool {
+        self.injected_fault().is_some()
+    }
+}
+
+impl<E: StdError + 'static> ChaosErrorExt for E {
+    fn injected_fault(&self) -> Option<&InjectedFault> {
+        InjectedFault::find(self)
+    }
+}
+
+impl ChaosErrorExt for dyn StdError + 'static {
+    fn injected_fault(&self) -> Option<&InjectedFault> {
+        InjectedFault::find(self)
+    }
+}
+
+impl ChaosErrorExt for dyn StdError + Send + Sync + 'static {
+    fn injected_fault(&self) -> Option<&InjectedFault> {
+        InjectedFault::find(self)
     }
 }
 

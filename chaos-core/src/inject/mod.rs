@@ -14,7 +14,7 @@ pub use self::action::Action;
 #[cfg(feature = "http-body")]
 pub use self::action::{HttpAction, HttpSide};
 pub(crate) use self::error::FaultKind;
-pub use self::error::InjectedFault;
+pub use self::error::{ChaosErrorExt, InjectedFault, Inside};
 pub use self::wait::Wait;
 use crate::decision::{Decided, Permit};
 use crate::kill::KillSwitch;
@@ -189,21 +189,54 @@ impl Injection {
     ///
     /// The injected fault, as an [`InjectedFault`].
     pub async fn run<F: Future>(self, work: F) -> Result<F::Output, InjectedFault> {
+        self.run_with(|| work).await
+    }
+
+    /// [`run`](Self::run) with work made only if it is to run: `work` is not called when
+    /// the fault fails the call.
+    ///
+    /// # Errors
+    ///
+    /// The injected fault, as an [`InjectedFault`].
+    pub async fn run_with<F: Future>(
+        self,
+        work: impl FnOnce() -> F,
+    ) -> Result<F::Output, InjectedFault> {
+        let held = self.ready().await?;
+        let out = work().await;
+        // The slot is held until the work is done.
+        drop(held);
+        Ok(out)
+    }
+
+    /// Does what the fault asks before the work (see [`Action`]): waits out a delay or a
+    /// hang, and hands the injection back to hold for as long as the work lasts (a stream
+    /// holds it until it ends), or fails as the fault asks. What [`run`](Self::run) does,
+    /// for work that is not one future.
+    ///
+    /// ```
+    /// use chaos_core::{Chaos, Decision, Point, RequestView};
+    /// use chaos_core::rules::{ErrorKind, Fault, Rule};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let chaos = Chaos::new();
+    /// chaos.add_rule(Rule::new("down", "queue", Fault::Error(ErrorKind::Unavailable))).unwrap();
+    /// let Decision::Inject(i) = chaos.decide(&RequestView::new("queue".into(), "")) else { unreachable!() };
+    /// assert!(i.ready().await.unwrap_err().is_unavailable());
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The injected fault, as an [`InjectedFault`].
+    pub async fn ready(self) -> Result<Injection, InjectedFault> {
         match self.action() {
             Action::Wait(wait) => {
                 let (inj, waited) = wait.await;
-                waited?;
-                let out = work.await;
-                // The slot is held until the work is done.
-                drop(inj);
-                Ok(out)
+                waited.map(|()| inj)
             }
             Action::Fail(e) => Err(e),
-            Action::Proceed(inj) => {
-                let out = work.await;
-                drop(inj);
-                Ok(out)
-            }
+            Action::Proceed(inj) => Ok(inj),
         }
     }
 }

@@ -29,10 +29,13 @@ pub mod touches;
 
 use std::time::Duration;
 
+#[cfg(feature = "test-util")]
 pub(crate) use self::cohorts::DEFAULT_SPAN;
 pub use self::cohorts::{CohortFigures, CohortsSnapshot, DurationHistogram};
+#[cfg(feature = "otel")]
+pub(crate) use self::figures::SECONDS;
+pub(crate) use self::figures::Tally;
 pub use self::figures::{Figures, error_rate};
-pub(crate) use self::figures::{SECONDS, Tally};
 pub(crate) use self::guard::ServiceGuard;
 pub use self::guard::{AbortInfo, Breach, GuardState, ServiceGuardSnapshot};
 pub use self::ramp::RampStatus;

@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use chaos_core::{ChaosContext, Decision, HttpSide, Point, RequestView};
+use chaos_core::{ChaosContext, HttpSide, OutboundCall, Point, RequestView};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -38,34 +38,42 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let sh = &*self.shared;
-        let ext = req.extensions().get::<ChaosContext>().cloned();
-        let (decision, obs) = ChaosContext::with_current(|cur| {
-            let ctx = ext.as_ref().or(cur);
-            // Else the current OpenTelemetry context's baggage (feature `otel`), as the
-            // reqwest middleware does.
-            #[cfg(feature = "otel")]
-            let from_otel = match ctx {
-                None => sh.chaos.context_from_current_otel(),
-                Some(_) => None,
-            };
-            #[cfg(feature = "otel")]
-            let ctx = ctx.or(from_otel.as_ref());
-            if sh.forward
-                && let Some(c) = ctx
-            {
-                c.forward_to(req.headers_mut());
-            }
-            let mut obs = sh.chaos.observe()?;
-            let view = RequestView::new(Point::Client, &sh.target)
-                .method(req.method())
-                .uri(req.uri())
-                .headers(req.headers())
-                .context(ctx);
-            Some((sh.chaos.decide_observed(&view, Some(&mut obs)), obs))
-        })
-        .map_or((Decision::Pass, None), |(d, o)| (d, Some(o)));
+        // The call's own context is cloned (an `Arc`) so the request can take the
+        // forwarded headers.
+        let own = req.extensions().get::<ChaosContext>().cloned();
+        let (decision, obs) = sh.chaos.outbound(
+            own.as_ref(),
+            &mut Call {
+                req: &mut req,
+                target: &sh.target,
+                forward: sh.forward,
+            },
+        );
         let settings = obs.as_ref().map(|_| self.shared.clone());
         let exchange = Exchange::start(decision, &mut self.inner, req, None, HttpSide::Client, obs);
         ResponseFuture::new(exchange, settings)
+    }
+}
+
+/// A request on its way out, as the engine's outbound sequence sees it.
+struct Call<'r, B> {
+    req: &'r mut Request<B>,
+    target: &'r str,
+    forward: bool,
+}
+
+impl<B> OutboundCall for Call<'_, B> {
+    fn forward(&mut self, ctx: &ChaosContext) {
+        if self.forward {
+            ctx.forward_to(self.req.headers_mut());
+        }
+    }
+
+    fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a> {
+        RequestView::new(Point::Client, self.target)
+            .method(self.req.method())
+            .uri(self.req.uri())
+            .headers(self.req.headers())
+            .context(ctx)
     }
 }

@@ -1,12 +1,66 @@
-//! The generic injection point: any async work, decided for with the current task's chaos
-//! context and observed like an adapter's.
+//! Outbound calls: the one sequence every client adapter runs (the call's context, else
+//! the task's, else OpenTelemetry baggage; forwarded; decided; observed), and the generic
+//! injection point built on it.
 
 use std::future::Future;
 
 use super::Chaos;
 use crate::context::ChaosContext;
 use crate::inject::{Decision, InjectedFault};
-use crate::request::{Point, RequestView};
+use crate::outcome::Observation;
+use crate::request::{OutboundCall, Point, RequestView};
+
+impl Chaos {
+    /// Runs the outbound sequence for `call`: its chaos context is `own` (a context the
+    /// caller attached to the call), else the current task's, else (feature `otel`) the
+    /// current OpenTelemetry context's baggage; it is forwarded onto the call
+    /// ([`OutboundCall::forward`]) whether or not the engine is armed, so propagation
+    /// never depends on rules. While armed, the call is decided for and observed: finish
+    /// the [`Observation`] with the call's outcome.
+    ///
+    /// The tower client layer, the reqwest middleware, the sqlx adapter and
+    /// [`Chaos::inject`] all run this; an adapter of your own can too (see
+    /// [`OutboundCall`]).
+    #[inline]
+    pub fn outbound(
+        &self,
+        own: Option<&ChaosContext>,
+        call: &mut impl OutboundCall,
+    ) -> (Decision, Option<Observation>) {
+        ChaosContext::with_current(|current| {
+            let ctx = own.or(current);
+            #[cfg(feature = "otel")]
+            let from_otel = match ctx {
+                None => self.context_from_current_otel(),
+                Some(_) => None,
+            };
+            #[cfg(feature = "otel")]
+            let ctx = ctx.or(from_otel.as_ref());
+            if let Some(c) = ctx {
+                call.forward(c);
+            }
+            let Some(mut obs) = self.observe() else {
+                return (Decision::Pass, None);
+            };
+            let decision = self.decide_observed(&call.view(ctx), Some(&mut obs));
+            (decision, Some(obs))
+        })
+    }
+}
+
+/// A call at a point named by the application, to `target`.
+struct Named<'a> {
+    point: &'a str,
+    target: &'a str,
+}
+
+impl OutboundCall for Named<'_> {
+    fn forward(&mut self, _: &ChaosContext) {}
+
+    fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a> {
+        RequestView::new(Point::from_name(self.point), self.target).context(ctx)
+    }
+}
 
 impl Chaos {
     /// A generic injection point: decides for `point` and `target` with the current task's
@@ -88,15 +142,14 @@ impl Chaos {
         failed: impl FnOnce(&F::Output) -> bool,
     ) -> Result<F::Output, InjectedFault> {
         self.declare(point, target);
-        let Some(mut obs) = self.observe() else {
+        if !self.is_armed() {
+            return Ok(work.await);
+        }
+        let (decision, obs) = self.outbound(None, &mut Named { point, target });
+        let Some(obs) = obs else {
+            // Disarmed meanwhile.
             return Ok(work.await);
         };
-        let decision = ChaosContext::with_current(|ctx| {
-            self.decide_observed(
-                &RequestView::new(Point::from_name(point), target).context(ctx),
-                Some(&mut obs),
-            )
-        });
         let (out, injected) = match decision {
             Decision::Pass => (Ok(work.await), false),
             Decision::Inject(i) => (i.run(work).await, true),
