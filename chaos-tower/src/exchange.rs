@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tower_service::Service;
 
-use crate::respond;
+use crate::answers;
 
 /// How an exchange ended, before the side makes it a response or an error.
 pub(crate) enum Done<R> {
@@ -138,7 +138,7 @@ where
         side: HttpSide,
         mut obs: Option<Observation>,
     ) -> Self {
-        let grpc = respond::is_grpc(req.headers());
+        let grpc = answers::is_grpc(req.headers());
         let state = match inj.http_action(side, grpc) {
             HttpAction::Wait(wait) => {
                 // Keep the readiness reservation: call the instance that was made ready
@@ -230,7 +230,7 @@ pub(crate) fn record_passed<S, ReqB, C, K, B, E>(
         if let Some(t) = K::take_touches(fut) {
             o.take_back(t);
         }
-        let error = out.as_ref().map_or(true, respond::is_error);
+        let error = out.as_ref().map_or(true, answers::is_error);
         o.finish(chaos, steady, error, false);
     }
 }
@@ -287,8 +287,8 @@ where
             if let (Some(o), Some((chaos, steady))) = (this.obs.take(), rec) {
                 let error = match &out {
                     Err(_) | Ok(Done::Fail(..)) => true,
-                    Ok(Done::Called(res, _)) => respond::is_error(res),
-                    Ok(Done::Respond(_, res)) => respond::is_error(res),
+                    Ok(Done::Called(res, _)) => answers::is_error(res),
+                    Ok(Done::Respond(_, res)) => answers::is_error(res),
                 };
                 o.finish(chaos, steady, error, *this.injected);
             }

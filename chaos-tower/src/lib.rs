@@ -111,10 +111,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accessors;
-pub mod body;
+mod answers;
+mod chaos_body;
 pub mod client;
 mod exchange;
-mod respond;
 pub mod server;
 mod settings;
 
@@ -122,16 +122,20 @@ mod settings;
 pub mod admin;
 #[cfg(feature = "axum")]
 mod extract;
-#[cfg(feature = "otel")]
-mod otel;
 
-pub use self::body::{ChaosBody, FaultBody};
+pub use self::chaos_body::{ChaosBody, FaultBody};
 #[cfg(feature = "axum")]
 pub use self::extract::RequestContext;
 pub use chaos_core::steady::{Observed, SteadyState};
 
 pub use self::client::{ChaosClient, ChaosClientLayer, ChaosClientLayerBuilder, ChaosResponseBody};
 pub use self::server::{ChaosLayer, ChaosLayerBuilder, ChaosService};
+
+/// [`ChaosBody`] and [`FaultBody`] under their former path: use them from the crate root.
+#[doc(hidden)]
+pub mod body {
+    pub use crate::chaos_body::{ChaosBody, FaultBody};
+}
 
 /// A type-erased error, as tower's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -38,6 +38,40 @@ impl Chaos {
         self.policy(&self.compiled()).context(headers, x, tt)
     }
 
+    /// The chaos context of an inbound request: its chaos headers
+    /// ([`context_from_headers`](Self::context_from_headers)), else, with the `otel`
+    /// feature and while the engine is armed (so a decision may use it), its `baggage`
+    /// header, else the OpenTelemetry context in its `extensions`, else the one attached
+    /// to this thread. What a server layer reads.
+    ///
+    /// An engine that can decide nothing skips the OpenTelemetry sources, so a service
+    /// that keeps the layer with no rules pays nothing for baggage it does not use. Such a
+    /// hop passes a baggage-only context on through its own OpenTelemetry propagation
+    /// (which carries the `chaos` members with the rest), not as `x-chaos`.
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    ///
+    /// let chaos = Chaos::new();
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-test-traffic", "1".parse().unwrap());
+    /// let ctx = chaos.inbound_context(&headers, &http::Extensions::new()).unwrap();
+    /// assert!(ctx.is_test_traffic());
+    /// ```
+    #[inline]
+    pub fn inbound_context(
+        &self,
+        headers: &HeaderMap,
+        #[cfg_attr(not(feature = "otel"), allow(unused_variables))] extensions: &http::Extensions,
+    ) -> Option<ChaosContext> {
+        let ctx = self.context_from_headers(headers);
+        #[cfg(feature = "otel")]
+        if ctx.is_none() && self.is_armed() {
+            return self.context_from_otel_sources(headers, extensions);
+        }
+        ctx
+    }
+
     /// What inbound chaos headers are judged by, under `compiled`.
     pub(crate) fn policy<'a>(&'a self, compiled: &'a Compiled) -> Policy<'a> {
         let s = &*self.shared;
@@ -102,6 +136,23 @@ impl Chaos {
     /// ```
     pub fn context_from_otel(&self, cx: &opentelemetry::Context) -> Option<ChaosContext> {
         self.context_from_headers(&baggage::ours_from_otel(cx)?)
+    }
+
+    /// A `baggage` header, else the OpenTelemetry context in `extensions`, else the
+    /// current one.
+    #[cold]
+    fn context_from_otel_sources(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Option<ChaosContext> {
+        if let Some(c) = self.context_from_baggage(headers) {
+            return Some(c);
+        }
+        match extensions.get::<opentelemetry::Context>() {
+            Some(cx) => self.context_from_otel(cx),
+            None => self.context_from_current_otel(),
+        }
     }
 
     /// [`context_from_otel`](Self::context_from_otel) for the current OpenTelemetry

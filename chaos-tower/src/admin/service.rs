@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::body::ChaosBody;
+use crate::chaos_body::ChaosBody;
 
 use super::metrics;
 use super::metrics::metrics_text;

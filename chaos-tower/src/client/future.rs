@@ -15,8 +15,8 @@ use tower_service::Service;
 use super::Shared;
 use super::body::ChaosResponseBody;
 use crate::BoxError;
+use crate::answers;
 use crate::exchange::{Done, Exchange, Plain, record_passed};
-use crate::respond;
 use crate::settings::Settings;
 
 pin_project! {
@@ -88,7 +88,7 @@ fn answer<B>(
     Ok(match done {
         Done::Called(res, None) => res.map(ChaosResponseBody::inner),
         Done::Called(mut res, Some(inj)) => {
-            respond::mark(&mut res, header, inj.rule_id());
+            answers::mark(&mut res, header, inj.rule_id());
             if let Fault::Body(_) = inj.fault() {
                 res.map(|b| ChaosResponseBody::fault(FaultBody::new(b, inj)))
             } else {
@@ -96,7 +96,7 @@ fn answer<B>(
             }
         }
         Done::Respond(inj, mut res) => {
-            respond::mark(&mut res, header, inj.rule_id());
+            answers::mark(&mut res, header, inj.rule_id());
             res.map(ChaosResponseBody::full)
         }
         Done::Fail(_, fault) => return Err(Box::new(fault)),

@@ -19,9 +19,9 @@ use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 
 use super::layer::Shared;
-use crate::body::ChaosBody;
+use crate::answers;
+use crate::chaos_body::ChaosBody;
 use crate::exchange::{Done, Exchange, InScope, record_passed};
-use crate::respond;
 use crate::settings::Settings;
 
 /// The exchange an armed engine's request goes through when something is injected, or
@@ -148,7 +148,7 @@ where
 #[inline]
 fn record<B, E>(obs: &mut Option<Observation>, sh: &Shared, out: &Result<Response<B>, E>) {
     if let Some(o) = obs.take() {
-        let error = out.as_ref().map_or(true, respond::is_error);
+        let error = out.as_ref().map_or(true, answers::is_error);
         o.finish(&sh.chaos, &sh.steady, error, false);
     }
 }
@@ -194,8 +194,8 @@ fn answer<B: ChaosBody>(done: Done<Response<B>>, sh: &Shared) -> Response<B> {
     let header = sh.injected_header.as_ref();
     match done {
         Done::Called(res, None) => res,
-        Done::Called(res, Some(inj)) => respond::finish(res, inj, header),
-        Done::Respond(inj, res) => respond::synthesized(res, &inj, header),
-        Done::Fail(inj, _) => respond::dropped(inj, header),
+        Done::Called(res, Some(inj)) => answers::finish(res, inj, header),
+        Done::Respond(inj, res) => answers::synthesized(res, &inj, header),
+        Done::Fail(inj, _) => answers::dropped(inj, header),
     }
 }

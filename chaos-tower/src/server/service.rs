@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Shared;
-use crate::body::ChaosBody;
+use crate::chaos_body::ChaosBody;
 use crate::exchange::{Call, Exchange, InScope};
 use crate::settings::Settings;
 
@@ -44,11 +44,7 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let sh = &*self.shared;
         let chaos = &sh.chaos;
-        let mut ctx = chaos.context_from_headers(req.headers());
-        #[cfg(feature = "otel")]
-        if ctx.is_none() {
-            ctx = crate::otel::server_context(chaos, &req);
-        }
+        let mut ctx = chaos.inbound_context(req.headers(), req.extensions());
         if sh.trust_boundary {
             ctx = super::strip_untrusted(req.headers_mut(), ctx);
         }

@@ -21,28 +21,14 @@ pub(in crate::run) struct Figures {
     pub(in crate::run) p99: Option<Dur>,
 }
 
+/// The figures of some samples, as the engine's testing helpers count them (an exact p99).
 pub(in crate::run) fn figures(samples: impl Iterator<Item = Sample>) -> Figures {
-    let mut lat: Vec<Duration> = Vec::new();
-    let mut errors = 0;
-    for s in samples {
-        lat.push(s.latency);
-        errors += usize::from(!s.ok);
-    }
-    lat.sort_unstable();
-    let n = lat.len();
-    let p99 = (n > 0).then(|| {
-        let i = ((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1;
-        Dur(lat[i])
-    });
+    let f = chaos_core::outcome::Figures::from_samples(samples.map(|s| (s.latency, s.ok)));
     Figures {
-        requests: n,
-        errors,
-        error_rate: if n == 0 {
-            0.0
-        } else {
-            errors as f64 / n as f64
-        },
-        p99,
+        requests: f.requests as usize,
+        errors: f.errors as usize,
+        error_rate: f.error_rate(),
+        p99: f.p99.map(Dur),
     }
 }
 

@@ -5,7 +5,7 @@ use chaos_core::Injection;
 use chaos_core::rules::Fault;
 use http::{HeaderName, Response};
 
-use crate::body::{ChaosBody, FaultBody};
+use crate::chaos_body::{ChaosBody, FaultBody};
 
 pub(crate) use chaos_core::respond::is_grpc;
 
