@@ -160,7 +160,6 @@ pub mod outcome;
 #[cfg(feature = "test-util")]
 mod pause;
 mod rate_limit;
-pub mod reload;
 mod request;
 #[cfg(feature = "http-body")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-body")))]
@@ -173,12 +172,15 @@ pub mod testing;
 /// The chaos header names and where they are found: [`context::headers`], under its
 /// former path.
 pub use self::context::headers;
+/// Observing work: the [`Observation`] an adapter records an outcome with, and the rules
+/// the work matched, each with its cohort, noted where the outcome is seen.
+pub use self::decision::touches as observe;
+pub use self::engine::reload;
 /// The steady state: [`outcome::steady`], under its former path.
 pub use self::outcome::steady;
-/// Observations and touches: [`outcome::touches`], under its former path.
-pub use self::outcome::touches as observe;
 
 pub use self::context::{ChaosContext, ChaosFutureExt};
+pub use self::decision::touches::Observation;
 pub use self::engine::{
     AbortCount, Budget, Builder, Chaos, EngineStats, Event, ReasonCount, RuleCounters,
     RuleSnapshot, RuleStatus, Snapshot,
@@ -188,8 +190,8 @@ pub use self::inject::{Action, ChaosErrorExt, Decision, InjectedFault, Injection
 pub use self::inject::{HttpAction, HttpSide};
 pub use self::known::{KnownTarget, TargetWarning};
 pub use self::outcome::{
-    AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, Observation,
-    Observed, RampStatus, ServiceGuardSnapshot, SteadyState,
+    AbortInfo, Breach, CohortFigures, CohortsSnapshot, DurationHistogram, GuardState, Observed,
+    RampStatus, ServiceGuardSnapshot, SteadyState,
 };
 pub use self::request::{OutboundCall, Point, RequestView};
 

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::BoxError;
+use chaos_core::BoxError;
 
 /// The injection point of [`ChaosConnectLayer`]: rules say `point: connect`.
 pub const CONNECT_POINT: &str = "connect";

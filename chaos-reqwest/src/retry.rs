@@ -3,7 +3,7 @@
 use chaos_core::InjectedFault;
 use reqwest_retry::{DefaultRetryableStrategy, Retryable, RetryableStrategy};
 
-use crate::ChaosErrorExt;
+use chaos_core::ChaosErrorExt;
 
 /// A [`RetryableStrategy`] that classes injected faults as the real failures they stand
 /// for, then asks the wrapped strategy about everything else.

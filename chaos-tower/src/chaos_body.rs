@@ -8,7 +8,7 @@
 use bytes::Bytes;
 pub use chaos_core::body::FaultBody;
 
-use crate::BoxError;
+use chaos_core::BoxError;
 
 /// A response body type the chaos layers can answer with and wrap.
 ///

@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue};
 
 use super::cache::{ContextCache, Key, Source};
+use super::headers;
 use super::signature::SigningKeys;
 use super::{ChaosContext, Trust, XChaos, parse_test_traffic};
-use crate::headers;
 use crate::rate_limit::RateLimited;
 use crate::rules::Limits;
 
@@ -69,8 +69,16 @@ pub(crate) struct Policy<'a> {
     pub(crate) warn: &'a RateLimited,
     /// Contexts made before from the same bytes, for the rules in force.
     pub(crate) cache: &'a ContextCache,
+    /// Where refusals are also counted (feature `otel`: the engine's metrics).
     #[cfg(feature = "otel")]
-    pub(crate) metrics: &'a crate::otel::Metrics,
+    pub(crate) metrics: &'a dyn CountRefusals,
+}
+
+/// What else counts a refused part of a chaos header, by its code.
+#[cfg(feature = "otel")]
+pub(crate) trait CountRefusals {
+    /// A part of a chaos header ignored, for `code`.
+    fn header_rejected(&self, code: &'static str);
 }
 
 impl Policy<'_> {

@@ -362,7 +362,7 @@ impl ChaosContext {
     /// assert_eq!(headers["x-test-traffic"], "1");
     /// ```
     pub fn forward_to(&self, headers: &mut http::HeaderMap) {
-        use crate::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC, carries_context};
+        use self::headers::{X_CHAOS, X_CHAOS_SIGNATURE, X_TEST_TRAFFIC, carries_context};
         if carries_context(headers) {
             return;
         }

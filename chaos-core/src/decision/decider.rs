@@ -9,11 +9,14 @@ use tokio::time::Instant;
 
 use super::permit::Permit;
 use super::rng::RngSource;
+use super::rule::{CompiledRule, Sticky};
 use super::state::RuleState;
+use super::touches::Touch;
 use crate::context::ChaosContext;
-use crate::engine::compiled::{Compiled, CompiledRule, Sticky};
-use crate::outcome::{Breach, Touch};
+use crate::index::RuleIndex;
+use crate::outcome::Breach;
 use crate::request::RequestView;
+use crate::rules::RuleSet;
 use crate::rules::{Fault, Mode};
 
 /// A fault decided for one request, before the engine makes it an injection.
@@ -44,7 +47,12 @@ pub(crate) trait Sink {
 
 /// What a decision reads: the rules in force, the random source and the engine's slots.
 pub(crate) struct Decider<'a> {
-    pub(crate) compiled: &'a Compiled,
+    /// The rule set in force (its `max_active` and limits).
+    pub(crate) set: &'a RuleSet,
+    /// Its rules, compiled, in the set's order.
+    pub(crate) rules: &'a [CompiledRule],
+    /// The index that finds a request's candidates among them.
+    pub(crate) index: &'a RuleIndex,
     pub(crate) rng: &'a RngSource,
     pub(crate) global: &'a Arc<AtomicU32>,
 }
@@ -61,12 +69,12 @@ impl Decider<'_> {
         {
             return Some(d);
         }
-        if self.compiled.rules.is_empty() {
+        if self.rules.is_empty() {
             return None;
         }
         let mut out = None;
-        self.compiled.index.for_candidates(req, |i| {
-            out = self.evaluate(&self.compiled.rules[i], req, sink);
+        self.index.for_candidates(req, |i| {
+            out = self.evaluate(&self.rules[i], req, sink);
             out.is_some()
         });
         out
@@ -82,8 +90,7 @@ impl Decider<'_> {
             if !d.rate.admits(self.rng.next()) {
                 continue;
             }
-            let Some(permit) = Permit::acquire(None, self.global, self.compiled.set.max_active)
-            else {
+            let Some(permit) = Permit::acquire(None, self.global, self.set.max_active) else {
                 continue;
             };
             let scope = ctx.scenarios().first().map(String::as_str);
@@ -180,7 +187,7 @@ impl Decider<'_> {
         let Some(permit) = Permit::acquire(
             Some((&rule.state, rule.max_active)),
             self.global,
-            self.compiled.set.max_active,
+            self.set.max_active,
         ) else {
             st.skipped_by_limit.fetch_add(1, Ordering::Relaxed);
             return control(sink);
@@ -237,7 +244,7 @@ impl Decider<'_> {
             Fault::Delay(d) => Some(d.sample(
                 self.rng.next(),
                 self.rng.next(),
-                self.compiled.set.limits.max_delay.0,
+                self.set.limits.max_delay.0,
             )),
             _ => None,
         };

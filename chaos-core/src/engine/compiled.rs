@@ -1,18 +1,18 @@
-//! The rules in force, compiled for deciding: each rule's schedule, rate, limits and
-//! runtime state, beside the index that finds its candidates and the contexts judged by
-//! their limits. The engine swaps a whole `Compiled` at each change.
+//! The rules in force, compiled: the set as loaded, each rule as the decider reads it
+//! (with its runtime state, kept across reloads that leave it unchanged), the index that
+//! finds a request's candidates, and the contexts judged by the set's limits. The engine
+//! swaps a whole `Compiled` at each change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderName;
 use tokio::time::Instant;
 
 use crate::context::cache::ContextCache;
-use crate::decision::RuleState;
+use crate::decision::{CompiledRule, RuleState};
 use crate::index::RuleIndex;
-use crate::rules::{DEFAULT_TTL, Fault, Mode, Rate, Rule, RuleSet, Step};
+use crate::rules::{DEFAULT_TTL, Rule, RuleSet};
 
 /// A validated rule set, ready for decisions.
 pub(crate) struct Compiled {
@@ -24,72 +24,6 @@ pub(crate) struct Compiled {
     pub(crate) downstream: bool,
     /// The contexts made lately from inbound headers, judged by these rules' limits.
     pub(crate) contexts: ContextCache,
-}
-
-pub(crate) enum Sticky {
-    Header(HeaderName),
-    Scenario,
-}
-
-pub(crate) struct Schedule {
-    steps: Box<[bool]>,
-    cyclic: bool,
-}
-
-impl Schedule {
-    fn from_rule(r: &Rule) -> Option<Schedule> {
-        if let Some(seq) = &r.sequence {
-            return Some(Schedule {
-                steps: seq.iter().map(|s| *s == Step::Inject).collect(),
-                cyclic: false,
-            });
-        }
-        if let Some(n) = r.first {
-            let mut steps = vec![true; n as usize];
-            steps.push(false);
-            return Some(Schedule {
-                steps: steps.into(),
-                cyclic: false,
-            });
-        }
-        if let Some(n) = r.every {
-            let mut steps = vec![false; n as usize];
-            steps[n as usize - 1] = true;
-            return Some(Schedule {
-                steps: steps.into(),
-                cyclic: true,
-            });
-        }
-        None
-    }
-
-    /// Whether the `n`th (0-based) matching request of a scope injects.
-    pub(crate) fn step(&self, n: u64) -> bool {
-        let len = self.steps.len() as u64;
-        let i = if self.cyclic { n % len } else { n.min(len - 1) };
-        self.steps[i as usize]
-    }
-}
-
-pub(crate) struct CompiledRule {
-    pub(crate) id: Arc<str>,
-    pub(crate) fault: Arc<Fault>,
-    pub(crate) scenario: Option<Box<str>>,
-    pub(crate) schedule: Option<Schedule>,
-    pub(crate) rate: Rate,
-    pub(crate) sticky: Option<Sticky>,
-    pub(crate) max_active: Option<u32>,
-    pub(crate) max_hits: Option<u64>,
-    pub(crate) mode: Mode,
-    pub(crate) state: Arc<RuleState>,
-}
-
-impl CompiledRule {
-    /// The rate in force now: a ramp's step, else the rule's rate.
-    #[inline]
-    pub(crate) fn rate_now(&self, now: Instant) -> Rate {
-        self.state.outcomes.ramp_rate(now).unwrap_or(self.rate)
-    }
 }
 
 /// Rules removed lately, with their state, so one added back unchanged carries on where it
@@ -177,22 +111,7 @@ impl Compiled {
                 };
                 Arc::new(RuleState::new(r, now, expires_at))
             });
-            let sticky = r.sticky_by.as_deref().map(|k| match k {
-                "scenario" => Sticky::Scenario,
-                h => Sticky::Header(HeaderName::try_from(h).expect("validated header name")),
-            });
-            rules.push(CompiledRule {
-                id: r.id.as_str().into(),
-                fault: Arc::new(r.fault.clone()),
-                scenario: r.matcher.scenario.as_deref().map(Into::into),
-                schedule: Schedule::from_rule(r),
-                rate: r.rate,
-                sticky,
-                max_active: r.max_active,
-                max_hits: r.max_hits,
-                mode: r.mode,
-                state,
-            });
+            rules.push(CompiledRule::new(r, state));
         }
         let index = RuleIndex::new(&set.rules);
         let downstream = set.rules.iter().any(|r| r.point != "server");

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Chaos, Event};
-use crate::decision::{Decided, RuleState, Sink};
+use crate::decision::{Decided, Observation, RuleState, Sink, Touch, touch_in_scope};
 use crate::inject::{Decision, Injection};
-use crate::outcome::{Breach, Observation, Touch, touch_in_scope};
+use crate::outcome::Breach;
 use crate::request::RequestView;
 
 impl Chaos {

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use super::reload::{FileWatch, WatchOptions};
 use super::{Builder, Chaos};
 use crate::context::signature::SigningKeys;
-use crate::reload::{FileWatch, WatchOptions};
 use crate::rules::{RuleSet, RulesError};
 
 impl Chaos {

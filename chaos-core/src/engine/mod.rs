@@ -17,6 +17,7 @@ mod events;
 mod files;
 mod observe;
 mod outbound;
+pub mod reload;
 mod snapshot;
 mod stops;
 #[cfg(feature = "test-util")]
@@ -300,7 +301,9 @@ impl Chaos {
     /// What a decision reads, with the rules given.
     pub(crate) fn decider<'a>(&'a self, compiled: &'a Compiled) -> Decider<'a> {
         Decider {
-            compiled,
+            set: &compiled.set,
+            rules: &compiled.rules,
+            index: &compiled.index,
             rng: &self.shared.rng,
             global: &self.shared.global_active,
         }

@@ -5,7 +5,8 @@
 use tokio::time::Instant;
 
 use super::Chaos;
-use crate::outcome::{Observation, Settled, SteadyState};
+use crate::decision::{Observation, Settled, Touches};
+use crate::outcome::SteadyState;
 
 impl Chaos {
     /// Starts observing a piece of work: `None` while the engine is not armed (nothing is
@@ -15,27 +16,21 @@ impl Chaos {
         self.is_armed().then(Observation::start_now)
     }
 
-    /// Records the outcome of the rules `obs` noted (in their cohorts), acts on what
-    /// follows, and judges the service guard when due.
-    #[inline]
-    fn settle(&self, obs: Observation, now: Instant, error: bool) {
-        let Observation {
-            start, mut touches, ..
-        } = obs;
-        if !touches.is_empty() {
-            touches.finish(
-                start,
-                now,
-                error,
-                #[cfg(feature = "otel")]
-                self.metrics(),
-                |rule, settled| match settled {
-                    Settled::BudgetSpent => self.budget_spent(rule),
-                    Settled::Breach(b) => self.abort_breach(rule, b),
-                },
-            );
-        }
-        self.service_guard_tick();
+    /// Records the outcome of the rules `touches` noted (in their cohorts) and acts on
+    /// what follows.
+    #[cold]
+    fn settle(&self, touches: &mut Touches, start: Instant, now: Instant, error: bool) {
+        touches.finish(
+            start,
+            now,
+            error,
+            #[cfg(feature = "otel")]
+            self.metrics(),
+            |rule, settled| match settled {
+                Settled::BudgetSpent => self.budget_spent(rule),
+                Settled::Breach(b) => self.abort_breach(rule, b),
+            },
+        );
     }
 }
 
@@ -44,17 +39,20 @@ impl Observation {
     /// in the work, keeps it out of the organic figures), and in the cohorts of the rules
     /// the work matched. Due guards are judged, and the service guard.
     #[inline]
-    pub fn finish(self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
+    pub fn finish(mut self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
         let injected = injected || self.injected();
         let now = Instant::now();
         steady.record_at(self.start.into_std(), now.into_std(), error, injected);
-        chaos.settle(self, now, error);
+        if !self.touches.is_empty() {
+            chaos.settle(&mut self.touches, self.start, now, error);
+        }
+        chaos.service_guard_tick();
     }
 
     /// [`finish`](Self::finish) at a point named with each call (the generic injection
     /// point).
     pub(crate) fn finish_named(
-        self,
+        mut self,
         chaos: &Chaos,
         point: &str,
         target: &str,
@@ -63,6 +61,9 @@ impl Observation {
     ) {
         let injected = injected || self.injected();
         chaos.record_outcome(point, target, self.start.into_std(), error, injected);
-        chaos.settle(self, Instant::now(), error);
+        if !self.touches.is_empty() {
+            chaos.settle(&mut self.touches, self.start, Instant::now(), error);
+        }
+        chaos.service_guard_tick();
     }
 }

@@ -6,8 +6,8 @@ use std::future::Future;
 
 use super::Chaos;
 use crate::context::ChaosContext;
+use crate::decision::Observation;
 use crate::inject::{Decision, InjectedFault};
-use crate::outcome::Observation;
 use crate::request::{OutboundCall, Point, RequestView};
 
 impl Chaos {
@@ -64,7 +64,7 @@ impl OutboundCall for Named<'_> {
 
 impl Chaos {
     /// A generic injection point: decides for `point` and `target` with the current task's
-    /// chaos context, and applies the fault around `work` (see [`Injection::run`]).
+    /// chaos context, and applies the fault around `work` (see [`Injection::run`](crate::Injection::run)).
     ///
     /// ```
     /// use chaos_core::Chaos;

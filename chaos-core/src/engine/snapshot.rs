@@ -137,7 +137,7 @@ pub struct Snapshot {
     pub rules: Vec<RuleSnapshot>,
     /// The points and targets this process has ([`Chaos::known_targets`]): where a rule
     /// can fire here.
-    pub known_targets: Vec<crate::KnownTarget>,
+    pub known_targets: Vec<crate::known::KnownTarget>,
     /// Engine-wide counters.
     pub stats: EngineStats,
     /// Rules stopped since the process started, by rule and reason (`guard`,

@@ -166,10 +166,12 @@ impl Metrics {
             ],
         );
     }
+}
 
+impl crate::context::inbound::CountRefusals for Metrics {
     /// A part of a chaos header ignored, for `reason` (a stable code).
     #[cold]
-    pub(crate) fn header_rejected(&self, reason: &'static str) {
+    fn header_rejected(&self, reason: &'static str) {
         self.get()
             .header_rejected
             .add(1, &[KeyValue::new("reason", reason)]);

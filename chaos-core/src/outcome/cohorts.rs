@@ -30,7 +30,7 @@ pub(crate) enum Cohort {
 
 /// One cohort's outcomes: exact totals, and a window for the guard.
 struct CohortStats {
-    window: Ring<Outcomes>,
+    window: Ring<Outcomes, RING>,
     /// Requests by exported latency bucket ([`SECONDS`], then `+Inf`) since the rule was
     /// loaded: their sum is the request count, so the count and the histogram cannot
     /// disagree.
@@ -43,7 +43,7 @@ struct CohortStats {
 impl CohortStats {
     fn new(base: Instant, span: Duration) -> CohortStats {
         CohortStats {
-            window: Ring::new(base, span / PARTS as u32, RING),
+            window: Ring::new(base, span / PARTS as u32, 1),
             duration: std::array::from_fn(|_| AtomicU64::new(0)),
             duration_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -87,7 +87,6 @@ impl CohortStats {
 
 /// A rule's cohorts, made when it first matches a request.
 pub(crate) struct Cohorts {
-    span: Duration,
     experiment: CohortStats,
     control: CohortStats,
 }
@@ -96,7 +95,6 @@ impl Cohorts {
     /// Cohorts whose windows are `span` long, counted from `base`.
     pub(crate) fn new(base: Instant, span: Duration) -> Cohorts {
         Cohorts {
-            span,
             experiment: CohortStats::new(base, span),
             control: CohortStats::new(base, span),
         }
@@ -128,8 +126,8 @@ impl Cohorts {
         )
     }
 
-    /// The figures over the window ending at `now`.
-    pub(crate) fn snapshot(&self, now: Instant) -> CohortsSnapshot {
+    /// The figures over the window (`span` long) ending at `now`.
+    pub(crate) fn snapshot(&self, now: Instant, span: Duration) -> CohortsSnapshot {
         let (exp, ctl) = self.windows(now);
         let figures = |window: &Tally, stats: &CohortStats| {
             let (total_requests, total_errors) = stats.totals();
@@ -145,7 +143,7 @@ impl Cohorts {
             }
         };
         CohortsSnapshot {
-            window: Dur(self.span),
+            window: Dur(span),
             experiment: figures(&exp, &self.experiment),
             control: figures(&ctl, &self.control),
         }

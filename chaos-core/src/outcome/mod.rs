@@ -5,9 +5,6 @@
 //!
 //! * [`steady`]: every point's outcomes, organic and injected apart, one [`SteadyState`]
 //!   per point and target;
-//! * [`touches`]: the [`Observation`] an adapter records an outcome with, and the rules
-//!   the work matched, each with its cohort, noted where the outcome is seen (the request a
-//!   server layer serves, else the work itself);
 //! * each rule's cohorts (experiment and control), its guard, its error budget and its
 //!   ramp, and the service guard that judges the organic traffic: the types of the
 //!   [`Snapshot`](crate::Snapshot) re-exported here ([`CohortsSnapshot`], [`Breach`],
@@ -25,10 +22,10 @@ mod ramp;
 mod ring;
 mod rule;
 pub mod steady;
-pub mod touches;
 
 use std::time::Duration;
 
+pub(crate) use self::cohorts::Cohort;
 #[cfg(feature = "test-util")]
 pub(crate) use self::cohorts::DEFAULT_SPAN;
 pub use self::cohorts::{CohortFigures, CohortsSnapshot, DurationHistogram};
@@ -42,8 +39,6 @@ pub use self::ramp::RampStatus;
 pub(crate) use self::rule::RuleOutcomes;
 pub(crate) use self::steady::Registry;
 pub use self::steady::{Observed, SteadyState};
-pub use self::touches::{Observation, Touches, Touching, in_request_scope};
-pub(crate) use self::touches::{Settled, Touch, touch_in_scope};
 
 /// Nanoseconds, saturating.
 fn ns(d: Duration) -> u64 {

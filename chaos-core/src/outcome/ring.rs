@@ -1,6 +1,7 @@
 //! A sliding window of counts taken without a lock: a ring of slots, each covering a fixed
-//! width of time, reused a ring later. The steady state (one-second slots) and every
-//! rule's cohorts (a twentieth of the guard's window) keep their windows in it.
+//! width of time, reused a ring later. The steady state (one-second slots, in a lane per
+//! shard so threads mostly write to different cache lines) and every rule's cohorts (a
+//! twentieth of the guard's window) keep their windows in it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -65,21 +66,22 @@ struct Slot<C> {
     counts: C,
 }
 
-/// A window of `C` over time.
-pub(crate) struct Ring<C> {
+/// A window of `C` over time: lanes of `LEN` slots, in one allocation.
+pub(crate) struct Ring<C, const LEN: usize> {
     base: Instant,
     width_ns: u64,
     slots: Box<[Slot<C>]>,
 }
 
-impl<C: Counts> Ring<C> {
-    /// `len` slots of `width` each (at least a millisecond), counted from `base`.
-    pub(crate) fn new(base: Instant, width: Duration, len: usize) -> Ring<C> {
+impl<C: Counts, const LEN: usize> Ring<C, LEN> {
+    /// `lanes` rings of `LEN` slots of `width` each (at least a millisecond), counted from
+    /// `base`.
+    pub(crate) fn new(base: Instant, width: Duration, lanes: usize) -> Ring<C, LEN> {
         let width_ns = width.as_nanos().clamp(1_000_000, u128::from(u64::MAX));
         Ring {
             base,
             width_ns: width_ns as u64,
-            slots: (0..len)
+            slots: (0..LEN * lanes)
                 .map(|_| Slot {
                     epoch: AtomicU64::new(0),
                     counts: C::new(),
@@ -96,12 +98,13 @@ impl<C: Counts> Ring<C> {
         ns / self.width_ns + 1
     }
 
-    /// The slot that counts `now`, cleared first if it last counted an older time; `None`
-    /// when it already counts a later one (`now` is late by a whole ring).
+    /// The slot of `lane` that counts `now`, cleared first if it last counted an older
+    /// time; `None` when it already counts a later one (`now` is late by a whole ring).
     #[inline]
-    pub(crate) fn slot(&self, now: Instant) -> Option<&C> {
+    pub(crate) fn slot(&self, now: Instant, lane: usize) -> Option<&C> {
         let epoch = self.epoch(now);
-        let slot = &self.slots[(epoch % self.slots.len() as u64) as usize];
+        let i = lane * LEN + (epoch % LEN as u64) as usize;
+        let slot = &self.slots[i];
         let seen = slot.epoch.load(Ordering::Acquire);
         if seen != epoch {
             if seen > epoch {
@@ -120,7 +123,8 @@ impl<C: Counts> Ring<C> {
         Some(&slot.counts)
     }
 
-    /// Every slot of the last `parts` (the one `now` falls in and those before it).
+    /// Every slot, in every lane, of the last `parts` (the one `now` falls in and those
+    /// before it).
     pub(crate) fn window(&self, now: Instant, parts: u64, mut each: impl FnMut(&C)) {
         let cur = self.epoch(now);
         for slot in self.slots.iter() {
@@ -133,11 +137,11 @@ impl<C: Counts> Ring<C> {
     }
 }
 
-impl Ring<Outcomes> {
+impl<const LEN: usize> Ring<Outcomes, LEN> {
     /// Counts one outcome at `now` (nothing when late by a whole ring).
     #[inline]
     pub(crate) fn record(&self, now: Instant, latency: Duration, error: bool) {
-        if let Some(s) = self.slot(now) {
+        if let Some(s) = self.slot(now, 0) {
             s.add(latency, error);
         }
     }
@@ -159,7 +163,7 @@ mod tests {
         let base = Instant::now();
         let at = |ms| base + Duration::from_millis(ms);
         // Ten slots of a second, a window of five.
-        let r: Ring<Outcomes> = Ring::new(base, Duration::from_secs(1), 10);
+        let r: Ring<Outcomes, 10> = Ring::new(base, Duration::from_secs(1), 1);
         r.record(at(0), Duration::from_millis(5), true);
         r.record(at(2_500), Duration::from_millis(5), false);
         let t = r.tally(at(4_900), 5);

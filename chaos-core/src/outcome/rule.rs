@@ -181,7 +181,7 @@ impl RuleOutcomes {
     /// The cohorts' figures over the window ending at `now`.
     pub(crate) fn snapshot(&self, now: Instant) -> CohortsSnapshot {
         match self.cohorts.get() {
-            Some(c) => c.snapshot(now.into_std()),
+            Some(c) => c.snapshot(now.into_std(), self.span),
             None => CohortsSnapshot::empty(self.span),
         }
     }

@@ -47,11 +47,14 @@ const SHARDS: usize = 4;
 pub struct SteadyState {
     point: Box<str>,
     target: Box<str>,
-    /// Each shard a ring of one-second slots.
-    shards: Box<[Ring<Second>]>,
+    /// One-second slots, a lane per shard.
+    seconds: Ring<Second, { SLOTS as usize }>,
 }
 
 /// One second of a shard: the organic outcomes, and the injected ones counted apart.
+/// Each on 128 bytes of its own, so the seconds two threads are counting in never share
+/// a pair of cache lines (adjacent-line prefetch fetches them in pairs).
+#[repr(align(128))]
 struct Second {
     organic: Outcomes,
     injected: AtomicU32,
@@ -131,9 +134,7 @@ impl SteadyState {
         SteadyState {
             point: point.into(),
             target: target.into(),
-            shards: (0..SHARDS)
-                .map(|_| Ring::new(base, Duration::from_secs(1), SLOTS as usize))
-                .collect(),
+            seconds: Ring::new(base, Duration::from_secs(1), SHARDS),
         }
     }
 
@@ -157,7 +158,7 @@ impl SteadyState {
     /// [`record`](Self::record) with the clock already read.
     #[inline]
     pub(crate) fn record_at(&self, start: Instant, now: Instant, error: bool, injected: bool) {
-        let Some(second) = self.shards[shard_index()].slot(now) else {
+        let Some(second) = self.seconds.slot(now, shard_index()) else {
             return;
         };
         if injected {
@@ -174,11 +175,8 @@ impl SteadyState {
 
     /// Every second of the last `window` (whole seconds, at most 64 s).
     fn seconds(&self, window: Duration, mut each: impl FnMut(&Second)) {
-        let now = Instant::now();
         let span = window.as_secs().clamp(1, SLOTS);
-        for shard in self.shards.iter() {
-            shard.window(now, span, &mut each);
-        }
+        self.seconds.window(Instant::now(), span, &mut each);
     }
 
     /// The responses of the last `window` (whole seconds, at most 64 s).

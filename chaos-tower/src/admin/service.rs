@@ -19,8 +19,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tower_service::Service;
 
-use crate::BoxError;
 use crate::chaos_body::ChaosBody;
+use chaos_core::BoxError;
 
 use super::metrics;
 use super::metrics::metrics_text;

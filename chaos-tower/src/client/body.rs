@@ -9,7 +9,7 @@ use chaos_core::body::FaultBody;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::BoxError;
+use chaos_core::BoxError;
 
 pin_project! {
     /// The response body of [`ChaosClient`](super::ChaosClient): the inner service's body

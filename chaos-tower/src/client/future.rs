@@ -14,10 +14,10 @@ use tower_service::Service;
 
 use super::Shared;
 use super::body::ChaosResponseBody;
-use crate::BoxError;
 use crate::answers;
 use crate::exchange::{Done, Exchange, Plain, record_passed};
 use crate::settings::Settings;
+use chaos_core::BoxError;
 
 pin_project! {
     /// Response future of [`ChaosClient`](super::ChaosClient): the inner future, unboxed,

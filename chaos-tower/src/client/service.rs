@@ -7,9 +7,9 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{ChaosResponseBody, ResponseFuture, Shared};
-use crate::BoxError;
 use crate::exchange::Exchange;
 use crate::settings::Settings;
+use chaos_core::BoxError;
 
 /// The client-side chaos middleware, made by [`ChaosClientLayer`](super::ChaosClientLayer).
 #[derive(Clone)]

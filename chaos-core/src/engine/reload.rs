@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::engine::WeakChaos;
+use super::WeakChaos;
 use crate::rules::{Format, RuleSet, RulesError};
 
 /// Settings of a file watch.

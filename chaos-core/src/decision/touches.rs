@@ -26,9 +26,8 @@ use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 
-use super::cohorts::Cohort;
-use super::guard::Breach;
-use crate::decision::RuleState;
+use super::state::RuleState;
+use crate::outcome::{Breach, Cohort};
 
 /// Rules one request can be in the cohorts of; a request matched by more is counted for
 /// the first ones.
@@ -315,6 +314,7 @@ impl Observation {
     }
 
     /// An observation of work that begins now.
+    #[inline]
     pub(crate) fn start_now() -> Observation {
         Observation {
             start: Instant::now(),
