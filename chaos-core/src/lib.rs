@@ -19,10 +19,14 @@
 //! * [`Injection`]: a decided fault, and the one [`Action`] (any point) or [`HttpAction`]
 //!   (HTTP points) it means where it was decided: wait ([`Wait`]), answer, fail, or wrap
 //!   the body. Every adapter maps these to its world in one place.
+//! * [`Chaos::outbound`]: the one sequence of an outbound call (its context, forwarded;
+//!   the decision; the observation), run by every client adapter over an
+//!   [`OutboundCall`]; [`ChaosErrorExt`] finds the injected fault behind any error.
+//! * [`observe`]: the [`Observation`] an adapter records its outcome with, so each rule's
+//!   cohorts are judged by what users saw (see below).
 //! * [`outcome`]: outcomes and what is judged from them: every point's steady state
-//!   ([`SteadyState`], organic and injected apart), the [`Observation`] an adapter records
-//!   its outcome with, so each rule's cohorts are judged by what users saw (see below),
-//!   the guards, budgets and ramps.
+//!   ([`SteadyState`], organic and injected apart), the cohorts, guards, budgets and
+//!   ramps, and [`outcome::Figures`].
 //! * [`reload`]: hot reload from a watched file (`CHAOS_RULES=path`), ConfigMap-safe.
 //! * `testing` (feature `test-util`): rule guards, per-test scenarios, the journal, pause
 //!   points.

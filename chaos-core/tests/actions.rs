@@ -212,3 +212,73 @@ async fn a_dropped_wait_gives_its_slot_back() {
     let _ = w.await;
     assert!(chaos.decide(&view).is_inject(), "the slot came back");
 }
+
+/// `ready` and `run_with` (what adapters use for work that is not one future) do what
+/// `run` does with every fault, and `run_with` makes the work only when it is to run.
+#[tokio::test(start_paused = true)]
+async fn ready_and_run_with_apply_every_fault_as_run_does() {
+    for (name, fault) in faults() {
+        let by_run = injection(fault.clone()).run(async {}).await;
+        let by_ready = injection(fault.clone()).ready().await;
+        let made = std::cell::Cell::new(false);
+        let by_run_with = injection(fault)
+            .run_with(|| {
+                made.set(true);
+                async {}
+            })
+            .await;
+        assert_eq!(by_ready.is_ok(), by_run.is_ok(), "{name}");
+        assert_eq!(by_run_with.is_ok(), by_run.is_ok(), "{name}");
+        assert_eq!(made.get(), by_run.is_ok(), "{name}: work made only to run");
+        if let (Err(run), Err(ready), Err(run_with)) = (&by_run, &by_ready, &by_run_with) {
+            assert_eq!(ready.to_string(), run.to_string(), "{name}");
+            assert_eq!(run_with.to_string(), run.to_string(), "{name}");
+        }
+    }
+}
+
+/// The injection `ready` hands back is the rule's `max_active` slot: held while the work
+/// lasts (a stream holds it until it ends), freed when dropped.
+#[tokio::test]
+async fn ready_hands_back_the_slot_to_hold() {
+    let chaos = Chaos::new();
+    let rule = Rule::new("one", "p", Fault::Delay(Delay::Fixed(Duration::ZERO)));
+    chaos.add_rule(rule.with_max_active(1)).unwrap();
+    let view = RequestView::new(Point::from_name("p"), "");
+    let Decision::Inject(first) = chaos.decide(&view) else {
+        panic!("the rule matches")
+    };
+    let held = first.ready().await.unwrap();
+    assert!(!chaos.decide(&view).is_inject(), "the one slot is held");
+    drop(held);
+    assert!(chaos.decide(&view).is_inject(), "and free again");
+}
+
+/// The generic point runs the same outbound sequence as the HTTP clients: with no other
+/// context in scope, the current OpenTelemetry context's baggage selects the rule.
+#[cfg(feature = "otel")]
+#[tokio::test]
+async fn the_generic_point_reads_the_context_from_opentelemetry_baggage() {
+    use chaos_core::rules::{Format, RuleSet};
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::{Context, KeyValue};
+
+    let chaos = Chaos::new();
+    chaos
+        .replace(
+            RuleSet::parse(
+                Format::Yaml,
+                "rules: [{ id: g7, point: queue.publish, match: { scenario: g7 }, fault: { error: unavailable } }]",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(chaos.inject("queue.publish", "orders", async {}).await.is_ok());
+    let cx = Context::new().with_baggage([KeyValue::new("chaos", "scenario=g7")]);
+    let _attached = cx.attach();
+    let err = chaos
+        .inject("queue.publish", "orders", async {})
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable() && err.rule_id() == "g7");
+}

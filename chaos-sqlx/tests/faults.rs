@@ -56,6 +56,10 @@ rules:
                 assert_eq!(db.kind(), sqlx::error::ErrorKind::Other);
                 assert!(err.to_string().contains("rule `serial`"), "{err}");
                 assert_eq!(err.injected_fault().unwrap().sqlstate(), Some("40001"));
+                // However the application carries the error on (boxed as a `dyn Error`), the
+                // core's finder looks inside sqlx's boxed database error.
+                let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+                assert_eq!(chaos_core::InjectedFault::find(&*boxed).unwrap().rule_id(), "serial");
 
                 let err = sqlx::query("UPDATE orders SET total = total + 1")
                     .execute(&pool)

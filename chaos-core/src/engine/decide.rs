@@ -33,7 +33,7 @@ impl Chaos {
 
     /// Decides, noting the rules the request matches (with their cohorts) in `obs`, or in
     /// the request a server layer serves when the work is part of one. See
-    /// [`touches`](crate::outcome::touches).
+    /// [`observe`](crate::observe).
     #[inline]
     pub fn decide_observed(
         &self,
