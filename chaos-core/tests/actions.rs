@@ -273,7 +273,12 @@ async fn the_generic_point_reads_the_context_from_opentelemetry_baggage() {
             .unwrap(),
         )
         .unwrap();
-    assert!(chaos.inject("queue.publish", "orders", async {}).await.is_ok());
+    assert!(
+        chaos
+            .inject("queue.publish", "orders", async {})
+            .await
+            .is_ok()
+    );
     let cx = Context::new().with_baggage([KeyValue::new("chaos", "scenario=g7")]);
     let _attached = cx.attach();
     let err = chaos
