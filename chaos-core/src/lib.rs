@@ -156,6 +156,8 @@ mod inject;
 mod journal;
 mod kill;
 mod known;
+#[cfg(all(test, chaos_loom))]
+mod models;
 mod names;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
@@ -169,6 +171,7 @@ mod request;
 #[cfg_attr(docsrs, doc(cfg(feature = "http-body")))]
 pub mod respond;
 pub mod rules;
+mod sync;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;

@@ -2,7 +2,9 @@
 //! schedule, rate, sticky cohort and limits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -54,7 +56,7 @@ pub(crate) struct Decider<'a> {
     /// The index that finds a request's candidates among them.
     pub(crate) index: &'a RuleIndex,
     pub(crate) rng: &'a RngSource,
-    pub(crate) global: &'a Arc<AtomicU32>,
+    pub(crate) global: &'a crate::sync::Arc<AtomicU32>,
 }
 
 impl Decider<'_> {

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sync;
+use crate::sync::atomic::{AtomicU32, Ordering};
 
 use super::state::RuleState;
 
@@ -12,7 +14,7 @@ use super::state::RuleState;
 /// injection that ended or was cancelled) releases by the same code.
 pub(crate) struct Permit {
     rule: Option<Arc<RuleState>>,
-    global: Option<Arc<AtomicU32>>,
+    global: Option<sync::Arc<AtomicU32>>,
 }
 
 impl fmt::Debug for Permit {
@@ -44,7 +46,7 @@ impl Permit {
     /// (with the global `max_active`); `None`, holding nothing, if either is full.
     pub(crate) fn acquire(
         rule: Option<(&Arc<RuleState>, Option<u32>)>,
-        global: &Arc<AtomicU32>,
+        global: &sync::Arc<AtomicU32>,
         global_max: Option<u32>,
     ) -> Option<Permit> {
         let mut permit = Permit {
@@ -93,7 +95,7 @@ mod tests {
 
     #[test]
     fn slots_are_taken_up_to_the_limit_and_given_back_on_drop() {
-        let (st, global) = (rule(), Arc::new(AtomicU32::new(0)));
+        let (st, global) = (rule(), sync::Arc::new(AtomicU32::new(0)));
         let a = Permit::acquire(Some((&st, Some(2))), &global, None).unwrap();
         let b = Permit::acquire(Some((&st, Some(2))), &global, None).unwrap();
         assert!(Permit::acquire(Some((&st, Some(2))), &global, None).is_none());
@@ -110,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_full_engine_gives_the_rule_slot_back() {
-        let (st, global) = (rule(), Arc::new(AtomicU32::new(0)));
+        let (st, global) = (rule(), sync::Arc::new(AtomicU32::new(0)));
         let held = Permit::acquire(None, &global, Some(1)).unwrap();
         assert!(Permit::acquire(Some((&st, None)), &global, Some(1)).is_none());
         assert_eq!(st.active.load(Ordering::SeqCst), 0, "rule slot rolled back");

@@ -2,8 +2,11 @@
 //! leave the rule unchanged.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+
+use crate::sync;
+use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tokio::time::Instant;
 
@@ -31,7 +34,7 @@ pub(crate) struct RuleState {
     /// Injections in flight (see [`Permit`](super::permit::Permit)).
     pub(crate) active: AtomicU32,
     aborted: AtomicBool,
-    abort: Mutex<Option<AbortInfo>>,
+    abort: sync::Mutex<Option<AbortInfo>>,
     /// Its outcomes: the cohorts, guard, budget and ramp.
     pub(crate) outcomes: RuleOutcomes,
     pub(crate) rule_scope: ScopeCounters,
@@ -69,7 +72,7 @@ impl RuleState {
             expired_hits: AtomicU64::new(0),
             active: AtomicU32::new(0),
             aborted: AtomicBool::new(false),
-            abort: Mutex::new(None),
+            abort: sync::Mutex::new(None),
             rule_scope: ScopeCounters::default(),
             scopes: Mutex::new(HashMap::new()),
             #[cfg(feature = "otel")]

@@ -24,7 +24,7 @@ mod stops;
 mod testing;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -103,7 +103,7 @@ struct Shared {
     version: AtomicU64,
     keys: Option<SigningKeys>,
     rng: RngSource,
-    global_active: Arc<AtomicU32>,
+    global_active: crate::sync::Arc<crate::sync::atomic::AtomicU32>,
     events: events::Events,
     stats: Stats,
     warn_headers: RateLimited,
@@ -154,7 +154,7 @@ impl Shared {
             version: AtomicU64::new(0),
             keys,
             rng: RngSource::new(seed),
-            global_active: Arc::new(AtomicU32::new(0)),
+            global_active: crate::sync::Arc::new(crate::sync::atomic::AtomicU32::new(0)),
             events: events::Events::new(),
             stats: Stats::default(),
             warn_headers: RateLimited::new(Duration::from_secs(10)),

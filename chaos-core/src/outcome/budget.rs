@@ -1,7 +1,7 @@
 //! A rule's error budget (`max_errors`): the user-visible errors its experiment may cause
 //! before it retires, never overspent however many injections are in flight.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 
 /// The budget and what is spent and held of it, in one word, so a reservation and a
 /// settlement never see each other half done: experiment errors counted against the
@@ -61,6 +61,12 @@ impl ErrorBudget {
     /// The budget and what is spent of it.
     pub(crate) fn figures(&self) -> (u64, u64) {
         (self.max, halves(self.word.load(Ordering::Acquire)).0)
+    }
+
+    /// What is spent, and the units in flight.
+    #[cfg(test)]
+    pub(crate) fn word(&self) -> (u64, u64) {
+        halves(self.word.load(Ordering::Acquire))
     }
 }
 

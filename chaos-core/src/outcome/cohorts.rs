@@ -2,7 +2,7 @@
 //! matched and left alone (control), each with exact totals since the rule was loaded and
 //! a window for its guard.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;

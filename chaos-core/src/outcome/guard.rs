@@ -1,9 +1,9 @@
 //! Guards: judging a rule's cohorts (`guard:` on a rule) and the organic traffic (`guard:`
 //! on the rules document, the service guard), and what a breach says.
 
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicU64, Ordering};
 use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;

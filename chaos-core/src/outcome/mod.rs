@@ -28,6 +28,8 @@ use std::time::Duration;
 pub(crate) use self::cohorts::Cohort;
 #[cfg(feature = "test-util")]
 pub(crate) use self::cohorts::DEFAULT_SPAN;
+#[cfg(all(test, chaos_loom))]
+pub(crate) use self::budget::ErrorBudget;
 pub use self::cohorts::{CohortFigures, CohortsSnapshot, DurationHistogram};
 #[cfg(feature = "otel")]
 pub(crate) use self::figures::SECONDS;

@@ -1,7 +1,7 @@
 //! A rule's ramp: its rate in steps over time, and, under a guard, a step that moves on
 //! only after a whole step that held and saw enough requests.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;

@@ -3,7 +3,7 @@
 //! shard so threads mostly write to different cache lines) and every rule's cohorts (a
 //! twentieth of the guard's window) keep their windows in it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::figures::{BUCKETS, Tally, bucket};

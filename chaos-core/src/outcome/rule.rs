@@ -5,9 +5,9 @@
 //! (its cohorts are made then). The guard is judged at most once per tick (a tenth of its
 //! window, at most a second), by whichever request or reader finds the tick due.
 
+use crate::sync::atomic::{AtomicU64, Ordering};
 use std::fmt;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;

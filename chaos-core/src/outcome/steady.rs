@@ -26,7 +26,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use arc_swap::ArcSwap;
 
 use super::figures::Tally;
 use super::ring::{Counts, Outcomes, Ring};
+use crate::sync::atomic::{AtomicU32, Ordering};
 
 /// One-second slots kept: the longest window a snapshot can cover.
 const SLOTS: u64 = 64;
