@@ -64,7 +64,7 @@ impl ErrorBudget {
     }
 
     /// What is spent, and the units in flight.
-    #[cfg(test)]
+    #[cfg(all(test, chaos_loom))]
     pub(crate) fn word(&self) -> (u64, u64) {
         halves(self.word.load(Ordering::Acquire))
     }

@@ -15,21 +15,21 @@
 //! allocates nothing.
 
 mod budget;
-mod cohorts;
+pub(crate) mod cohorts;
 mod figures;
 mod guard;
 mod ramp;
-mod ring;
+pub(crate) mod ring;
 mod rule;
 pub mod steady;
 
 use std::time::Duration;
 
+#[cfg(all(test, chaos_loom))]
+pub(crate) use self::budget::ErrorBudget;
 pub(crate) use self::cohorts::Cohort;
 #[cfg(feature = "test-util")]
 pub(crate) use self::cohorts::DEFAULT_SPAN;
-#[cfg(all(test, chaos_loom))]
-pub(crate) use self::budget::ErrorBudget;
 pub use self::cohorts::{CohortFigures, CohortsSnapshot, DurationHistogram};
 #[cfg(feature = "otel")]
 pub(crate) use self::figures::SECONDS;

@@ -32,10 +32,15 @@ impl Counts for Outcomes {
     }
 
     fn clear(&self) {
-        self.errors.store(0, Ordering::Relaxed);
+        // The requests first, then the errors, in the reverse of the order a count adds
+        // them (error, then request): a count racing the clear may be lost whole, or lose
+        // its error, never keep an error without its request. Swaps, not stores, so each
+        // clear is ordered with every count in the slot (the model checker found a
+        // window keeping its last lap's count with plain stores).
         for b in &self.hist {
-            b.store(0, Ordering::Relaxed);
+            b.swap(0, Ordering::Relaxed);
         }
+        self.errors.swap(0, Ordering::Relaxed);
     }
 }
 
@@ -49,14 +54,18 @@ impl Outcomes {
         self.hist[bucket(latency)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Adds what this slot counted to `tally`.
+    /// Adds what this slot counted to `tally`. A count made while this reads may be
+    /// seen by its error and not yet by its request: the errors are capped at the
+    /// requests, so no figure ever says more errors than requests.
     pub(crate) fn add_to(&self, tally: &mut Tally) {
-        tally.errors += u64::from(self.errors.load(Ordering::Relaxed));
+        let mut requests = 0;
         for (h, b) in tally.hist.iter_mut().zip(&self.hist) {
             let n = u64::from(b.load(Ordering::Relaxed));
             *h += n;
-            tally.requests += n;
+            requests += n;
         }
+        tally.requests += requests;
+        tally.errors += u64::from(self.errors.load(Ordering::Relaxed)).min(requests);
     }
 }
 
