@@ -1,10 +1,9 @@
 //! The kill switch: one flag, and a wake-up for every wait that it must cut short.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Notify, OwnedNotified};
 
 /// Whether the kill switch is on, and the waits to release when it flips on.
 #[derive(Debug, Default)]

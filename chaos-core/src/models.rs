@@ -10,7 +10,10 @@ use std::time::Duration;
 use loom::thread;
 use tokio::time::Instant;
 
+use std::future::Future;
+
 use crate::decision::{Permit, RuleState};
+use crate::kill::KillSwitch;
 use crate::outcome::cohorts::{Cohort, Cohorts};
 use crate::outcome::ring::{Outcomes, Ring};
 use crate::outcome::{AbortInfo, ErrorBudget, RuleOutcomes, ServiceGuard, Tally};
@@ -303,5 +306,64 @@ fn the_service_guard_judges_a_tick_once() {
             t.join().unwrap();
         }
         assert_eq!(judged.load(SeqCst), 1);
+    });
+}
+
+/// The kill switch: a wait in flight when it turns on is released, however the flip and
+/// the wait's start interleave (a wait that checks the switch before enabling its
+/// wake-up would sleep through the flip: loom reports it as a deadlock).
+#[test]
+fn a_kill_releases_every_wait_in_flight() {
+    loom::model(|| {
+        let kill = KillSwitch::new();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let kill = kill.clone();
+                thread::spawn(move || loom::future::block_on(kill.wait()))
+            })
+            .collect();
+        let flipper = {
+            let kill = kill.clone();
+            thread::spawn(move || assert!(kill.set(true)))
+        };
+        flipper.join().unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert!(kill.is_on());
+    });
+}
+
+/// Resume does not release a wait begun after it: the wake-up of an earlier flip is not
+/// kept for later waits.
+#[test]
+fn a_wait_begun_after_resume_is_not_released_by_the_earlier_kill() {
+    loom::model(|| {
+        let kill = KillSwitch::new();
+        let resumed = Arc::new(AtomicUsize::new(0));
+        let flipper = {
+            let (kill, resumed) = (kill.clone(), resumed.clone());
+            thread::spawn(move || {
+                kill.set(true);
+                kill.set(false);
+                resumed.store(1, SeqCst);
+            })
+        };
+        let later = {
+            let (kill, resumed) = (kill.clone(), resumed.clone());
+            thread::spawn(move || {
+                while resumed.load(SeqCst) == 0 {
+                    thread::yield_now();
+                }
+                let mut n = std::pin::pin!(kill.notified());
+                n.as_mut().enable();
+                assert!(!kill.is_on());
+                let waker = std::task::Waker::noop();
+                let mut cx = std::task::Context::from_waker(waker);
+                assert!(n.as_mut().poll(&mut cx).is_pending(), "released early");
+            })
+        };
+        flipper.join().unwrap();
+        later.join().unwrap();
     });
 }

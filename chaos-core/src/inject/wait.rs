@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
 use super::{InjectedFault, Injection};
@@ -19,7 +18,7 @@ pin_project! {
     struct Held {
         gate: crate::pause::PauseGate,
         #[pin]
-        opened: OwnedNotified,
+        opened: tokio::sync::futures::OwnedNotified,
     }
 }
 
@@ -34,7 +33,7 @@ pin_project! {
         injection: Option<Injection>,
         // Both made at the first poll.
         #[pin]
-        killed: Option<OwnedNotified>,
+        killed: Option<crate::sync::OwnedNotified>,
         #[pin]
         sleep: Option<Sleep>,
         // Until the delay is over, or the hang or pause reaches its ceiling.
