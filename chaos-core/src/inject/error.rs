@@ -97,7 +97,15 @@ impl InjectedFault {
     /// its own `source()` skips the payload. So is every wrapper an adapter taught it
     /// ([`look_inside`](Self::look_inside)).
     pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a InjectedFault> {
-        find(err, 0)
+        // A copy of the wrappers taught, so no lock is held while they are looked into (a
+        // nested read of a lock a writer waits on could block for good).
+        let taught: Vec<Inside> = INSIDE
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, inside)| *inside)
+            .collect();
+        find(err, &taught, 0)
     }
 
     /// Teaches [`find`](Self::find) (and so [`ChaosErrorExt`]) a wrapper whose
@@ -122,7 +130,11 @@ static INSIDE: RwLock<Vec<(&'static str, Inside)>> = RwLock::new(Vec::new());
 /// Wrappers inside wrappers looked into, at most.
 const DEPTH: u8 = 16;
 
-fn find<'a>(err: &'a (dyn StdError + 'static), depth: u8) -> Option<&'a InjectedFault> {
+fn find<'a>(
+    err: &'a (dyn StdError + 'static),
+    taught: &[Inside],
+    depth: u8,
+) -> Option<&'a InjectedFault> {
     if depth > DEPTH {
         return None;
     }
@@ -134,17 +146,15 @@ fn find<'a>(err: &'a (dyn StdError + 'static), depth: u8) -> Option<&'a Injected
         if let Some(payload) = e
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref)
-            && let Some(f) = find(payload, depth + 1)
+            && let Some(f) = find(payload, taught, depth + 1)
         {
             return Some(f);
         }
-        let taught = INSIDE.read().unwrap_or_else(|p| p.into_inner());
-        for (_, inside) in taught.iter() {
-            if let Some(f) = inside(e).and_then(|inner| find(inner, depth + 1)) {
+        for inside in taught {
+            if let Some(f) = inside(e).and_then(|inner| find(inner, taught, depth + 1)) {
                 return Some(f);
             }
         }
-        drop(taught);
         cur = e.source();
     }
     None
