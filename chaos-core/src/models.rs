@@ -12,12 +12,14 @@ use tokio::time::Instant;
 
 use std::future::Future;
 
+use crate::Chaos;
+use crate::context::cache::{ContextCache, Key, Source};
 use crate::decision::{Permit, RuleState};
 use crate::kill::KillSwitch;
 use crate::outcome::cohorts::{Cohort, Cohorts};
 use crate::outcome::ring::{Outcomes, Ring};
 use crate::outcome::{AbortInfo, ErrorBudget, RuleOutcomes, ServiceGuard, Tally};
-use crate::rules::{DropKind, Fault, Guard, Rate, Rule};
+use crate::rules::{DropKind, Fault, Format, Guard, Rate, Rule, RuleSet};
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
 
@@ -365,5 +367,148 @@ fn a_wait_begun_after_resume_is_not_released_by_the_earlier_kill() {
         };
         flipper.join().unwrap();
         later.join().unwrap();
+    });
+}
+
+/// An `x-chaos` header carrying one scenario tag.
+fn tagged(scenario: &str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    let v = format!("scenario={scenario}");
+    h.insert("x-chaos", http::HeaderValue::try_from(v).unwrap());
+    h
+}
+
+/// The cache key of [`tagged`]'s header.
+fn key(value: &[u8]) -> Key<'_> {
+    Key {
+        source: Source::Headers,
+        x_chaos: Some(value),
+        test_traffic: None,
+    }
+}
+
+/// The context cache: two first requests of different shapes that hash to one slot race
+/// to fill it. One fills it, once; each request gets its own context, the first time and
+/// after (the other's entry is never taken for its own); the slot is read whole.
+#[test]
+fn a_context_slot_is_filled_once_and_never_answers_for_another_shape() {
+    // Two tags whose headers hash to the same slot.
+    let value = |s: &str| format!("scenario={s}");
+    let first = "t0".to_owned();
+    let other = (1..)
+        .map(|i| format!("t{i}"))
+        .find(|s| {
+            ContextCache::index(&key(value(s).as_bytes()))
+                == ContextCache::index(&key(value(&first).as_bytes()))
+        })
+        .unwrap();
+    loom::model(move || {
+        let chaos = Chaos::new();
+        let threads: Vec<_> = [(first.clone(), 2), (other.clone(), 1)]
+            .into_iter()
+            .map(|(tag, reads)| {
+                let chaos = chaos.clone();
+                thread::spawn(move || {
+                    for _ in 0..reads {
+                        let ctx = chaos.context_from_headers(&tagged(&tag)).unwrap();
+                        assert_eq!(ctx.scenarios(), [tag.as_str()], "another shape's context");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let compiled = chaos.compiled();
+        let kept: Vec<_> = [&first, &other]
+            .into_iter()
+            .filter_map(|tag| {
+                let v = value(tag);
+                let hit = compiled.contexts.get(&key(v.as_bytes()))?;
+                assert_eq!(hit.unwrap().scenarios(), [tag.as_str()]);
+                Some(tag)
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "the slot is filled once: {kept:?}");
+    });
+}
+
+/// The context cache belongs to the rules in force: a request judged while a reload
+/// changes the limits is judged by one set's limits and kept in that set's cache, so
+/// once the reload returns every request is judged by the new limits (a header the old
+/// limits allowed and the new refuse is never served from a cache).
+#[test]
+fn a_reload_never_serves_a_context_judged_by_the_old_limits() {
+    loom::model(|| {
+        let chaos = Chaos::new();
+        let long = tagged(&"x".repeat(60));
+        let reader = {
+            let (chaos, long) = (chaos.clone(), long.clone());
+            thread::spawn(move || {
+                // Old limits or new: either judgement is fine while they race.
+                let _ = chaos.context_from_headers(&long);
+            })
+        };
+        let reloader = {
+            let chaos = chaos.clone();
+            thread::spawn(move || {
+                let set =
+                    RuleSet::parse(Format::Yaml, "limits: { max_header_bytes: 32 }\nrules: []")
+                        .unwrap();
+                chaos.replace(set).unwrap();
+            })
+        };
+        reader.join().unwrap();
+        reloader.join().unwrap();
+        assert!(
+            chaos.context_from_headers(&long).is_none(),
+            "judged by the new limits"
+        );
+    });
+}
+
+/// The kill switch stops an injection decided before it and acted on after it, whatever
+/// its fault (not only the waits in flight): the action re-reads the switch.
+#[test]
+fn an_injection_decided_before_the_kill_does_nothing_after_it() {
+    loom::model(|| {
+        let chaos = Chaos::new();
+        chaos
+            .add_rule(Rule::new(
+                "r",
+                "p",
+                Fault::Abort(crate::rules::Abort::http(503)),
+            ))
+            .unwrap();
+        let step = Arc::new(AtomicUsize::new(0));
+        let decider = {
+            let (chaos, step) = (chaos.clone(), step.clone());
+            thread::spawn(move || {
+                let view = crate::RequestView::new(crate::Point::from_name("p"), "");
+                let crate::Decision::Inject(i) = chaos.decide(&view) else {
+                    panic!("the rule matches everything")
+                };
+                step.store(1, SeqCst);
+                while step.load(SeqCst) != 2 {
+                    thread::yield_now();
+                }
+                assert!(
+                    matches!(i.action(), crate::Action::Proceed(_)),
+                    "injected after the kill returned"
+                );
+            })
+        };
+        let killer = {
+            let (chaos, step) = (chaos.clone(), step.clone());
+            thread::spawn(move || {
+                while step.load(SeqCst) != 1 {
+                    thread::yield_now();
+                }
+                chaos.kill();
+                step.store(2, SeqCst);
+            })
+        };
+        decider.join().unwrap();
+        killer.join().unwrap();
     });
 }

@@ -287,3 +287,37 @@ async fn the_generic_point_reads_the_context_from_opentelemetry_baggage() {
         .unwrap_err();
     assert!(err.is_unavailable() && err.rule_id() == "g7");
 }
+
+/// An injection decided before the kill switch turned on and acted on after it does
+/// nothing, whatever its fault: the kill stops every injection not yet applied, not
+/// only the waits already in flight.
+#[tokio::test(start_paused = true)]
+async fn an_injection_decided_before_the_kill_does_nothing_after_it() {
+    let decided = |fault: Fault| {
+        let chaos = Chaos::new();
+        chaos.add_rule(Rule::new("r", "p", fault)).unwrap();
+        let Decision::Inject(i) = chaos.decide(&RequestView::new(Point::from_name("p"), "")) else {
+            panic!("the rule matches everything")
+        };
+        chaos.kill();
+        i
+    };
+    for (name, fault) in faults() {
+        assert_eq!(plain(&decided(fault.clone()).action()), "proceed", "{name}");
+        for side in [HttpSide::Server, HttpSide::Client] {
+            for grpc in [false, true] {
+                let HttpAction::Wait(w) = decided(fault.clone()).http_action(side, grpc) else {
+                    panic!("{name}: a killed injection waits for nothing")
+                };
+                let started = tokio::time::Instant::now();
+                let (i, waited) = w.await;
+                assert!(waited.is_ok(), "{name}");
+                assert_eq!(i.rule_id(), "r");
+                assert_eq!(tokio::time::Instant::now(), started, "{name}: no timer");
+            }
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(decided(fault).run(async { 7 }).await.unwrap(), 7, "{name}");
+        assert_eq!(tokio::time::Instant::now(), started);
+    }
+}

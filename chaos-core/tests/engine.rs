@@ -367,10 +367,10 @@ async fn a_wait_that_starts_after_the_kill_returns_at_once() {
     let Decision::Inject(i) = chaos.decide(&RequestView::new(Point::from_name("slow"), "")) else {
         panic!()
     };
-    chaos.kill();
     let Action::Wait(w) = i.action() else {
         panic!("a delay waits")
     };
+    chaos.kill();
     let started = Instant::now();
     assert!(w.await.1.is_ok());
     assert_eq!(Instant::now(), started, "returned without the 20 s timer");

@@ -9,9 +9,8 @@
 //! every time). The cache belongs to the rules in force, so limits that change with a
 //! reload never judge a header by the old ones, and a reload empties it.
 
-use std::sync::OnceLock;
-
 use super::ChaosContext;
+use crate::sync::OnceLock;
 
 /// Slots: distinct shapes of tagged traffic kept at once. Each is written once, by the
 /// first shape that hashes to it; a later shape that hashes there too is parsed every
@@ -71,6 +70,12 @@ impl Default for ContextCache {
 impl ContextCache {
     #[inline]
     fn slot(&self, key: &Key<'_>) -> &OnceLock<Entry> {
+        &self.slots[Self::index(key)]
+    }
+
+    /// The slot `key` is kept in.
+    #[inline]
+    pub(crate) fn index(key: &Key<'_>) -> usize {
         let mut h = key.x_chaos.map_or(0, xxhash_rust::xxh3::xxh3_64);
         if let Some(t) = key.test_traffic {
             h ^= xxhash_rust::xxh3::xxh3_64(t).rotate_left(17) | 1;
@@ -78,7 +83,7 @@ impl ContextCache {
         if key.source == Source::Baggage {
             h = h.rotate_left(31) ^ 0x9e37_79b9_7f4a_7c15;
         }
-        &self.slots[(h % SLOTS as u64) as usize]
+        (h % SLOTS as u64) as usize
     }
 
     /// The context made before from exactly these bytes, read where `key` says: `Some(ctx)`

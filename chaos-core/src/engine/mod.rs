@@ -28,9 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use arc_swap::Guard as Loaded;
-
 pub use self::builder::Builder;
 use self::compiled::{Compiled, Removed};
 pub use self::events::Event;
@@ -48,6 +45,7 @@ use crate::outcome::{Registry, ServiceGuard, SteadyState};
 use crate::rate_limit::RateLimited;
 use crate::rules::Rule;
 use crate::rules::RulesError;
+use crate::sync::{ArcSwap, Loaded};
 
 /// The chaos engine: rules, kill switch, decisions. Cheap to clone; every clone is the same
 /// engine.

@@ -48,7 +48,8 @@ pub enum HttpSide {
 /// | `body` | [`HttpAction::WrapBody`] | the same |
 ///
 /// When a [`Wait`] ends in `Err` (a hang at its ceiling), [`Injection::http_timed_out`]
-/// says what to do instead.
+/// says what to do instead. An injection acted on after the kill switch turned on
+/// (decided before it) is a [`HttpAction::Wait`] that ends at once, whatever its fault.
 #[cfg(feature = "http-body")]
 #[derive(Debug)]
 pub enum HttpAction {
@@ -80,6 +81,10 @@ impl Injection {
     /// }
     /// ```
     pub fn action(self) -> Action {
+        if self.is_killed() {
+            // Killed since the decision: the work goes on untouched.
+            return Action::Proceed(self);
+        }
         let kind = match &*self.i.fault {
             Fault::Delay(_) | Fault::Drop(DropKind::Hang) => return Action::Wait(Wait::new(self)),
             Fault::Body(_) => return Action::Proceed(self),
@@ -97,6 +102,10 @@ impl Injection {
     pub fn http_action(self, side: HttpSide, grpc: bool) -> HttpAction {
         use crate::respond;
         let answers_errors = side == HttpSide::Server || grpc;
+        if self.is_killed() {
+            // Killed since the decision: a wait that ends at once, then the call.
+            return HttpAction::Wait(Wait::new(self));
+        }
         match &*self.i.fault {
             Fault::Delay(_) | Fault::Drop(DropKind::Hang) => HttpAction::Wait(Wait::new(self)),
             Fault::Body(_) => HttpAction::WrapBody(self),
