@@ -223,4 +223,12 @@ pub trait OutboundCall {
 
     /// The call as the rules see it, with `ctx` in it.
     fn view<'a>(&'a self, ctx: Option<&'a ChaosContext>) -> RequestView<'a>;
+
+    /// The steady state the adapter records the call's outcome in, if it keeps one: its
+    /// organic calls are then timed by that steady state's sample
+    /// ([`Chaos::observe_sampled`](crate::Chaos::observe_sampled)). `None` (the default)
+    /// times every call.
+    fn steady_state(&self) -> Option<&crate::steady::SteadyState> {
+        None
+    }
 }

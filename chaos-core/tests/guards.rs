@@ -301,7 +301,11 @@ async fn the_service_guard_aborts_everything_and_turns_the_kill_switch_on() {
         assert!(call(&chaos, false).await);
     }
     let snap = chaos.snapshot();
-    assert_eq!(snap.service_guard.unwrap().state, GuardState::Holding);
+    let g = snap.service_guard.unwrap();
+    assert_eq!(g.state, GuardState::Holding);
+    // Fewer requests than the sample wants a second: every one timed, and said so.
+    assert_eq!((g.requests, g.timed), (50, 50));
+    assert!(g.p99.is_some());
     // The worker's own dependency starts failing: organic errors rise.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !chaos.is_killed() {

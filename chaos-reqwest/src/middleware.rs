@@ -192,6 +192,7 @@ impl ChaosMiddleware {
                 req,
                 named,
                 forward: self.forward,
+                steady: &self.steady,
             },
         )
     }
@@ -310,6 +311,7 @@ struct Call<'r> {
     /// Its target, unless it is the request's host.
     named: Option<&'r str>,
     forward: bool,
+    steady: &'r SteadyState,
 }
 
 impl OutboundCall for Call<'_> {
@@ -328,6 +330,10 @@ impl OutboundCall for Call<'_> {
             .host(host)
             .headers(self.req.headers())
             .context(ctx)
+    }
+
+    fn steady_state(&self) -> Option<&SteadyState> {
+        Some(self.steady)
     }
 }
 

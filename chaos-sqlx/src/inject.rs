@@ -62,6 +62,7 @@ impl Target {
             &mut Statement {
                 pool: &self.name,
                 sql,
+                steady: &self.steady,
             },
         )
     }
@@ -71,6 +72,7 @@ impl Target {
 struct Statement<'a> {
     pool: &'a str,
     sql: &'a str,
+    steady: &'a SteadyState,
 }
 
 impl OutboundCall for Statement<'_> {
@@ -81,6 +83,10 @@ impl OutboundCall for Statement<'_> {
         RequestView::new(Point::Sql, self.pool)
             .sql(self.sql)
             .context(ctx)
+    }
+
+    fn steady_state(&self) -> Option<&SteadyState> {
+        Some(self.steady)
     }
 }
 

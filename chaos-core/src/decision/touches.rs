@@ -290,7 +290,8 @@ pub fn in_request_scope() -> bool {
 /// See the [module docs](self).
 #[must_use = "an observation records nothing until it is finished"]
 pub struct Observation {
-    pub(crate) start: Instant,
+    /// When the work began, if it is timed.
+    pub(crate) start: Option<Instant>,
     pub(crate) touches: Touches,
     /// Whether rules exist at other points than `server` (so a request's hops can match).
     pub(crate) downstream: bool,
@@ -313,18 +314,30 @@ impl Observation {
         self.downstream && !in_request_scope()
     }
 
-    /// An observation of work that begins now.
+    /// An observation of work that begins now, timed if `timed` (else counted only,
+    /// unless a rule matches it: see [`time_if_matched`](Self::time_if_matched)).
     #[inline]
-    pub(crate) fn start_now() -> Observation {
+    pub(crate) fn start_now(timed: bool) -> Observation {
         Observation {
-            start: Instant::now(),
+            start: timed.then(Instant::now),
             touches: Touches::default(),
             downstream: false,
         }
     }
 
-    /// When the work began.
-    pub fn start(&self) -> Instant {
+    /// Starts the clock for work a rule matched (either cohort), or whose hops may be
+    /// matched, if it is not running yet: every such request is timed.
+    #[inline]
+    pub(crate) fn time_if_matched(&mut self) {
+        if self.start.is_none() && (!self.touches.is_empty() || self.downstream) {
+            self.start = Some(Instant::now());
+        }
+    }
+
+    /// When the work began, if it is timed: every request a rule matched is; an organic
+    /// one (matched by no rule) only if it is in its steady state's sample (see
+    /// [`Chaos::observe_sampled`](crate::Chaos::observe_sampled)).
+    pub fn start(&self) -> Option<Instant> {
         self.start
     }
 

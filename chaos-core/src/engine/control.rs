@@ -76,6 +76,8 @@ impl Chaos {
         let n = compiled.rules.len();
         self.refresh_flags(&compiled);
         self.service_guard().reset(compiled.set.guard.as_ref());
+        let wanted = crate::outcome::timings_wanted(compiled.set.guard.as_ref());
+        self.shared.steady.want_timings(wanted);
         self.shared.compiled.store(compiled);
         let v = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.events().emit(Event::RulesChanged {

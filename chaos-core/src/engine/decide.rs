@@ -58,7 +58,11 @@ impl Chaos {
             max_hang,
             obs,
         };
-        match self.decider(&compiled).decide(req, &mut sink) {
+        let decided = self.decider(&compiled).decide(req, &mut sink);
+        if let Some(o) = sink.obs {
+            o.time_if_matched();
+        }
+        match decided {
             Some(d) => {
                 let inj = self.injection(d, req, max_hang);
                 self.record(&inj, false);

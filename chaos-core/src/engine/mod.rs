@@ -242,6 +242,14 @@ impl Chaos {
         self.shared.steady.get(point, target)
     }
 
+    /// Times one organic request in `one_in` at every point, instead of the adaptive
+    /// sample (0: adapt again). For benchmarks that must count the same work on every
+    /// run; not part of the API.
+    #[doc(hidden)]
+    pub fn pin_organic_sample(&self, one_in: u32) {
+        self.shared.steady.pin_sample(one_in);
+    }
+
     /// Every point and target that has recorded (or been asked for) a steady state.
     pub fn steady_states(&self) -> Vec<Arc<SteadyState>> {
         self.shared.steady.all()
@@ -369,7 +377,7 @@ impl Chaos {
         &self,
         point: &str,
         target: &str,
-        start: std::time::Instant,
+        start: Option<std::time::Instant>,
         error: bool,
         injected: bool,
     ) {

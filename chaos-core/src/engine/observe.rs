@@ -9,11 +9,24 @@ use crate::decision::{Observation, Settled, Touches};
 use crate::outcome::SteadyState;
 
 impl Chaos {
-    /// Starts observing a piece of work: `None` while the engine is not armed (nothing is
-    /// recorded then).
+    /// Starts observing a piece of work, timed from now: `None` while the engine is not
+    /// armed (nothing is recorded then).
     #[inline]
     pub fn observe(&self) -> Option<Observation> {
-        self.is_armed().then(Observation::start_now)
+        self.is_armed().then(|| Observation::start_now(true))
+    }
+
+    /// Starts observing a piece of work whose outcome goes to `steady`, timed only if a
+    /// rule matches it (timed from its decision) or it is in `steady`'s sample of
+    /// organic work: about
+    /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::steady::ORGANIC_TIMINGS_PER_SECOND) a second,
+    /// more if the service guard needs them to judge, every one while there are fewer.
+    /// Every outcome is counted. What the adapters use: an organic request outside the
+    /// sample reads the clock once, not twice.
+    #[inline]
+    pub fn observe_sampled(&self, steady: &SteadyState) -> Option<Observation> {
+        self.is_armed()
+            .then(|| Observation::start_now(steady.sample()))
     }
 
     /// Records the outcome of the rules `touches` noted (in their cohorts) and acts on
@@ -42,9 +55,14 @@ impl Observation {
     pub fn finish(mut self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
         let injected = injected || self.injected();
         let now = Instant::now();
-        steady.record_at(self.start.into_std(), now.into_std(), error, injected);
+        steady.record_at(
+            self.start.map(Instant::into_std),
+            now.into_std(),
+            error,
+            injected,
+        );
         if !self.touches.is_empty() {
-            chaos.settle(&mut self.touches, self.start, now, error);
+            chaos.settle(&mut self.touches, self.start.unwrap_or(now), now, error);
         }
         chaos.service_guard_tick();
     }
@@ -60,10 +78,59 @@ impl Observation {
         injected: bool,
     ) {
         let injected = injected || self.injected();
-        chaos.record_outcome(point, target, self.start.into_std(), error, injected);
+        let start = self.start.map(Instant::into_std);
+        chaos.record_outcome(point, target, start, error, injected);
         if !self.touches.is_empty() {
-            chaos.settle(&mut self.touches, self.start, Instant::now(), error);
+            let now = Instant::now();
+            chaos.settle(&mut self.touches, self.start.unwrap_or(now), now, error);
         }
         chaos.service_guard_tick();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{DropKind, Fault, Rate, Rule};
+    use crate::{Point, RequestView};
+
+    /// An organic request outside the sample is counted without a timing; a request a
+    /// rule matched is timed whatever the sample says (here a control-cohort request,
+    /// which nothing is injected into).
+    #[test]
+    fn every_matched_request_is_timed_and_organic_ones_by_sample() {
+        let chaos = Chaos::new();
+        let mut rule = Rule::new("r", "server", Fault::Drop(DropKind::Reset));
+        rule.rate = Rate::new(0.0).unwrap();
+        rule.target = Some("matched".into());
+        chaos.add_rule(rule).unwrap();
+        let steady = chaos.steady_state("server", "");
+        steady.never_sample();
+        let view = |target| RequestView::new(Point::Server, target);
+
+        // Both observed before either is recorded: the first record sets the sample anew.
+        let mut organic = chaos.observe_sampled(&steady).unwrap();
+        assert!(
+            !chaos
+                .decide_observed(&view("other"), Some(&mut organic))
+                .is_inject()
+        );
+        assert!(organic.start().is_none(), "outside the sample: not timed");
+        let mut matched = chaos.observe_sampled(&steady).unwrap();
+        assert!(
+            !chaos
+                .decide_observed(&view("matched"), Some(&mut matched))
+                .is_inject()
+        );
+        assert!(matched.start().is_some(), "matched: timed");
+        organic.finish(&chaos, &steady, false, false);
+        matched.finish(&chaos, &steady, false, false);
+
+        let seen = steady.snapshot(std::time::Duration::from_secs(10));
+        // Nothing was injected into either (the control cohort is organic traffic): both
+        // counted, only the matched one timed.
+        assert_eq!((seen.requests, seen.timed), (2, 1));
+        let cohorts = &chaos.snapshot().rules[0].cohorts;
+        assert_eq!(cohorts.control.requests, 1);
     }
 }

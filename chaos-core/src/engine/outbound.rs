@@ -39,7 +39,11 @@ impl Chaos {
             if let Some(c) = ctx {
                 call.forward(c);
             }
-            let Some(mut obs) = self.observe() else {
+            let obs = match call.steady_state() {
+                Some(steady) => self.observe_sampled(steady),
+                None => self.observe(),
+            };
+            let Some(mut obs) = obs else {
                 return (Decision::Pass, None);
             };
             let decision = self.decide_observed(&call.view(ctx), Some(&mut obs));

@@ -112,6 +112,11 @@ impl Tally {
     pub(crate) fn p99(&self) -> Option<Duration> {
         self.quantile(0.99)
     }
+
+    /// The requests that were timed: what the quantiles rest on.
+    pub(crate) fn timed(&self) -> u64 {
+        self.hist.iter().sum()
+    }
 }
 
 /// What some requests came to: how many, how many failed, and their 99th percentile

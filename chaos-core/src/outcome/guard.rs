@@ -273,6 +273,7 @@ impl ServiceGuard {
             requests: seen.requests,
             errors: seen.errors,
             error_rate: seen.error_rate(),
+            timed: seen.timed(),
             p99: seen.p99().map(Dur),
             breach,
         }
@@ -293,7 +294,11 @@ pub struct ServiceGuardSnapshot {
     pub errors: u64,
     /// Errors over responses.
     pub error_rate: f64,
-    /// The organic p99 in the window.
+    /// Organic responses in the window that were timed: what `p99` rests on (a sample of
+    /// at least twice `min_requests` over the window, see
+    /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::steady::ORGANIC_TIMINGS_PER_SECOND)).
+    pub timed: u64,
+    /// The organic p99 in the window, of the timed responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99: Option<Dur>,
     /// The breach that stopped everything, if one did.

@@ -39,8 +39,8 @@ pub(crate) use self::guard::ServiceGuard;
 pub use self::guard::{AbortInfo, Breach, GuardState, ServiceGuardSnapshot};
 pub use self::ramp::RampStatus;
 pub(crate) use self::rule::RuleOutcomes;
-pub(crate) use self::steady::Registry;
-pub use self::steady::{Observed, SteadyState};
+pub use self::steady::{ORGANIC_TIMINGS_PER_SECOND, Observed, SteadyState};
+pub(crate) use self::steady::{Registry, timings_wanted};
 
 /// Nanoseconds, saturating.
 fn ns(d: Duration) -> u64 {

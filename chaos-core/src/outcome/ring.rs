@@ -16,10 +16,12 @@ pub(crate) trait Counts {
     fn clear(&self);
 }
 
-/// Outcomes: errors, and every outcome's latency by bucket (their sum is the request
-/// count, so a record is one atomic less).
+/// Outcomes: errors, every timed outcome's latency by bucket, and the outcomes counted
+/// without a timing (an organic request outside the sample). The requests are the
+/// buckets' sum and the untimed count, so a timed record is one atomic less.
 pub(crate) struct Outcomes {
     errors: AtomicU32,
+    untimed: AtomicU32,
     hist: [AtomicU32; BUCKETS],
 }
 
@@ -27,6 +29,7 @@ impl Counts for Outcomes {
     fn new() -> Outcomes {
         Outcomes {
             errors: AtomicU32::new(0),
+            untimed: AtomicU32::new(0),
             hist: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
@@ -40,18 +43,32 @@ impl Counts for Outcomes {
         for b in &self.hist {
             b.swap(0, Ordering::Relaxed);
         }
+        self.untimed.swap(0, Ordering::Relaxed);
         self.errors.swap(0, Ordering::Relaxed);
     }
 }
 
 impl Outcomes {
-    /// Counts one outcome.
+    /// Counts one outcome, with its latency if it was timed.
     #[inline]
-    pub(crate) fn add(&self, latency: Duration, error: bool) {
+    pub(crate) fn add(&self, latency: Option<Duration>, error: bool) {
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.hist[bucket(latency)].fetch_add(1, Ordering::Relaxed);
+        match latency {
+            Some(l) => self.hist[bucket(l)].fetch_add(1, Ordering::Relaxed),
+            None => self.untimed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// The requests counted (timed or not).
+    pub(crate) fn requests(&self) -> u64 {
+        let timed: u64 = self
+            .hist
+            .iter()
+            .map(|b| u64::from(b.load(Ordering::Relaxed)))
+            .sum();
+        timed + u64::from(self.untimed.load(Ordering::Relaxed))
     }
 
     /// Adds what this slot counted to `tally`. A count made while this reads may be
@@ -64,6 +81,7 @@ impl Outcomes {
             *h += n;
             requests += n;
         }
+        requests += u64::from(self.untimed.load(Ordering::Relaxed));
         tally.requests += requests;
         tally.errors += u64::from(self.errors.load(Ordering::Relaxed)).min(requests);
     }
@@ -99,8 +117,9 @@ impl<C: Counts, const LEN: usize> Ring<C, LEN> {
         }
     }
 
+    /// The number of the slot `now` falls in, counted from the ring's base (plus one).
     #[inline]
-    fn epoch(&self, now: Instant) -> u64 {
+    pub(crate) fn epoch(&self, now: Instant) -> u64 {
         // In u64: nanoseconds last 584 years, and a u128 division is a library call.
         let d = now.saturating_duration_since(self.base);
         let ns = d.as_secs().saturating_mul(1_000_000_000) + u64::from(d.subsec_nanos());
@@ -111,7 +130,12 @@ impl<C: Counts, const LEN: usize> Ring<C, LEN> {
     /// time; `None` when it already counts a later one (`now` is late by a whole ring).
     #[inline]
     pub(crate) fn slot(&self, now: Instant, lane: usize) -> Option<&C> {
-        let epoch = self.epoch(now);
+        self.slot_in(self.epoch(now), lane)
+    }
+
+    /// [`slot`](Self::slot) by the slot's number ([`epoch`](Self::epoch)).
+    #[inline]
+    pub(crate) fn slot_in(&self, epoch: u64, lane: usize) -> Option<&C> {
         let i = lane * LEN + (epoch % LEN as u64) as usize;
         let slot = &self.slots[i];
         let seen = slot.epoch.load(Ordering::Acquire);
@@ -130,6 +154,12 @@ impl<C: Counts, const LEN: usize> Ring<C, LEN> {
             }
         }
         Some(&slot.counts)
+    }
+
+    /// The slot of `lane` numbered `epoch`, if it still counts that time (read only).
+    pub(crate) fn counted(&self, epoch: u64, lane: usize) -> Option<&C> {
+        let slot = &self.slots[lane * LEN + (epoch % LEN as u64) as usize];
+        (slot.epoch.load(Ordering::Acquire) == epoch).then_some(&slot.counts)
     }
 
     /// Every slot, in every lane, of the last `parts` (the one `now` falls in and those
@@ -151,7 +181,7 @@ impl<const LEN: usize> Ring<Outcomes, LEN> {
     #[inline]
     pub(crate) fn record(&self, now: Instant, latency: Duration, error: bool) {
         if let Some(s) = self.slot(now, 0) {
-            s.add(latency, error);
+            s.add(Some(latency), error);
         }
     }
 

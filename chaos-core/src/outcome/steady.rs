@@ -34,7 +34,7 @@ use arc_swap::ArcSwap;
 
 use super::figures::Tally;
 use super::ring::{Counts, Outcomes, Ring};
-use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// One-second slots kept: the longest window a snapshot can cover.
 const SLOTS: u64 = 64;
@@ -50,7 +50,46 @@ pub struct SteadyState {
     target: Box<str>,
     /// One-second slots, a lane per shard.
     seconds: Ring<Second, { SLOTS as usize }>,
+    /// Which organic requests are timed.
+    sampler: Sampler,
 }
+
+/// Organic timings wanted per second at one point and target when no service guard asks
+/// for more: a 10-second snapshot's p99 then rests on at least 2,000 of them (its top 20).
+pub const ORGANIC_TIMINGS_PER_SECOND: u32 = 200;
+
+/// The organic timings wanted per second under `guard`: [`ORGANIC_TIMINGS_PER_SECOND`],
+/// or twice the guard's `min_requests` spread over its window if that is more, so a
+/// window with enough requests to judge always holds at least that many timings.
+pub(crate) fn timings_wanted(guard: Option<&crate::rules::Guard>) -> u32 {
+    let by_guard = guard.map_or(0, |g| {
+        let secs = g.window.0.as_secs().max(1);
+        g.min_requests.saturating_mul(2).div_ceil(secs)
+    });
+    u32::try_from(by_guard)
+        .unwrap_or(u32::MAX)
+        .max(ORGANIC_TIMINGS_PER_SECOND)
+}
+
+/// Which organic requests are timed: one in `stride`, counted down per shard. Each
+/// second the stride is set from the last second's organic requests, so about
+/// `wanted` of them are timed per second (every one while there are fewer).
+struct Sampler {
+    /// Timings wanted per second (shared by every steady state of an engine).
+    wanted: Arc<AtomicU32>,
+    /// A stride fixed by hand (0: adapt), shared likewise.
+    pinned: Arc<AtomicU32>,
+    /// Time one organic request in this many.
+    stride: AtomicU32,
+    /// The second (ring epoch) the stride was last set for.
+    set_for: AtomicU64,
+    /// Requests left before the next timed one, per shard.
+    countdown: Box<[Countdown]>,
+}
+
+/// A shard's countdown, on a cache line pair of its own.
+#[repr(align(128))]
+struct Countdown(AtomicU32);
 
 /// One second of a shard: the organic outcomes, and the injected ones counted apart.
 /// Each on 128 bytes of its own, so the seconds two threads are counting in never share
@@ -90,8 +129,12 @@ pub struct Observed {
     pub injected: u64,
     /// Injected responses that were errors (including dropped connections).
     pub injected_errors: u64,
-    /// The organic 99th percentile latency (the upper bound of its bucket, within 50%;
-    /// about 50 s for anything slower), `None` without organic responses.
+    /// Organic responses that were timed: what `p99` rests on. Every request a rule
+    /// matched is timed; organic ones are sampled, about
+    /// [`ORGANIC_TIMINGS_PER_SECOND`] a second (every one while there are fewer).
+    pub timed: u64,
+    /// The organic 99th percentile latency of the timed responses (the upper bound of
+    /// its bucket, within 50%; about 50 s for anything slower), `None` without any.
     pub p99: Option<Duration>,
 }
 
@@ -130,12 +173,88 @@ fn shard_index() -> usize {
 }
 
 impl SteadyState {
-    fn new(point: &str, target: &str) -> SteadyState {
+    #[cfg(test)]
+    fn new(point: &str, target: &str, wanted: Arc<AtomicU32>) -> SteadyState {
+        SteadyState::sampled(point, target, wanted, Arc::default())
+    }
+
+    fn sampled(
+        point: &str,
+        target: &str,
+        wanted: Arc<AtomicU32>,
+        pinned: Arc<AtomicU32>,
+    ) -> SteadyState {
         let base = Instant::now();
+        let stride = pinned.load(Ordering::Relaxed).max(1);
         SteadyState {
             point: point.into(),
             target: target.into(),
             seconds: Ring::new(base, Duration::from_secs(1), SHARDS),
+            sampler: Sampler {
+                wanted,
+                pinned,
+                stride: AtomicU32::new(stride),
+                set_for: AtomicU64::new(0),
+                countdown: (0..SHARDS).map(|_| Countdown(AtomicU32::new(0))).collect(),
+            },
+        }
+    }
+
+    /// Whether to time the next organic request here (see [`ORGANIC_TIMINGS_PER_SECOND`]):
+    /// two relaxed accesses to this thread's shard, no read-modify-write. Two threads on
+    /// one shard may both take a step of its countdown: the sample is a rate, not a
+    /// promise about one request.
+    #[inline]
+    pub(crate) fn sample(&self) -> bool {
+        let c = &self.sampler.countdown[shard_index()].0;
+        let left = c.load(Ordering::Relaxed);
+        if left > 1 {
+            c.store(left - 1, Ordering::Relaxed);
+            return false;
+        }
+        c.store(
+            self.sampler.stride.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        true
+    }
+
+    /// Times no organic request until the next record (tests of what is timed
+    /// regardless).
+    #[cfg(test)]
+    pub(crate) fn never_sample(&self) {
+        self.sampler.stride.store(u32::MAX, Ordering::Relaxed);
+        for c in &*self.sampler.countdown {
+            c.0.store(u32::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the stride for second `epoch` from the organic requests of the second
+    /// before, once per second (by whoever records first in it).
+    #[cold]
+    fn resample(&self, epoch: u64, seen: u64) {
+        let s = &self.sampler;
+        if s.set_for
+            .compare_exchange(seen, epoch, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if s.pinned.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        let last: u64 = (0..SHARDS)
+            .filter_map(|lane| self.seconds.counted(epoch - 1, lane))
+            .map(|sec| sec.organic.requests())
+            .sum();
+        let wanted = u64::from(s.wanted.load(Ordering::Relaxed).max(1));
+        let stride = u32::try_from((last / wanted).max(1)).unwrap_or(u32::MAX);
+        s.stride.store(stride, Ordering::Relaxed);
+        // A countdown left from a faster second must not hold the next timing back.
+        for c in &*s.countdown {
+            if c.0.load(Ordering::Relaxed) > stride {
+                c.0.store(stride, Ordering::Relaxed);
+            }
         }
     }
 
@@ -153,13 +272,25 @@ impl SteadyState {
     /// chaos injected into it. No lock, no allocation.
     #[inline]
     pub fn record(&self, start: Instant, error: bool, injected: bool) {
-        self.record_at(start, Instant::now(), error, injected);
+        self.record_at(Some(start), Instant::now(), error, injected);
     }
 
-    /// [`record`](Self::record) with the clock already read.
+    /// [`record`](Self::record) with the clock already read, and the start only if the
+    /// work was timed.
     #[inline]
-    pub(crate) fn record_at(&self, start: Instant, now: Instant, error: bool, injected: bool) {
-        let Some(second) = self.seconds.slot(now, shard_index()) else {
+    pub(crate) fn record_at(
+        &self,
+        start: Option<Instant>,
+        now: Instant,
+        error: bool,
+        injected: bool,
+    ) {
+        let epoch = self.seconds.epoch(now);
+        let seen = self.sampler.set_for.load(Ordering::Relaxed);
+        if seen != epoch {
+            self.resample(epoch, seen);
+        }
+        let Some(second) = self.seconds.slot_in(epoch, shard_index()) else {
             return;
         };
         if injected {
@@ -168,9 +299,8 @@ impl SteadyState {
                 second.injected_errors.fetch_add(1, Ordering::Relaxed);
             }
         } else {
-            second
-                .organic
-                .add(now.saturating_duration_since(start), error);
+            let latency = start.map(|s| now.saturating_duration_since(s));
+            second.organic.add(latency, error);
         }
     }
 
@@ -194,6 +324,7 @@ impl SteadyState {
             errors: organic.errors,
             injected,
             injected_errors,
+            timed: organic.timed(),
             p99: organic.p99(),
         }
     }
@@ -206,10 +337,24 @@ impl SteadyState {
 
 /// Every point and target's steady state, for the engine: read without a lock, added to
 /// under one.
-#[derive(Default)]
 pub(crate) struct Registry {
     all: ArcSwap<Vec<Arc<SteadyState>>>,
     writer: Mutex<()>,
+    /// Organic timings wanted per second, for every steady state.
+    wanted: Arc<AtomicU32>,
+    /// A sample stride fixed by hand, for every steady state (0: adapt).
+    pinned: Arc<AtomicU32>,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            all: ArcSwap::default(),
+            writer: Mutex::default(),
+            wanted: Arc::new(AtomicU32::new(ORGANIC_TIMINGS_PER_SECOND)),
+            pinned: Arc::default(),
+        }
+    }
 }
 
 impl Registry {
@@ -222,7 +367,12 @@ impl Registry {
         if let Some(s) = self.find(point, target) {
             return s;
         }
-        let made = Arc::new(SteadyState::new(point, target));
+        let made = Arc::new(SteadyState::sampled(
+            point,
+            target,
+            self.wanted.clone(),
+            self.pinned.clone(),
+        ));
         let mut all = Vec::clone(&self.all.load());
         all.push(made.clone());
         self.all.store(Arc::new(all));
@@ -243,7 +393,7 @@ impl Registry {
         &self,
         point: &str,
         target: &str,
-        start: Instant,
+        start: Option<Instant>,
         error: bool,
         injected: bool,
     ) {
@@ -252,12 +402,27 @@ impl Registry {
             .iter()
             .find(|s| &*s.point == point && &*s.target == target)
         {
-            Some(s) => s.record(start, error, injected),
+            Some(s) => s.record_at(start, Instant::now(), error, injected),
             None => {
                 drop(all);
-                self.get(point, target).record(start, error, injected);
+                let s = self.get(point, target);
+                s.record_at(start, Instant::now(), error, injected);
             }
         }
+    }
+
+    /// Times one organic request in `one_in` at every steady state, made or to be made,
+    /// instead of adapting (0: adapt again).
+    pub(crate) fn pin_sample(&self, one_in: u32) {
+        self.pinned.store(one_in, Ordering::Relaxed);
+        for s in self.all.load().iter() {
+            s.sampler.stride.store(one_in.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the organic timings wanted per second (see [`timings_wanted`]).
+    pub(crate) fn want_timings(&self, per_second: u32) {
+        self.wanted.store(per_second, Ordering::Relaxed);
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<SteadyState>> {
@@ -271,7 +436,7 @@ mod tests {
 
     #[test]
     fn counts_organic_and_injected_apart() {
-        let s = SteadyState::new("server", "");
+        let s = SteadyState::new("server", "", Arc::default());
         let start = Instant::now();
         for i in 0..200 {
             s.record(start, i % 10 == 0, false);
@@ -287,7 +452,7 @@ mod tests {
 
     #[test]
     fn p99_tracks_the_slow_tail() {
-        let s = SteadyState::new("server", "");
+        let s = SteadyState::new("server", "", Arc::default());
         let now = Instant::now();
         // 95 fast responses and 5 that took two seconds: p99 is in the slow bucket.
         for _ in 0..95 {
@@ -302,5 +467,60 @@ mod tests {
             p99 >= Duration::from_secs(2) && p99 < Duration::from_secs(3),
             "{p99:?}"
         );
+    }
+
+    /// Requests and timings counted in second `epoch`, over every shard.
+    fn second(s: &SteadyState, epoch: u64) -> (u64, u64) {
+        let mut t = Tally::default();
+        for lane in 0..SHARDS {
+            if let Some(sec) = s.seconds.counted(epoch, lane) {
+                sec.organic.add_to(&mut t);
+            }
+        }
+        (t.requests, t.timed())
+    }
+
+    /// Every organic request is counted; about `wanted` a second are timed, every one
+    /// while there are fewer, and the sample follows the traffic down at once.
+    #[test]
+    fn organic_timings_are_sampled_to_the_rate_wanted() {
+        let s = SteadyState::new("server", "", Arc::new(AtomicU32::new(200)));
+        let base = Instant::now();
+        let run = |sec: u64, requests: u64| {
+            let at = base + Duration::from_millis(sec * 1000 + 500);
+            for _ in 0..requests {
+                let timed = s.sample();
+                s.record_at(timed.then_some(at), at, false, false);
+            }
+            second(&s, s.seconds.epoch(at))
+        };
+        // No history yet: every request timed.
+        assert_eq!(run(0, 10_000), (10_000, 10_000));
+        // 10,000 a second: one in 50 timed.
+        let (requests, timed) = run(1, 10_000);
+        assert_eq!(requests, 10_000);
+        assert!((190..=210).contains(&timed), "{timed} timed");
+        // Traffic falls to 50 a second: the sample catches up within a second...
+        let (requests, timed) = run(2, 50);
+        assert_eq!(requests, 50);
+        assert!(timed >= 1, "the countdown was cut to the new stride");
+        // ... and then times every request (but the first, sampled as it began, before
+        // the second's first record set the stride).
+        let (requests, timed) = run(3, 50);
+        assert_eq!(requests, 50);
+        assert!(timed >= 49, "{timed} timed");
+    }
+
+    #[test]
+    fn a_service_guard_asks_for_enough_timings_to_judge_its_window() {
+        use crate::rules::Guard;
+        assert_eq!(timings_wanted(None), ORGANIC_TIMINGS_PER_SECOND);
+        // The default guard (20 requests in 30 s) needs fewer than the floor.
+        let g = Guard::new(Duration::from_secs(30));
+        assert_eq!(timings_wanted(Some(&g)), ORGANIC_TIMINGS_PER_SECOND);
+        // 5,000 requests in 10 s: twice that, a second.
+        let mut g = Guard::new(Duration::from_secs(10));
+        g.min_requests = 5_000;
+        assert_eq!(timings_wanted(Some(&g)), 1_000);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::task::{Context, Poll};
 
+use chaos_core::steady::SteadyState;
 use chaos_core::{ChaosContext, HttpSide, OutboundCall, Point, RequestView};
 use http::{Request, Response};
 use tower_service::Service;
@@ -47,6 +48,7 @@ where
                 req: &mut req,
                 target: &sh.target,
                 forward: sh.forward,
+                steady: &sh.steady,
             },
         );
         let settings = obs.as_ref().map(|_| self.shared.clone());
@@ -60,6 +62,7 @@ struct Call<'r, B> {
     req: &'r mut Request<B>,
     target: &'r str,
     forward: bool,
+    steady: &'r SteadyState,
 }
 
 impl<B> OutboundCall for Call<'_, B> {
@@ -75,5 +78,9 @@ impl<B> OutboundCall for Call<'_, B> {
             .uri(self.req.uri())
             .headers(self.req.headers())
             .context(ctx)
+    }
+
+    fn steady_state(&self) -> Option<&SteadyState> {
+        Some(self.steady)
     }
 }

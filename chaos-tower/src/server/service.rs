@@ -76,7 +76,7 @@ impl<S> ChaosService<S> {
         ResB: ChaosBody,
     {
         let sh = &*self.shared;
-        let mut obs = sh.chaos.observe();
+        let mut obs = sh.chaos.observe_sampled(&sh.steady);
         let decision = sh.chaos.decide_observed(
             &RequestView::new(Point::Server, &sh.target)
                 .method(req.method())
