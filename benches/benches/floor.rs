@@ -9,10 +9,12 @@
 //! - `context_tagged`: the same with `x-chaos: scenario=…`: a context cache hit.
 //! - `context_scope`: running a ready future in the context's task-local scope, as the
 //!   server layer does (entered in `call` and in each poll; one reference count cloned).
-//! - `clock_pair`: two readings of the clock and their difference, which an armed engine's
-//!   steady state needs per request (its latency).
-//! - `observation`: a whole steady-state observation (both readings, the second's slot,
-//!   the latency histogram, the service guard's check), nothing matched.
+//! - `clock_pair`: two readings of the clock and their difference, which a timed request
+//!   needs (its latency).
+//! - `observation`: a whole timed steady-state observation (both readings, the second's
+//!   slot, the latency histogram, the service guard's check), nothing matched.
+//! - `observation_sampled`: the same as the server layer makes it for an organic request
+//!   (`observe_sampled`, one in 1,000 timed): one reading, the count, the check.
 //! - `decide_100_rules`, `decide_100_rules_tagged`: the decision on 100 rules none
 //!   matching (target, segment, method and `x-tenant` look-ups), untagged and with the
 //!   tagged request's context (its scenario looked up too).
@@ -124,6 +126,13 @@ impl Parts {
                     obs.finish(&self.armed, &self.steady, false, false)
                 })
             }),
+            "observation_sampled" => c.bench_function(id, |b| {
+                b.iter(|| {
+                    // An organic request outside the sample (one in 1,000 is timed).
+                    let obs = self.armed.observe_sampled(&self.steady).expect("armed");
+                    obs.finish(&self.armed, &self.steady, false, false)
+                })
+            }),
             "decide_100_rules" => c.bench_function(id, |b| {
                 b.iter(|| black_box(self.armed.decide(&Self::view(&self.untagged))))
             }),
@@ -146,12 +155,13 @@ impl Parts {
     }
 }
 
-const PARTS: [&str; 8] = [
+const PARTS: [&str; 9] = [
     "context_untagged",
     "context_tagged",
     "context_scope",
     "clock_pair",
     "observation",
+    "observation_sampled",
     "decide_100_rules",
     "decide_100_rules_tagged",
     "header_get",
