@@ -3,10 +3,15 @@
 //! Each point records each piece of work it let through or failed while any chaos is
 //! possible (the engine is armed): whether it was an error (as that point defines it: an
 //! HTTP 5xx or a failing gRPC status, a failed call or statement), how long it took, and
-//! whether chaos injected into it. Injected work is counted apart, so the organic steady
-//! state is never polluted by the experiment. Counters are atomics in per-second slots,
-//! spread over a few shards so threads rarely share a cache line: recording takes no lock
-//! and allocates nothing. A snapshot sums the slots of a window.
+//! whether chaos injected into it. Every outcome is counted; how long it took is kept for
+//! every piece of work a rule matched and for a sample of the organic rest, about
+//! [`ORGANIC_TIMINGS_PER_SECOND`] a second per point and target (every one while there are
+//! fewer; more when the service guard needs them: see
+//! [`Chaos::observe_sampled`](crate::Chaos::observe_sampled)), and [`Observed::timed`] says
+//! how many a snapshot's p99 rests on. Injected work is counted apart, so the organic
+//! steady state is never polluted by the experiment. Counters are atomics in per-second
+//! slots, spread over a few shards so threads rarely share a cache line: recording takes no
+//! lock and allocates nothing. A snapshot sums the slots of a window.
 //!
 //! The engine keeps one [`SteadyState`] per point and target
 //! ([`Chaos::steady_state`](crate::Chaos::steady_state)), made on first use and shared by
