@@ -295,6 +295,9 @@ pub struct Observation {
     pub(crate) touches: Touches,
     /// Whether rules exist at other points than `server` (so a request's hops can match).
     pub(crate) downstream: bool,
+    /// Whether a rule matched the work (its touch may be noted in the request's scope,
+    /// not here).
+    pub(crate) matched: bool,
 }
 
 impl fmt::Debug for Observation {
@@ -322,14 +325,22 @@ impl Observation {
             start: timed.then(Instant::now),
             touches: Touches::default(),
             downstream: false,
+            matched: false,
         }
     }
 
-    /// Starts the clock for work a rule matched (either cohort), or whose hops may be
-    /// matched, if it is not running yet: every such request is timed.
+    /// Starts the clock for work a rule matched (either cohort), if it is not running
+    /// yet: every such request is timed.
     #[inline]
     pub(crate) fn time_if_matched(&mut self) {
-        if self.start.is_none() && (!self.touches.is_empty() || self.downstream) {
+        if self.matched {
+            self.time();
+        }
+    }
+
+    /// Starts the clock, if it is not running yet.
+    fn time(&mut self) {
+        if self.start.is_none() {
             self.start = Some(Instant::now());
         }
     }
@@ -348,7 +359,11 @@ impl Observation {
     }
 
     /// The rules noted so far, to carry into the request's scope ([`Touching::scoped`]).
+    /// The work is timed from here on if it was not already: a hop in the scope may be
+    /// matched.
     pub fn lend(&mut self) -> Touches {
+        // The request's hops may be matched: it is timed, as any matched request.
+        self.time();
         std::mem::take(&mut self.touches)
     }
 

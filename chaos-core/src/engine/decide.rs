@@ -154,6 +154,10 @@ impl Sink for Noted<'_, '_> {
 
     #[cold]
     fn touch(&mut self, t: Touch<'_>) -> bool {
+        if let Some(o) = &mut self.obs {
+            // Matched: timed, whichever observation the touch is noted in.
+            o.matched = true;
+        }
         // The request a server layer serves first: its outcome is judged where it leaves
         // the process.
         if let Some(held) = touch_in_scope(t) {

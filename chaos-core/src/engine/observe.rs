@@ -133,4 +133,35 @@ mod tests {
         let cohorts = &chaos.snapshot().rules[0].cohorts;
         assert_eq!(cohorts.control.requests, 1);
     }
+
+    /// A hop a rule matched inside a request a server layer serves notes its touch in
+    /// the request's scope, not in its own observation: it is timed all the same.
+    #[tokio::test]
+    async fn a_matched_hop_inside_a_served_request_is_timed() {
+        let chaos = Chaos::new();
+        let mut rule = Rule::new("r", "client", Fault::Drop(DropKind::Reset));
+        rule.rate = Rate::new(0.0).unwrap();
+        chaos.add_rule(rule).unwrap();
+        let steady = chaos.steady_state("client", "payments");
+        steady.never_sample();
+        let hop = crate::observe::Touching::scoped(Touches::default(), async {
+            let mut obs = chaos.observe_sampled(&steady).unwrap();
+            let view = RequestView::new(Point::Client, "payments");
+            assert!(!chaos.decide_observed(&view, Some(&mut obs)).is_inject());
+            assert!(obs.touches.is_empty(), "noted in the request's scope");
+            obs.start().is_some()
+        });
+        assert!(hop.await, "the matched hop is timed");
+
+        // The served request itself, organic at the server and outside the sample, is
+        // timed once it lends its touches to a scope for its hops.
+        let server = chaos.steady_state("server", "");
+        server.never_sample();
+        let mut obs = chaos.observe_sampled(&server).unwrap();
+        let view = RequestView::new(Point::Server, "");
+        assert!(!chaos.decide_observed(&view, Some(&mut obs)).is_inject());
+        assert!(obs.start().is_none() && obs.wants_scope());
+        let _ = obs.lend();
+        assert!(obs.start().is_some(), "timed: its hops may be matched");
+    }
 }

@@ -292,7 +292,9 @@ impl SteadyState {
     ) {
         let epoch = self.seconds.epoch(now);
         let seen = self.sampler.set_for.load(Ordering::Relaxed);
-        if seen != epoch {
+        // Forward only: a record whose clock was read before the second turned (late)
+        // does not set the stride back.
+        if seen < epoch {
             self.resample(epoch, seen);
         }
         let Some(second) = self.seconds.slot_in(epoch, shard_index()) else {
