@@ -228,7 +228,7 @@ pub trait OutboundCall {
     /// organic calls are then timed by that steady state's sample
     /// ([`Chaos::observe_sampled`](crate::Chaos::observe_sampled)). `None` (the default)
     /// times every call.
-    fn steady_state(&self) -> Option<&crate::steady::SteadyState> {
+    fn steady_state(&self) -> Option<&crate::outcome::SteadyState> {
         None
     }
 }

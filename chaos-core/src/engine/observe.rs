@@ -19,7 +19,7 @@ impl Chaos {
     /// Starts observing a piece of work whose outcome goes to `steady`, timed only if a
     /// rule matches it (timed from its decision) or it is in `steady`'s sample of
     /// organic work: about
-    /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::steady::ORGANIC_TIMINGS_PER_SECOND) a second,
+    /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::outcome::ORGANIC_TIMINGS_PER_SECOND) a second,
     /// more if the service guard needs them to judge, every one while there are fewer.
     /// Every outcome is counted. What the adapters use: an organic request outside the
     /// sample reads the clock once, not twice.

@@ -296,7 +296,7 @@ pub struct ServiceGuardSnapshot {
     pub error_rate: f64,
     /// Organic responses in the window that were timed: what `p99` rests on (a sample of
     /// at least twice `min_requests` over the window, see
-    /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::steady::ORGANIC_TIMINGS_PER_SECOND)).
+    /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::outcome::ORGANIC_TIMINGS_PER_SECOND)).
     pub timed: u64,
     /// The organic p99 in the window, of the timed responses.
     #[serde(skip_serializing_if = "Option::is_none")]
