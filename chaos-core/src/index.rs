@@ -163,6 +163,7 @@ fn pinned_segment(p: &Pattern) -> Option<&str> {
 }
 
 impl Index {
+    #[inline]
     fn point(&self, p: Point<'_>) -> Option<&TargetIndex> {
         match p {
             Point::Server => Some(&self.server),

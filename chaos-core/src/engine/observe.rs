@@ -106,22 +106,18 @@ mod tests {
         chaos.add_rule(rule).unwrap();
         let steady = chaos.steady_state("server", "");
         steady.never_sample();
-        let view = |target| RequestView::new(Point::Server, target);
+        // Observed and decided, nothing injected.
+        let observed = |target| {
+            let mut obs = chaos.observe_sampled(&steady).unwrap();
+            let view = RequestView::new(Point::Server, target);
+            assert!(!chaos.decide_observed(&view, Some(&mut obs)).is_inject());
+            obs
+        };
 
         // Both observed before either is recorded: the first record sets the sample anew.
-        let mut organic = chaos.observe_sampled(&steady).unwrap();
-        assert!(
-            !chaos
-                .decide_observed(&view("other"), Some(&mut organic))
-                .is_inject()
-        );
+        let organic = observed("other");
         assert!(organic.start().is_none(), "outside the sample: not timed");
-        let mut matched = chaos.observe_sampled(&steady).unwrap();
-        assert!(
-            !chaos
-                .decide_observed(&view("matched"), Some(&mut matched))
-                .is_inject()
-        );
+        let matched = observed("matched");
         assert!(matched.start().is_some(), "matched: timed");
         organic.finish(&chaos, &steady, false, false);
         matched.finish(&chaos, &steady, false, false);

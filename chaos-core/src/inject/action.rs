@@ -104,7 +104,7 @@ impl Injection {
         let answers_errors = side == HttpSide::Server || grpc;
         if self.is_killed() {
             // Killed since the decision: a wait that ends at once, then the call.
-            return HttpAction::Wait(Wait::new(self));
+            return HttpAction::Wait(Wait::ready(self));
         }
         match &*self.i.fault {
             Fault::Delay(_) | Fault::Drop(DropKind::Hang) => HttpAction::Wait(Wait::new(self)),

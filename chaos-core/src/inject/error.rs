@@ -2,7 +2,9 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use crate::rules::{AbortKind, ErrorKind};
 
@@ -97,15 +99,11 @@ impl InjectedFault {
     /// its own `source()` skips the payload. So is every wrapper an adapter taught it
     /// ([`look_inside`](Self::look_inside)).
     pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a InjectedFault> {
-        // A copy of the wrappers taught, so no lock is held while they are looked into (a
-        // nested read of a lock a writer waits on could block for good).
-        let taught: Vec<Inside> = INSIDE
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, inside)| *inside)
-            .collect();
-        find(err, &taught, 0)
+        // The list as it stands, held without a lock while the wrappers are looked into
+        // (a nested read of a lock a writer waits on could block for good).
+        let taught = INSIDE.load();
+        let taught = taught.as_deref().map_or(&[][..], Vec::as_slice);
+        find(err, taught, 0)
     }
 
     /// Teaches [`find`](Self::find) (and so [`ChaosErrorExt`]) a wrapper whose
@@ -114,25 +112,29 @@ impl InjectedFault {
     /// it is built (reqwest-middleware's and reqwest-retry's errors, sqlx's boxed
     /// database errors); `name` keeps it taught once.
     pub fn look_inside(name: &'static str, inside: Inside) {
-        let mut all = INSIDE.write().unwrap_or_else(|p| p.into_inner());
-        if !all.iter().any(|(n, _)| *n == name) {
-            all.push((name, inside));
-        }
+        INSIDE.rcu(|all| {
+            let mut all: Vec<(&'static str, Inside)> = all.as_deref().cloned().unwrap_or_default();
+            if !all.iter().any(|(n, _)| *n == name) {
+                all.push((name, inside));
+            }
+            Some(Arc::new(all))
+        });
     }
 }
 
 /// A way into a wrapper error (see [`InjectedFault::look_inside`]).
 pub type Inside = for<'a> fn(&'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)>;
 
-/// The wrappers adapters taught [`InjectedFault::find`]. Read only on the error path.
-static INSIDE: RwLock<Vec<(&'static str, Inside)>> = RwLock::new(Vec::new());
+/// The wrappers adapters taught [`InjectedFault::find`]. Read only on the error path,
+/// without a lock or an allocation.
+static INSIDE: ArcSwapOption<Vec<(&'static str, Inside)>> = ArcSwapOption::const_empty();
 
 /// Wrappers inside wrappers looked into, at most.
 const DEPTH: u8 = 16;
 
 fn find<'a>(
     err: &'a (dyn StdError + 'static),
-    taught: &[Inside],
+    taught: &[(&'static str, Inside)],
     depth: u8,
 ) -> Option<&'a InjectedFault> {
     if depth > DEPTH {
@@ -150,7 +152,7 @@ fn find<'a>(
         {
             return Some(f);
         }
-        for inside in taught {
+        for (_, inside) in taught {
             if let Some(f) = inside(e).and_then(|inner| find(inner, taught, depth + 1)) {
                 return Some(f);
             }

@@ -95,18 +95,11 @@ impl Wait {
         });
         #[cfg(not(feature = "test-util"))]
         let hold: Option<Hold> = None;
-        let now = |injection| Wait {
-            inner: Inner::Now(Some(injection)),
-        };
-        if i.kill.is_on() {
-            // Killed since the decision: nothing to wait for.
-            return now(injection);
-        }
         let limit = match i.delay {
             _ if hang || hold.is_some() => i.max_hang,
             Some(d) if !d.is_zero() => d,
             // A zero delay does not wait for the timer's next tick.
-            _ => return now(injection),
+            _ => return Wait::ready(injection),
         };
         let inner = Box::pin(Waiting {
             killed: None,
@@ -119,6 +112,13 @@ impl Wait {
         });
         Wait {
             inner: Inner::Timed(inner),
+        }
+    }
+
+    /// A wait with nothing to wait for: ready at the first poll.
+    pub(super) fn ready(injection: Injection) -> Wait {
+        Wait {
+            inner: Inner::Now(Some(injection)),
         }
     }
 

@@ -61,16 +61,6 @@ impl Outcomes {
         };
     }
 
-    /// The requests counted (timed or not).
-    pub(crate) fn requests(&self) -> u64 {
-        let timed: u64 = self
-            .hist
-            .iter()
-            .map(|b| u64::from(b.load(Ordering::Relaxed)))
-            .sum();
-        timed + u64::from(self.untimed.load(Ordering::Relaxed))
-    }
-
     /// Adds what this slot counted to `tally`. A count made while this reads may be
     /// seen by its error and not yet by its request: the errors are capped at the
     /// requests, so no figure ever says more errors than requests.
@@ -141,8 +131,7 @@ impl<C: Counts, const LEN: usize> Ring<C, LEN> {
     /// [`slot`](Self::slot) by the slot's number ([`epoch`](Self::epoch)).
     #[inline]
     pub(crate) fn slot_in(&self, epoch: u64, lane: usize) -> Option<&C> {
-        let i = lane * LEN + (epoch % LEN as u64) as usize;
-        let slot = &self.slots[i];
+        let slot = self.at(epoch, lane);
         let seen = slot.epoch.load(Ordering::Acquire);
         if seen != epoch {
             if seen > epoch {
@@ -163,8 +152,14 @@ impl<C: Counts, const LEN: usize> Ring<C, LEN> {
 
     /// The slot of `lane` numbered `epoch`, if it still counts that time (read only).
     pub(crate) fn counted(&self, epoch: u64, lane: usize) -> Option<&C> {
-        let slot = &self.slots[lane * LEN + (epoch % LEN as u64) as usize];
+        let slot = self.at(epoch, lane);
         (slot.epoch.load(Ordering::Acquire) == epoch).then_some(&slot.counts)
+    }
+
+    /// Where slot `epoch` of `lane` lives.
+    #[inline]
+    fn at(&self, epoch: u64, lane: usize) -> &Slot<C> {
+        &self.slots[lane * LEN + (epoch % LEN as u64) as usize]
     }
 
     /// Every slot, in every lane, of the last `parts` (the one `now` falls in and those

@@ -80,16 +80,32 @@ pub(crate) fn timings_wanted(guard: Option<&crate::rules::Guard>) -> u32 {
 /// second the stride is set from the last second's organic requests, so about
 /// `wanted` of them are timed per second (every one while there are fewer).
 struct Sampler {
-    /// Timings wanted per second (shared by every steady state of an engine).
-    wanted: Arc<AtomicU32>,
-    /// A stride fixed by hand (0: adapt), shared likewise.
-    pinned: Arc<AtomicU32>,
+    /// What the engine asks of every steady state's sample.
+    asked: Arc<Sampling>,
     /// Time one organic request in this many.
     stride: AtomicU32,
     /// The second (ring epoch) the stride was last set for.
     set_for: AtomicU64,
     /// Requests left before the next timed one, per shard.
     countdown: Box<[Countdown]>,
+}
+
+/// What an engine asks of the sample at every point: shared by its steady states.
+#[derive(Debug)]
+pub(crate) struct Sampling {
+    /// Organic timings wanted per second (see [`timings_wanted`]).
+    wanted: AtomicU32,
+    /// A stride fixed by hand (0: adapt).
+    pinned: AtomicU32,
+}
+
+impl Default for Sampling {
+    fn default() -> Sampling {
+        Sampling {
+            wanted: AtomicU32::new(ORGANIC_TIMINGS_PER_SECOND),
+            pinned: AtomicU32::new(0),
+        }
+    }
 }
 
 /// A shard's countdown, on a cache line pair of its own.
@@ -178,26 +194,15 @@ fn shard_index() -> usize {
 }
 
 impl SteadyState {
-    #[cfg(test)]
-    fn new(point: &str, target: &str, wanted: Arc<AtomicU32>) -> SteadyState {
-        SteadyState::sampled(point, target, wanted, Arc::default())
-    }
-
-    fn sampled(
-        point: &str,
-        target: &str,
-        wanted: Arc<AtomicU32>,
-        pinned: Arc<AtomicU32>,
-    ) -> SteadyState {
+    fn new(point: &str, target: &str, asked: Arc<Sampling>) -> SteadyState {
         let base = Instant::now();
-        let stride = pinned.load(Ordering::Relaxed).max(1);
+        let stride = asked.pinned.load(Ordering::Relaxed).max(1);
         SteadyState {
             point: point.into(),
             target: target.into(),
             seconds: Ring::new(base, Duration::from_secs(1), SHARDS),
             sampler: Sampler {
-                wanted,
-                pinned,
+                asked,
                 stride: AtomicU32::new(stride),
                 set_for: AtomicU64::new(0),
                 countdown: (0..SHARDS).map(|_| Countdown(AtomicU32::new(0))).collect(),
@@ -245,15 +250,17 @@ impl SteadyState {
         {
             return;
         }
-        if s.pinned.load(Ordering::Relaxed) != 0 {
+        if s.asked.pinned.load(Ordering::Relaxed) != 0 {
             return;
         }
-        let last: u64 = (0..SHARDS)
-            .filter_map(|lane| self.seconds.counted(epoch - 1, lane))
-            .map(|sec| sec.organic.requests())
-            .sum();
-        let wanted = u64::from(s.wanted.load(Ordering::Relaxed).max(1));
-        let stride = u32::try_from((last / wanted).max(1)).unwrap_or(u32::MAX);
+        let mut last = Tally::default();
+        for lane in 0..SHARDS {
+            if let Some(sec) = self.seconds.counted(epoch - 1, lane) {
+                sec.organic.add_to(&mut last);
+            }
+        }
+        let wanted = u64::from(s.asked.wanted.load(Ordering::Relaxed).max(1));
+        let stride = u32::try_from((last.requests / wanted).max(1)).unwrap_or(u32::MAX);
         s.stride.store(stride, Ordering::Relaxed);
         // A countdown left from a faster second must not hold the next timing back.
         for c in &*s.countdown {
@@ -344,24 +351,12 @@ impl SteadyState {
 
 /// Every point and target's steady state, for the engine: read without a lock, added to
 /// under one.
+#[derive(Default)]
 pub(crate) struct Registry {
     all: ArcSwap<Vec<Arc<SteadyState>>>,
     writer: Mutex<()>,
-    /// Organic timings wanted per second, for every steady state.
-    wanted: Arc<AtomicU32>,
-    /// A sample stride fixed by hand, for every steady state (0: adapt).
-    pinned: Arc<AtomicU32>,
-}
-
-impl Default for Registry {
-    fn default() -> Registry {
-        Registry {
-            all: ArcSwap::default(),
-            writer: Mutex::default(),
-            wanted: Arc::new(AtomicU32::new(ORGANIC_TIMINGS_PER_SECOND)),
-            pinned: Arc::default(),
-        }
-    }
+    /// What is asked of every steady state's sample.
+    sampling: Arc<Sampling>,
 }
 
 impl Registry {
@@ -374,12 +369,7 @@ impl Registry {
         if let Some(s) = self.find(point, target) {
             return s;
         }
-        let made = Arc::new(SteadyState::sampled(
-            point,
-            target,
-            self.wanted.clone(),
-            self.pinned.clone(),
-        ));
+        let made = Arc::new(SteadyState::new(point, target, self.sampling.clone()));
         let mut all = Vec::clone(&self.all.load());
         all.push(made.clone());
         self.all.store(Arc::new(all));
@@ -421,7 +411,7 @@ impl Registry {
     /// Times one organic request in `one_in` at every steady state, made or to be made,
     /// instead of adapting (0: adapt again).
     pub(crate) fn pin_sample(&self, one_in: u32) {
-        self.pinned.store(one_in, Ordering::Relaxed);
+        self.sampling.pinned.store(one_in, Ordering::Relaxed);
         for s in self.all.load().iter() {
             s.sampler.stride.store(one_in.max(1), Ordering::Relaxed);
         }
@@ -429,7 +419,7 @@ impl Registry {
 
     /// Sets the organic timings wanted per second (see [`timings_wanted`]).
     pub(crate) fn want_timings(&self, per_second: u32) {
-        self.wanted.store(per_second, Ordering::Relaxed);
+        self.sampling.wanted.store(per_second, Ordering::Relaxed);
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<SteadyState>> {
@@ -491,7 +481,7 @@ mod tests {
     /// while there are fewer, and the sample follows the traffic down at once.
     #[test]
     fn organic_timings_are_sampled_to_the_rate_wanted() {
-        let s = SteadyState::new("server", "", Arc::new(AtomicU32::new(200)));
+        let s = SteadyState::new("server", "", Arc::default());
         let base = Instant::now();
         let run = |sec: u64, requests: u64| {
             let at = base + Duration::from_millis(sec * 1000 + 500);
