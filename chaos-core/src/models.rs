@@ -262,6 +262,36 @@ fn a_window_read_during_a_count_is_never_torn() {
     });
 }
 
+/// An organic outcome counted without a clock reading waits in its shard until the
+/// shard's next reading or a read of the figures puts it in a second. Whichever of the
+/// two takes it, it is counted once with its error, never twice and never in none (the
+/// second's slot claimed beforehand, so no turn-over races the hand-off).
+#[test]
+fn an_untimed_outcome_is_put_in_a_second_once() {
+    loom::model(|| {
+        use crate::outcome::steady::{SteadyState, shard_index};
+        const EPOCH: u64 = 5;
+        let s = Arc::new(SteadyState::new("server", "", Default::default()));
+        let lane = shard_index();
+        assert_eq!(s.counted_in(EPOCH, lane), (0, 0, 0));
+        let writer = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.count_untimed(true);
+                // The shard's clock reading, as its tick makes it.
+                s.settle_pending(lane, EPOCH);
+            })
+        };
+        let reader = {
+            let s = s.clone();
+            thread::spawn(move || s.settle_pending(lane, EPOCH))
+        };
+        writer.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(s.counted_in(EPOCH, lane), (1, 1, 0));
+    });
+}
+
 /// A cohort's totals (what the snapshot's `total_requests` and the Prometheus counters
 /// say) are exact under concurrent records.
 #[test]

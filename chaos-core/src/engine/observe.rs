@@ -22,7 +22,8 @@ impl Chaos {
     /// [`ORGANIC_TIMINGS_PER_SECOND`](crate::outcome::ORGANIC_TIMINGS_PER_SECOND) a second,
     /// more if the service guard needs them to judge, every one while there are fewer.
     /// Every outcome is counted. What the adapters use: an organic request outside the
-    /// sample reads the clock once, not twice.
+    /// sample does not read the clock (see
+    /// [`SteadyState`](crate::outcome::SteadyState) for the second it is counted in).
     #[inline]
     pub fn observe_sampled(&self, steady: &SteadyState) -> Option<Observation> {
         self.is_armed()
@@ -54,15 +55,20 @@ impl Observation {
     #[inline]
     pub fn finish(mut self, chaos: &Chaos, steady: &SteadyState, error: bool, injected: bool) {
         let injected = injected || self.injected();
-        let now = Instant::now();
-        steady.record_at(
-            self.start.map(Instant::into_std),
-            now.into_std(),
-            error,
-            injected,
-        );
-        if !self.touches.is_empty() {
-            chaos.settle(&mut self.touches, self.start.unwrap_or(now), now, error);
+        if self.start.is_none() && !injected && self.touches.is_empty() {
+            // Organic and outside the sample: counted without reading the clock.
+            steady.count_untimed(error);
+        } else {
+            let now = Instant::now();
+            steady.record_at(
+                self.start.map(Instant::into_std),
+                now.into_std(),
+                error,
+                injected,
+            );
+            if !self.touches.is_empty() {
+                chaos.settle(&mut self.touches, self.start.unwrap_or(now), now, error);
+            }
         }
         chaos.service_guard_tick();
     }

@@ -61,6 +61,14 @@ impl Outcomes {
         };
     }
 
+    /// Counts `requests` untimed outcomes, `errors` of them errors.
+    pub(crate) fn add_untimed(&self, requests: u32, errors: u32) {
+        if errors > 0 {
+            self.errors.fetch_add(errors, Ordering::Relaxed);
+        }
+        self.untimed.fetch_add(requests, Ordering::Relaxed);
+    }
+
     /// Adds what this slot counted to `tally`. A count made while this reads may be
     /// seen by its error and not yet by its request: the errors are capped at the
     /// requests, so no figure ever says more errors than requests.

@@ -11,7 +11,11 @@
 //! how many a snapshot's p99 rests on. Injected work is counted apart, so the organic
 //! steady state is never polluted by the experiment. Counters are atomics in per-second
 //! slots, spread over a few shards so threads rarely share a cache line: recording takes no
-//! lock and allocates nothing. A snapshot sums the slots of a window.
+//! lock and allocates nothing. An organic outcome that was not timed does not even read the
+//! clock: its shard holds it until its next reading (every 16th such outcome) or until the
+//! figures are read, whichever comes first, and counts it in the second it reads then; so
+//! it lands in its own second or a later one, never in none. A snapshot sums the slots of a
+//! window.
 //!
 //! The engine keeps one [`SteadyState`] per point and target
 //! ([`Chaos::steady_state`](crate::Chaos::steady_state)), made on first use and shared by
@@ -42,9 +46,17 @@ use super::ring::{Counts, Outcomes, Ring};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// One-second slots kept: the longest window a snapshot can cover.
+#[cfg(not(chaos_loom))]
 const SLOTS: u64 = 64;
 /// Shards, so concurrent threads mostly write to different cache lines.
+#[cfg(not(chaos_loom))]
 const SHARDS: usize = 4;
+// Under the model checker, a ring small enough that a read of every slot stays within
+// its bound on branches (the protocol is the same at any size).
+#[cfg(chaos_loom)]
+const SLOTS: u64 = 4;
+#[cfg(chaos_loom)]
+const SHARDS: usize = 2;
 
 /// The steady state observed at one point and target.
 ///
@@ -86,9 +98,14 @@ struct Sampler {
     stride: AtomicU32,
     /// The second (ring epoch) the stride was last set for.
     set_for: AtomicU64,
-    /// Requests left before the next timed one, per shard.
-    countdown: Box<[Countdown]>,
+    /// Per shard: the countdown to the next timed request, and the untimed outcomes not
+    /// yet in a second.
+    lanes: Box<[Lane]>,
 }
+
+/// Untimed organic outcomes a shard counts before it reads the clock to put them in their
+/// second (a read of the figures puts them there at once).
+const TICK: u32 = 16;
 
 /// What an engine asks of the sample at every point: shared by its steady states.
 #[derive(Debug)]
@@ -108,9 +125,33 @@ impl Default for Sampling {
     }
 }
 
-/// A shard's countdown, on a cache line pair of its own.
+/// A shard's sampling state, on a cache line pair of its own: its countdown to the next
+/// timed request, and the organic outcomes it counted without reading the clock, waiting
+/// for their second.
 #[repr(align(128))]
-struct Countdown(AtomicU32);
+struct Lane {
+    /// Requests left before the next timed one.
+    countdown: AtomicU32,
+    /// Untimed outcomes left before this shard next reads the clock.
+    tick: AtomicU32,
+    /// Untimed organic outcomes counted since they were last put in a second (the low
+    /// half) and how many of them were errors (the high half): one word, so an outcome
+    /// and its error are always taken together.
+    pending: AtomicU64,
+}
+
+/// An error in a lane's `pending` word.
+const PENDING_ERROR: u64 = 1 << 32;
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            countdown: AtomicU32::new(0),
+            tick: AtomicU32::new(TICK),
+            pending: AtomicU64::new(0),
+        }
+    }
+}
 
 /// One second of a shard: the organic outcomes, and the injected ones counted apart.
 /// Each on 128 bytes of its own, so the seconds two threads are counting in never share
@@ -182,7 +223,7 @@ thread_local! {
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 #[inline]
-fn shard_index() -> usize {
+pub(crate) fn shard_index() -> usize {
     SHARD.with(|s| {
         let mut i = s.get();
         if i == usize::MAX {
@@ -194,7 +235,7 @@ fn shard_index() -> usize {
 }
 
 impl SteadyState {
-    fn new(point: &str, target: &str, asked: Arc<Sampling>) -> SteadyState {
+    pub(crate) fn new(point: &str, target: &str, asked: Arc<Sampling>) -> SteadyState {
         let base = Instant::now();
         let stride = asked.pinned.load(Ordering::Relaxed).max(1);
         SteadyState {
@@ -205,7 +246,7 @@ impl SteadyState {
                 asked,
                 stride: AtomicU32::new(stride),
                 set_for: AtomicU64::new(0),
-                countdown: (0..SHARDS).map(|_| Countdown(AtomicU32::new(0))).collect(),
+                lanes: (0..SHARDS).map(|_| Lane::new()).collect(),
             },
         }
     }
@@ -216,7 +257,7 @@ impl SteadyState {
     /// promise about one request.
     #[inline]
     pub(crate) fn sample(&self) -> bool {
-        let c = &self.sampler.countdown[shard_index()].0;
+        let c = &self.sampler.lanes[shard_index()].countdown;
         let left = c.load(Ordering::Relaxed);
         if left > 1 {
             c.store(left - 1, Ordering::Relaxed);
@@ -234,8 +275,8 @@ impl SteadyState {
     #[cfg(test)]
     pub(crate) fn never_sample(&self) {
         self.sampler.stride.store(u32::MAX, Ordering::Relaxed);
-        for c in &*self.sampler.countdown {
-            c.0.store(u32::MAX, Ordering::Relaxed);
+        for l in &*self.sampler.lanes {
+            l.countdown.store(u32::MAX, Ordering::Relaxed);
         }
     }
 
@@ -263,9 +304,9 @@ impl SteadyState {
         let stride = u32::try_from((last.requests / wanted).max(1)).unwrap_or(u32::MAX);
         s.stride.store(stride, Ordering::Relaxed);
         // A countdown left from a faster second must not hold the next timing back.
-        for c in &*s.countdown {
-            if c.0.load(Ordering::Relaxed) > stride {
-                c.0.store(stride, Ordering::Relaxed);
+        for l in &*s.lanes {
+            if l.countdown.load(Ordering::Relaxed) > stride {
+                l.countdown.store(stride, Ordering::Relaxed);
             }
         }
     }
@@ -298,12 +339,7 @@ impl SteadyState {
         injected: bool,
     ) {
         let epoch = self.seconds.epoch(now);
-        let seen = self.sampler.set_for.load(Ordering::Relaxed);
-        // Forward only: a record whose clock was read before the second turned (late)
-        // does not set the stride back.
-        if seen < epoch {
-            self.resample(epoch, seen);
-        }
+        self.resample_if_due(epoch);
         let Some(second) = self.seconds.slot_in(epoch, shard_index()) else {
             return;
         };
@@ -318,10 +354,73 @@ impl SteadyState {
         }
     }
 
-    /// Every second of the last `window` (whole seconds, at most 64 s).
+    /// Counts an organic outcome that was not timed, without reading the clock: into this
+    /// thread's shard, which puts what it counted so in the second it reads at its next
+    /// clock reading (every [`TICK`]th untimed outcome), or sooner when the figures are
+    /// read. So an untimed outcome is counted in its own second or a later one, by at
+    /// most the time the shard takes to count [`TICK`] more, and always before anyone
+    /// reads it.
+    #[inline]
+    pub(crate) fn count_untimed(&self, error: bool) {
+        let i = shard_index();
+        let lane = &self.sampler.lanes[i];
+        lane.pending
+            .fetch_add(1 + PENDING_ERROR * u64::from(error), Ordering::Relaxed);
+        let left = lane.tick.load(Ordering::Relaxed);
+        if left > 1 {
+            lane.tick.store(left - 1, Ordering::Relaxed);
+            return;
+        }
+        lane.tick.store(TICK, Ordering::Relaxed);
+        self.tick(i);
+    }
+
+    /// A shard's clock reading: what it counted untimed goes in the second it reads, and
+    /// the sample's stride is set if the second is new.
+    #[cold]
+    #[inline(never)]
+    fn tick(&self, lane: usize) {
+        let epoch = self.seconds.epoch(Instant::now());
+        self.resample_if_due(epoch);
+        self.settle_pending(lane, epoch);
+    }
+
+    /// Puts the untimed outcomes `lane` counted in second `epoch`. Each is taken by one
+    /// caller only (a swap), so two racing callers count none of them twice.
+    pub(crate) fn settle_pending(&self, lane: usize, epoch: u64) {
+        let l = &self.sampler.lanes[lane];
+        if l.pending.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let taken = l.pending.swap(0, Ordering::Relaxed);
+        // A shard's tick comes every 16th outcome, so neither half nears its limit.
+        let (requests, errors) = (taken as u32, (taken >> 32) as u32);
+        if let Some(second) = self.seconds.slot_in(epoch, lane) {
+            second.organic.add_untimed(requests, errors);
+        }
+    }
+
+    /// Sets the sample's stride for second `epoch` if nobody has yet.
+    #[inline]
+    fn resample_if_due(&self, epoch: u64) {
+        let seen = self.sampler.set_for.load(Ordering::Relaxed);
+        // Forward only: a record whose clock was read before the second turned (late)
+        // does not set the stride back.
+        if seen < epoch {
+            self.resample(epoch, seen);
+        }
+    }
+
+    /// Every second of the last `window` (whole seconds, at most 64 s), the untimed
+    /// outcomes the shards hold put in the current one first.
     fn seconds(&self, window: Duration, mut each: impl FnMut(&Second)) {
         let span = window.as_secs().clamp(1, SLOTS);
-        self.seconds.window(Instant::now(), span, &mut each);
+        let now = Instant::now();
+        let epoch = self.seconds.epoch(now);
+        for lane in 0..SHARDS {
+            self.settle_pending(lane, epoch);
+        }
+        self.seconds.window(now, span, &mut each);
     }
 
     /// The responses of the last `window` (whole seconds, at most 64 s).
@@ -346,6 +445,20 @@ impl SteadyState {
     /// Adds the organic responses of the last `window` to `tally` (for the service guard).
     pub(crate) fn add_organic(&self, window: Duration, tally: &mut Tally) {
         self.seconds(window, |s| s.organic.add_to(tally));
+    }
+}
+
+#[cfg(all(test, chaos_loom))]
+impl SteadyState {
+    /// The organic requests and errors counted in second `epoch` of `lane` (the slot
+    /// claimed for it first): what a model of the hand-off reads, with no clock.
+    pub(crate) fn counted_in(&self, epoch: u64, lane: usize) -> (u64, u64, u64) {
+        let mut t = Tally::default();
+        if let Some(sec) = self.seconds.slot_in(epoch, lane) {
+            sec.organic.add_to(&mut t);
+        }
+        let pending = self.sampler.lanes[lane].pending.load(Ordering::Relaxed);
+        (t.requests, t.errors, pending)
     }
 }
 
@@ -506,6 +619,45 @@ mod tests {
         let (requests, timed) = run(3, 50);
         assert_eq!(requests, 50);
         assert!(timed >= 49, "{timed} timed");
+    }
+
+    /// A shard puts its untimed outcomes in a second at its own clock reading, every
+    /// `TICK`th; those still waiting are in every snapshot taken after them, once.
+    #[test]
+    fn untimed_outcomes_are_counted_before_anyone_reads_them() {
+        let s = SteadyState::new("server", "", Arc::default());
+        let lane = &s.sampler.lanes[shard_index()];
+        let in_seconds = || {
+            let epoch = s.seconds.epoch(Instant::now());
+            second(&s, epoch).0 + second(&s, epoch - 1).0
+        };
+        for _ in 1..TICK {
+            s.count_untimed(false);
+        }
+        assert_eq!(lane.pending.load(Ordering::Relaxed), u64::from(TICK - 1));
+        assert_eq!(in_seconds(), 0, "waiting for the shard's clock reading");
+        s.count_untimed(false);
+        assert_eq!(lane.pending.load(Ordering::Relaxed), 0);
+        assert_eq!(in_seconds(), u64::from(TICK), "in a second at the tick");
+
+        for i in 0..5 {
+            s.count_untimed(i % 2 == 0);
+        }
+        assert_eq!(in_seconds(), u64::from(TICK));
+        let seen = s.snapshot(Duration::from_secs(10));
+        assert_eq!(
+            (seen.requests, seen.errors, seen.timed),
+            (u64::from(TICK) + 5, 3, 0)
+        );
+        // Read twice: counted once.
+        assert_eq!(s.snapshot(Duration::from_secs(10)), seen);
+        // Timed and untimed outcomes add up.
+        s.record(Instant::now(), true, false);
+        let seen = s.snapshot(Duration::from_secs(10));
+        assert_eq!(
+            (seen.requests, seen.errors, seen.timed),
+            (u64::from(TICK) + 6, 4, 1)
+        );
     }
 
     #[test]
