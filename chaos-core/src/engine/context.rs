@@ -35,7 +35,7 @@ impl Chaos {
         x: Option<&http::HeaderValue>,
         tt: Option<&http::HeaderValue>,
     ) -> Option<ChaosContext> {
-        self.policy(&self.compiled()).context(headers, x, tt)
+        self.with_rules(|compiled| self.policy(compiled).context(headers, x, tt))
     }
 
     /// The chaos context of an inbound request: its chaos headers

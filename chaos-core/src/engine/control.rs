@@ -79,6 +79,10 @@ impl Chaos {
         let wanted = crate::outcome::timings_wanted(compiled.set.guard.as_ref());
         self.shared.steady.want_timings(wanted);
         self.shared.compiled.store(compiled);
+        // After the rules: a thread that sees this generation finds them in the swap.
+        self.shared
+            .generation
+            .store(super::next_generation(), Ordering::Release);
         let v = self.shared.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.events().emit(Event::RulesChanged {
             version: v,

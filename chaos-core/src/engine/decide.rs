@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::compiled::Compiled;
 use super::{Chaos, Event};
 use crate::decision::{Decided, Observation, RuleState, Sink, Touch, touch_in_scope};
 use crate::inject::{Decision, Injection};
@@ -46,8 +47,17 @@ impl Chaos {
         self.decide_armed(req, obs)
     }
 
-    fn decide_armed(&self, req: &RequestView<'_>, mut obs: Option<&mut Observation>) -> Decision {
-        let compiled = self.compiled();
+    fn decide_armed(&self, req: &RequestView<'_>, obs: Option<&mut Observation>) -> Decision {
+        self.with_rules(|compiled| self.decide_with(compiled, req, obs))
+    }
+
+    #[inline]
+    fn decide_with(
+        &self,
+        compiled: &Compiled,
+        req: &RequestView<'_>,
+        mut obs: Option<&mut Observation>,
+    ) -> Decision {
         if let Some(o) = obs.as_deref_mut() {
             o.downstream = compiled.downstream;
         }
@@ -58,7 +68,7 @@ impl Chaos {
             max_hang,
             obs,
         };
-        let decided = self.decider(&compiled).decide(req, &mut sink);
+        let decided = self.decider(compiled).decide(req, &mut sink);
         if let Some(o) = sink.obs {
             o.time_if_matched();
         }

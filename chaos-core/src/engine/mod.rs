@@ -47,6 +47,21 @@ use crate::rules::Rule;
 use crate::rules::RulesError;
 use crate::sync::{ArcSwap, Loaded};
 
+/// Generations of rules: every store of rules into any engine takes the next.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// A generation never taken before.
+pub(crate) fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(not(chaos_loom))]
+thread_local! {
+    /// The rules this thread last read with [`Chaos::with_rules`], and their generation.
+    static HELD_RULES: std::cell::RefCell<Option<(u64, Arc<Compiled>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// The chaos engine: rules, kill switch, decisions. Cheap to clone; every clone is the same
 /// engine.
 ///
@@ -97,6 +112,8 @@ struct Shared {
     runtime_killed: AtomicBool,
     forced_off: bool,
     compiled: ArcSwap<Compiled>,
+    /// The number of the rules in `compiled`, from [`GENERATIONS`]: stored after them.
+    generation: AtomicU64,
     writer: Mutex<()>,
     version: AtomicU64,
     keys: Option<SigningKeys>,
@@ -148,6 +165,7 @@ impl Shared {
             runtime_killed: AtomicBool::new(kill),
             forced_off,
             compiled: ArcSwap::from_pointee(Compiled::empty()),
+            generation: AtomicU64::new(next_generation()),
             writer: Mutex::new(()),
             version: AtomicU64::new(0),
             keys,
@@ -304,6 +322,59 @@ impl Chaos {
         self.shared.compiled.load()
     }
 
+    /// Runs `f` with the rules in force, as a request's decision and context read them.
+    ///
+    /// A thread keeps the last rules it read this way (one set, of whichever engine) with
+    /// their generation, and reads them again while the engine's generation is the same:
+    /// a plain load and a comparison, where a load from the swap is two read-modify-writes
+    /// on a shared slot. Generations are never reused, so another engine's rules, or an
+    /// engine's earlier ones, are never taken for these. A store of new rules takes its
+    /// generation after the rules are in the swap: once `replace` returns, every read
+    /// begun after it sees the new rules (a thread holding the old ones releases them at
+    /// its next read of any engine's rules).
+    #[inline]
+    pub(crate) fn with_rules<R>(&self, f: impl FnOnce(&Compiled) -> R) -> R {
+        #[cfg(not(chaos_loom))]
+        {
+            let generation = self.shared.generation.load(Ordering::Acquire);
+            let mut f = Some(f);
+            let hit = HELD_RULES.try_with(|held| {
+                let held = held.try_borrow().ok()?;
+                let (g, rules) = held.as_ref()?;
+                if *g != generation {
+                    return None;
+                }
+                f.take().map(|f| f(rules))
+            });
+            if let Ok(Some(out)) = hit {
+                return out;
+            }
+            let f = f.take().expect("not called yet");
+            self.with_rules_loaded(generation, f)
+        }
+        #[cfg(chaos_loom)]
+        f(&self.compiled())
+    }
+
+    /// [`with_rules`](Self::with_rules) when this thread holds other rules: loads them
+    /// from the swap, and keeps them (unless a read on this thread is under way).
+    #[cfg(not(chaos_loom))]
+    #[cold]
+    #[inline(never)]
+    fn with_rules_loaded<R>(&self, generation: u64, f: impl FnOnce(&Compiled) -> R) -> R {
+        let loaded = self.shared.compiled.load_full();
+        let out = f(&loaded);
+        let _ = HELD_RULES.try_with(|held| {
+            if let Ok(mut held) = held.try_borrow_mut() {
+                // The rules held before are released here, outside any read of them.
+                let old = held.replace((generation, loaded));
+                drop(held);
+                drop(old);
+            }
+        });
+        out
+    }
+
     /// What a decision reads, with the rules given.
     pub(crate) fn decider<'a>(&'a self, compiled: &'a Compiled) -> Decider<'a> {
         Decider {
@@ -458,5 +529,42 @@ mod tests {
         check::<Chaos>();
         check::<crate::Injection>();
         check::<Snapshot>();
+    }
+
+    /// A thread keeps the rules it last decided with: it never decides one engine's
+    /// request with another engine's rules, nor with rules a reload on another thread
+    /// replaced before the decision began.
+    #[test]
+    fn a_thread_decides_with_the_rules_in_force_of_the_engine_asked() {
+        use crate::rules::{DropKind, Fault};
+        use crate::{Point, RequestView};
+        let engine = |target: &str| {
+            let chaos = Chaos::new();
+            let mut r = Rule::new("r", "server", Fault::Drop(DropKind::Reset));
+            r.target = Some(target.into());
+            chaos.add_rule(r).unwrap();
+            chaos
+        };
+        let (a, b) = (engine("a"), engine("b"));
+        let injects = |chaos: &Chaos, target: &str| {
+            chaos
+                .decide(&RequestView::new(Point::Server, target))
+                .is_inject()
+        };
+        for _ in 0..2 {
+            assert!(injects(&b, "b") && !injects(&b, "a"));
+            assert!(injects(&a, "a") && !injects(&a, "b"));
+        }
+        // Replaced on another thread: this one, holding `a`'s old rules, sees the new.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut r = Rule::new("r2", "server", Fault::Drop(DropKind::Reset));
+                r.target = Some("c".into());
+                a.add_rule(r).unwrap();
+                a.remove_rule("r").unwrap();
+            });
+        });
+        assert!(!injects(&a, "a"), "decided with rules a reload replaced");
+        assert!(injects(&a, "c") && injects(&b, "b"));
     }
 }
