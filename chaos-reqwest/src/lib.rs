@@ -129,7 +129,8 @@
 //! # Cost
 //!
 //! When nothing matches: one look-up in the request's extensions, one in the task-local,
-//! one relaxed atomic load, and with rules loaded an `ArcSwap` load and an indexed match;
+//! one relaxed atomic load, and with rules loaded a read of the rules in force and an
+//! indexed match;
 //! no allocation, lock or random draw of its own. With the `otel` feature, a call whose
 //! request and task carry no context adds one baggage look-up. (The middleware trait
 //! itself boxes each call's future, as every reqwest-middleware does.)

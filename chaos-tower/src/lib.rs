@@ -64,9 +64,10 @@
 //!
 //! When no rule is loaded and no directive is possible, a request costs one scan of its
 //! header names for `x-chaos` and `x-test-traffic` (to carry a context to the next hop)
-//! and one relaxed atomic load. With rules loaded and none matching, add one `ArcSwap`
-//! load, an indexed look-up and the steady-state count (one clock read; two for a request
-//! in the organic sample or matched by a rule, which is timed): no heap
+//! and one relaxed atomic load. With rules loaded and none matching, add a read of the
+//! rules in force (a plain load while the thread holds the current ones), an indexed
+//! look-up and the steady-state count (no clock read; two for a request in the organic
+//! sample or matched by a rule, which is timed): no heap
 //! allocation, no lock, no random draw and no boxed future. A tagged request's context
 //! (scenario tags, the test-traffic mark) comes from a cache kept per rule set by the
 //! bytes of its headers, so it is neither parsed again nor allocated. The service holds its layer's

@@ -65,8 +65,10 @@ thread_local! {
 /// The chaos engine: rules, kill switch, decisions. Cheap to clone; every clone is the same
 /// engine.
 ///
-/// Readers never block: rules live behind an [`ArcSwap`], and an engine with no rules and
-/// no way to accept directives answers every decision after one relaxed atomic load.
+/// Readers never block: rules live behind an [`ArcSwap`] (and a thread keeps the set it
+/// last decided with while no new one is stored, so a decision reads them with a plain
+/// load), and an engine with no rules and no way to accept directives answers every
+/// decision after one relaxed atomic load.
 ///
 /// ```
 /// use chaos_core::{Chaos, Decision, Point, RequestView};
