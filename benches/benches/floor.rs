@@ -14,7 +14,8 @@
 //! - `observation`: a whole timed steady-state observation (both readings, the second's
 //!   slot, the latency histogram, the service guard's check), nothing matched.
 //! - `observation_sampled`: the same as the server layer makes it for an organic request
-//!   (`observe_sampled`, one in 1,000 timed): one reading, the count, the check.
+//!   (`observe_sampled`, one in 1,000 timed): the count in its shard, no clock reading,
+//!   and the check.
 //! - `decide_100_rules`, `decide_100_rules_tagged`: the decision on 100 rules none
 //!   matching (target, segment, method and `x-tenant` look-ups), untagged and with the
 //!   tagged request's context (its scenario looked up too).

@@ -234,6 +234,20 @@ pub(crate) fn shard_index() -> usize {
     })
 }
 
+/// Steps a shard's countdown: `true` on the step that ends it, which starts it again at
+/// `every()`. Two relaxed accesses, no read-modify-write: two threads on one shard may
+/// both take one step, so it keeps a rate, not a promise about each request.
+#[inline]
+fn count_down(c: &AtomicU32, every: impl FnOnce() -> u32) -> bool {
+    let left = c.load(Ordering::Relaxed);
+    if left > 1 {
+        c.store(left - 1, Ordering::Relaxed);
+        return false;
+    }
+    c.store(every(), Ordering::Relaxed);
+    true
+}
+
 impl SteadyState {
     pub(crate) fn new(point: &str, target: &str, asked: Arc<Sampling>) -> SteadyState {
         let base = Instant::now();
@@ -252,22 +266,12 @@ impl SteadyState {
     }
 
     /// Whether to time the next organic request here (see [`ORGANIC_TIMINGS_PER_SECOND`]):
-    /// two relaxed accesses to this thread's shard, no read-modify-write. Two threads on
-    /// one shard may both take a step of its countdown: the sample is a rate, not a
-    /// promise about one request.
+    /// a step of this thread's shard's countdown.
     #[inline]
     pub(crate) fn sample(&self) -> bool {
-        let c = &self.sampler.lanes[shard_index()].countdown;
-        let left = c.load(Ordering::Relaxed);
-        if left > 1 {
-            c.store(left - 1, Ordering::Relaxed);
-            return false;
-        }
-        c.store(
-            self.sampler.stride.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        true
+        count_down(&self.sampler.lanes[shard_index()].countdown, || {
+            self.sampler.stride.load(Ordering::Relaxed)
+        })
     }
 
     /// Times no organic request until the next record (tests of what is timed
@@ -366,13 +370,9 @@ impl SteadyState {
         let lane = &self.sampler.lanes[i];
         lane.pending
             .fetch_add(1 + PENDING_ERROR * u64::from(error), Ordering::Relaxed);
-        let left = lane.tick.load(Ordering::Relaxed);
-        if left > 1 {
-            lane.tick.store(left - 1, Ordering::Relaxed);
-            return;
+        if count_down(&lane.tick, || TICK) {
+            self.tick(i);
         }
-        lane.tick.store(TICK, Ordering::Relaxed);
-        self.tick(i);
     }
 
     /// A shard's clock reading: what it counted untimed goes in the second it reads, and
