@@ -264,31 +264,40 @@ fn a_window_read_during_a_count_is_never_torn() {
 
 /// An organic outcome counted without a clock reading waits in its shard until the
 /// shard's next reading or a read of the figures puts it in a second. Whichever of the
-/// two takes it, it is counted once with its error, never twice and never in none (the
-/// second's slot claimed beforehand, so no turn-over races the hand-off).
+/// two takes it (the shard's tick in one second, a read in the next), it is counted once
+/// and with its error: never twice, never in none, and its error never in another second
+/// than its request (where a slot without the request would hide it). Both seconds'
+/// slots are claimed beforehand, so no turn-over races the hand-off.
 #[test]
 fn an_untimed_outcome_is_put_in_a_second_once() {
     loom::model(|| {
         use crate::outcome::steady::{SteadyState, shard_index};
-        const EPOCH: u64 = 5;
+        const TICKED: u64 = 5;
+        const READ: u64 = 6;
         let s = Arc::new(SteadyState::new("server", "", Default::default()));
         let lane = shard_index();
-        assert_eq!(s.counted_in(EPOCH, lane), (0, 0, 0));
+        assert_eq!(s.counted_in(TICKED, lane), (0, 0, 0));
+        assert_eq!(s.counted_in(READ, lane), (0, 0, 0));
         let writer = {
             let s = s.clone();
             thread::spawn(move || {
                 s.count_untimed(true);
                 // The shard's clock reading, as its tick makes it.
-                s.settle_pending(lane, EPOCH);
+                s.settle_pending(lane, TICKED);
             })
         };
         let reader = {
             let s = s.clone();
-            thread::spawn(move || s.settle_pending(lane, EPOCH))
+            thread::spawn(move || s.settle_pending(lane, READ))
         };
         writer.join().unwrap();
         reader.join().unwrap();
-        assert_eq!(s.counted_in(EPOCH, lane), (1, 1, 0));
+        let (ticked, read) = (s.counted_in(TICKED, lane), s.counted_in(READ, lane));
+        assert_eq!(
+            (ticked.0 + read.0, ticked.1 + read.1, read.2),
+            (1, 1, 0),
+            "ticked {ticked:?}, read {read:?}"
+        );
     });
 }
 
