@@ -164,7 +164,10 @@ async fn bad_input_is_a_400_with_the_reason_and_the_rules_stay() {
 
     let (s, v) = send(c.put(url("/chaos/rules")).body("{not json")).await;
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("1:2"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("line 1 column 2"),
+        "{v}"
+    );
 
     let (s, v) = send(
         c.post(url("/chaos/rules"))
@@ -559,4 +562,102 @@ rules:
         ),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn a_body_not_in_its_declared_format_is_refused_with_what_was_expected_and_what_came() {
+    let chaos = Chaos::new();
+    let addr = admin(&chaos).await;
+    let c = client();
+    let url = format!("http://{addr}/chaos/rules");
+    let rule = r#"{"id": "a", "point": "server", "fault": {"abort": 503}}"#;
+    // (content-type as sent, body, what the answer must say)
+    let cases: &[(Option<&str>, &str, &[&str])] = &[
+        // What an HTTP client sends for a "Content-Type" spelled another way: a form body.
+        (
+            Some("application/x-www-form-urlencoded"),
+            "id=a&point=server",
+            &[
+                "body is not JSON (content-type: application/x-www-form-urlencoded)",
+                "expected value at line 1 column 1",
+                "`Content-Type: application/json`",
+            ],
+        ),
+        (
+            None,
+            "id: a",
+            &[
+                "body is not JSON (no content-type, so JSON)",
+                "line 1 column 1",
+            ],
+        ),
+        (
+            Some("application/json"),
+            r#"{"id": "a",, }"#,
+            &[
+                "body is not JSON (content-type: application/json)",
+                "line 1 column 12",
+            ],
+        ),
+        (
+            Some("application/yaml"),
+            "id: \"a\npoint: server",
+            &["body is not YAML (content-type: application/yaml)", "line "],
+        ),
+        (
+            Some("application/toml"),
+            "id = \"a\"\npoint = = server",
+            &[
+                "body is not TOML (content-type: application/toml)",
+                "line 2 column",
+            ],
+        ),
+        (
+            Some("Application/YAML; charset=utf-8"),
+            "just a sentence",
+            &["body is not a YAML map (content-type: Application/YAML; charset=utf-8)"],
+        ),
+        (
+            Some("application/json"),
+            "5",
+            &["body is not a JSON map (content-type: application/json)"],
+        ),
+    ];
+    for (ct, body, says) in cases {
+        let mut req = c.post(&url).body(*body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", *ct);
+        }
+        let (s, v) = send(req).await;
+        assert_eq!(s, 400, "{ct:?} {body:?}: {v}");
+        let reason = v["error"].as_str().unwrap_or_default();
+        for part in *says {
+            assert!(
+                reason.contains(part),
+                "{ct:?} {body:?}: {reason:?} lacks {part:?}"
+            );
+        }
+        assert!(chaos.rules().rules.is_empty(), "{ct:?} {body:?}");
+    }
+    // A body in its format but wrong in a field is refused as before: where and why.
+    let (s, v) = send(
+        c.post(&url)
+            .header("content-type", "application/json")
+            .body(r#"{"id": "a", "point": "server", "fault": {"abort": 503}, "rate": "125%"}"#),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let reason = v["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("rate") && !reason.contains("body is not"),
+        "{reason}"
+    );
+    // The same rule, declared right, goes in.
+    let (s, v) = send(
+        c.post(&url)
+            .header("Content-Type", "application/json")
+            .body(rule),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
 }

@@ -29,8 +29,12 @@
 //! it the answer is 401. Bodies are JSON, or YAML / TOML when the `content-type` says so
 //! (`application/yaml`, `application/toml`), at most 1 MiB (413 above). Errors are
 //! `{"error": "..."}` with the precise reason, e.g.
-//! `{"error": "<string>:1:56: rule `a`, field `fault.abort`: ..."}`. Unknown routes get
-//! 404, known routes with another method 405.
+//! `{"error": "<string>:1:56: rule `a`, field `fault.abort`: ..."}`. A body that is not a
+//! document of the format its `content-type` declares says so, with the content type that
+//! arrived and where it failed: `body is not JSON (content-type:
+//! application/x-www-form-urlencoded): expected value at line 1 column 1; ...` (what an
+//! HTTP client sends when its `Content-Type` header is spelled in a way it does not
+//! recognise). Unknown routes get 404, known routes with another method 405.
 //!
 //! ```no_run
 //! use axum::Router;

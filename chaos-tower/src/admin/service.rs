@@ -148,20 +148,57 @@ fn authorized<ReqB>(inner: &Inner, req: &Request<ReqB>) -> bool {
     bool::from(inner.token.as_ref().ct_eq(given))
 }
 
-/// The format of a request body, from its `content-type` (JSON unless YAML or TOML).
-fn format_of<ReqB>(req: &Request<ReqB>) -> Format {
+/// The format of a request body, from its `content-type` (JSON unless YAML or TOML),
+/// and the content type as it arrived (for an answer that says what it saw).
+fn format_of<ReqB>(req: &Request<ReqB>) -> (Format, Option<String>) {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ct.contains("yaml") {
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let lower = ct.as_deref().unwrap_or("").to_ascii_lowercase();
+    let format = if lower.contains("yaml") {
         Format::Yaml
-    } else if ct.contains("toml") {
+    } else if lower.contains("toml") {
         Format::Toml
     } else {
         Format::Json
+    };
+    (format, ct)
+}
+
+/// The answer to a body that was refused: when it is not a document of the format its
+/// content type declared (it does not parse, or is not a map at all), what was expected,
+/// the content type that arrived, and where it failed; else the refusal as it is.
+fn body_refused<B: ChaosBody>(e: &RulesError, format: Format, ct: Option<&str>) -> Response<B> {
+    let whole = e.rule_id().is_none() && e.field().is_none();
+    let not_a_map = whole
+        && e.is_invalid()
+        && ["expected a map", "expected mapping"]
+            .iter()
+            .any(|m| e.reason().contains(m));
+    if !(e.is_syntax() || not_a_map) {
+        return refused(e);
     }
+    let name = format;
+    let what = if e.is_syntax() {
+        format!("body is not {name}")
+    } else {
+        format!("body is not a {name} map")
+    };
+    let ct = match ct {
+        Some(ct) => format!("content-type: {ct}"),
+        None => "no content-type, so JSON".to_owned(),
+    };
+    let mut msg = format!("{what} ({ct}): {}", e.reason());
+    if let (Some(l), Some(c)) = (e.line(), e.column()) {
+        msg.push_str(&format!(" at line {l} column {c}"));
+    }
+    msg.push_str(
+        "; the body is read as YAML when the content-type names yaml \
+         (`Content-Type: application/yaml`), as TOML when it names toml, else as JSON \
+         (`Content-Type: application/json`)",
+    );
+    error(StatusCode::BAD_REQUEST, msg)
 }
 
 async fn read_body<ReqB, B>(body: ReqB) -> Result<String, Response<B>>
@@ -263,16 +300,17 @@ where
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             },
             Method::PUT => {
-                let format = format_of(&req);
+                let (format, ct) = format_of(&req);
                 let text = match read_body(req.into_body()).await {
                     Ok(t) => t,
                     Err(res) => return res,
                 };
                 let parsed = match off_the_worker(move || RuleSet::parse(format, &text)).await {
-                    Ok(p) => p,
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => return body_refused(&e, format, ct.as_deref()),
                     Err(res) => return res,
                 };
-                match parsed.and_then(|set| {
+                match Ok(parsed).and_then(|set| {
                     let warnings = warnings(chaos, &set.rules);
                     chaos.replace(set).map(|v| (v, warnings))
                 }) {
@@ -287,16 +325,17 @@ where
                 }
             }
             Method::POST => {
-                let format = format_of(&req);
+                let (format, ct) = format_of(&req);
                 let text = match read_body(req.into_body()).await {
                     Ok(t) => t,
                     Err(res) => return res,
                 };
                 let parsed = match off_the_worker(move || Rule::parse(format, &text)).await {
-                    Ok(p) => p,
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => return body_refused(&e, format, ct.as_deref()),
                     Err(res) => return res,
                 };
-                match parsed.and_then(|rule| {
+                match Ok(parsed).and_then(|rule| {
                     let id = rule.id.clone();
                     let warnings = warnings(chaos, std::slice::from_ref(&rule));
                     chaos.add_rule(rule).map(|v| (id, v, warnings))
