@@ -553,3 +553,115 @@ pub(crate) fn status_class(s: &str) -> Option<u16> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = include_str!("../reference-experiment.yaml");
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Every field path of the loaded experiment (list indexes left out), with whether
+    /// any entry gives it (not null, not empty).
+    fn fields(v: &serde_json::Value, at: &str, out: &mut BTreeMap<String, bool>) {
+        let given = match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(m) => !m.is_empty(),
+            _ => true,
+        };
+        *out.entry(at.to_owned()).or_default() |= given;
+        match v {
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    fields(x, &format!("{at}[]"), out);
+                }
+            }
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    fields(x, &format!("{at}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_reference_gives_every_field_and_loads_alike_in_yaml_json_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, rules) = load(&write(dir.path(), "reference.yaml", REFERENCE)).unwrap();
+        assert_eq!(x.scenario.as_deref(), Some("gameday-7"));
+        assert_eq!(x.steady_state.probes[0].rate, 20.0);
+        assert_eq!(x.steady_state.probes[0].timeout.to_string(), "2s");
+        assert_eq!(x.steady_state.queries[0].between, Some([0.0, 0.01]));
+        assert_eq!(
+            x.steady_state.cohorts.as_ref().unwrap().from,
+            CohortSource::Admin
+        );
+        assert_eq!(x.abort[1].during.to_string(), "10s");
+        assert_eq!(rules.len(), 1);
+
+        // Every field is given somewhere, but those that are another way of saying one
+        // given: `admins_from` and `rules_file` (commented out in the file, loaded below)
+        // and an abort condition's `between` (a query's is shown).
+        let value = serde_json::to_value(&x).unwrap();
+        let mut all = BTreeMap::new();
+        fields(&value, "", &mut all);
+        let gaps: Vec<_> = all
+            .iter()
+            .filter(|(_, g)| !**g)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        assert_eq!(
+            gaps,
+            [
+                ".abort[].between",
+                ".method.admins_from",
+                ".method.rules_file"
+            ]
+        );
+
+        // Its JSON and TOML translations are the same experiment.
+        let json = serde_json::to_string_pretty(&x).unwrap();
+        let toml = toml::to_string(&x).unwrap();
+        for (name, text) in [("reference.json", json), ("reference.toml", toml)] {
+            let (back, rules_back) = load(&write(dir.path(), name, &text))
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+            assert_eq!(serde_json::to_value(&back).unwrap(), value, "{name}");
+            assert_eq!(rules_back, rules, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_references_alternatives_load_too() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "payments.yaml",
+            "rules:\n  - { id: payments-down, point: client, target: payments, fault: { abort: 503 } }\n",
+        );
+        let text = REFERENCE
+            .replace("  admins:  ", "  # admins:")
+            .replace(
+                "    - http://127.0.0.1:9901",
+                "    # - http://127.0.0.1:9901",
+            )
+            .replace("  # admins_from:  ", "  admins_from:    ")
+            .replace("  #   prometheus_job:", "    prometheus_job:")
+            .replace("  # rules_file:", "  rules_file:");
+        let (x, rules) = load(&write(dir.path(), "alternatives.yaml", &text))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(x.method.admins.is_empty());
+        assert_eq!(
+            x.method.admins_from.map(|a| a.prometheus_job).as_deref(),
+            Some("checkout-admin")
+        );
+        let ids: Vec<_> = rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["payments-slow", "payments-down"]);
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! Checks and signs on its own; drives the chaos admin API (chaos-tower, feature `admin`)
 //! of one or many instances at once; runs experiments to a verdict. See
-//! `chaosctl --help` and the README. The library is the binary's, and lets a program run
+//! `chaosctl --help`, the guide, and [`reference_experiment`] for every field of the
+//! experiment file. The library is the binary's, and lets a program run
 //! an experiment the way `chaosctl run` does ([`experiment`]), as the workspace's
 //! `gameday` demo does.
 
@@ -22,6 +23,16 @@ pub mod experiment {
     pub use crate::run::{RunArgs, Verdict, run, run_with_report};
 }
 
+/// The experiment file `chaosctl run` reads: every field, with what it does. The same
+/// schema reads from YAML, JSON or TOML; the tests load this file in all three. The rules
+/// in `method.rules` (or `method.rules_file`) are the rules schema of chaos-core's
+/// `rules::reference`.
+///
+/// ```yaml
+#[doc = include_str!("../reference-experiment.yaml")]
+/// ```
+pub mod reference_experiment {}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +40,28 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::fleet::FleetArgs;
+
+/// The smallest experiment file `chaosctl run --help` shows (indented as it shows it).
+macro_rules! minimal_experiment {
+    () => {
+        "  title: Checkout survives a slow payments service
+  hypothesis: Checkout answers 2xx while payments is slow for canary traffic.
+  steady_state:
+    probes:
+      - name: checkout
+        url: http://127.0.0.1:8080/checkout
+        tolerance: { error_rate_below: 1%, p99_below: 500ms }
+  method:
+    admins: [http://127.0.0.1:9901]
+    rules:
+      - id: payments-slow
+        point: client
+        target: payments
+        fault: { delay: 300ms }
+    duration: 30s
+"
+    };
+}
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -133,12 +166,18 @@ enum Command {
     },
     /// Run an experiment: baseline, inject, observe, roll back, recover, and a verdict.
     #[command(
-        after_help = "Example:\n  chaosctl run checkout-payments-slow.yaml --junit report.xml\n\n\
+        after_help = concat!("Example:\n  chaosctl run checkout-payments-slow.yaml --junit report.xml\n\n\
+        A minimal experiment file (every field, with what it does: chaosctl/reference-experiment.yaml \
+        in the repository, also in chaosctl's crate docs):\n\n",
+        minimal_experiment!(),
+        "\n\
+        The probes carry the run's scenario (x-chaos: scenario=...) and x-test-traffic: 1; the \
+        rules are scoped to that scenario, so only the probes are touched.\n\n\
         Verdicts and exit codes: 0 held (every probe and query within tolerance while faults \
         were in), 1 refuted (a check broke: a finding), 2 aborted (an abort condition or a \
         rule's guard fired, or Prometheus could not judge), 3 error (the run could not be \
         done, or its rules injected nothing: nothing was tested). The rollback always runs, \
-        also on abort, error or Ctrl-C; a run that cannot roll back says so and exits 3."
+        also on abort, error or Ctrl-C; a run that cannot roll back says so and exits 3.")
     )]
     Run {
         /// The experiment file (.yaml, .yml, .json, .toml).
@@ -210,4 +249,17 @@ pub fn main() -> ExitCode {
         }),
     };
     ExitCode::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_minimal_experiment_run_help_shows_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("minimal.yaml");
+        std::fs::write(&path, minimal_experiment!()).unwrap();
+        let (x, rules) = crate::experiment_file::load(&path).unwrap();
+        assert_eq!(x.steady_state.probes.len(), 1);
+        assert_eq!(rules[0].id, "payments-slow");
+    }
 }
