@@ -161,9 +161,3 @@ pub use self::retry::ChaosRetryableStrategy;
 
 /// A type-erased error, as tower and reqwest's connector use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The workspace README's examples, compiled and run as doctests (here, the crate whose
-/// dev-dependencies cover them all).
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -21,6 +21,17 @@ mod sign;
 /// Running an experiment from a program, as `chaosctl run` does.
 pub mod experiment {
     pub use crate::run::{RunArgs, Verdict, run, run_with_report};
+
+    /// Reads and checks an experiment file as `chaosctl run` does before it runs (the
+    /// schema, the rules it injects, its probes, queries and abort conditions), without
+    /// running it.
+    ///
+    /// # Errors
+    ///
+    /// What `chaosctl run` would refuse it for: the file, and the position or field.
+    pub fn check(path: &std::path::Path) -> Result<(), String> {
+        crate::experiment_file::load(path).map(drop)
+    }
 }
 
 /// The experiment file `chaosctl run` reads: every field, with what it does. The same

@@ -243,13 +243,13 @@ pub async fn run(name: &str, body: &str) -> (Verdict, serde_json::Value) {
     crate::run_experiment(name, body, TOKEN).await
 }
 
-/// The ready PromQL queries of the README's Dashboards section, in order, with their
-/// comments dropped.
-pub fn readme_queries(readme: &str) -> Vec<String> {
-    let Some(start) = readme.find("```promql\n") else {
+/// The ready PromQL queries of a page (the guide's Dashboards chapter), in order, with
+/// their comments dropped.
+pub fn ready_queries(page: &str) -> Vec<String> {
+    let Some(start) = page.find("```promql\n") else {
         return Vec::new();
     };
-    let block = &readme[start + "```promql\n".len()..];
+    let block = &page[start + "```promql\n".len()..];
     let block = &block[..block.find("```").unwrap_or(block.len())];
     block
         .split("\n\n")

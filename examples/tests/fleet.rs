@@ -173,15 +173,18 @@ async fn the_fleet_is_judged_by_prometheus() {
     );
     assert_rolled_back(&fleet);
 
-    // 3. The README's Dashboards queries, against what Prometheus scraped from
-    //    /chaos/metrics: each answers the series the README says.
+    // 3. The guide's ready queries (docs/dashboards.md), against what Prometheus scraped
+    //    from /chaos/metrics: each answers the series the guide says.
     fleet.replicas[0].chaos.kill();
     tokio::time::sleep(3 * SCRAPE).await;
     fleet.replicas[0].chaos.resume();
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let queries = fleet::readme_queries(&readme);
-    // What each answers, per the README's comments: by rule; by rule and cohort; by
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/dashboards.md"
+    ))
+    .unwrap();
+    let queries = fleet::ready_queries(&page);
+    // What each answers, per the guide's comments: by rule; by rule and cohort; by
     // cohort for one rule; by rule; the aborts, with their rule and reason.
     let want: [&[(&str, &str)]; 5] = [
         &[("rule", RULE)],
