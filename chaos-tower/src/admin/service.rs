@@ -179,11 +179,10 @@ fn body_refused<B: ChaosBody>(e: &RulesError, format: Format, ct: Option<&str>) 
     if !(e.is_syntax() || not_a_map) {
         return refused(e);
     }
-    let name = format;
     let what = if e.is_syntax() {
-        format!("body is not {name}")
+        format!("body is not {format}")
     } else {
-        format!("body is not a {name} map")
+        format!("body is not a {format} map")
     };
     let ct = match ct {
         Some(ct) => format!("content-type: {ct}"),
@@ -305,16 +304,14 @@ where
                     Ok(t) => t,
                     Err(res) => return res,
                 };
-                let parsed = match off_the_worker(move || RuleSet::parse(format, &text)).await {
-                    Ok(Ok(p)) => p,
+                let set = match off_the_worker(move || RuleSet::parse(format, &text)).await {
+                    Ok(Ok(set)) => set,
                     Ok(Err(e)) => return body_refused(&e, format, ct.as_deref()),
                     Err(res) => return res,
                 };
-                match Ok(parsed).and_then(|set| {
-                    let warnings = warnings(chaos, &set.rules);
-                    chaos.replace(set).map(|v| (v, warnings))
-                }) {
-                    Ok((version, warnings)) => {
+                let warnings = warnings(chaos, &set.rules);
+                match chaos.replace(set) {
+                    Ok(version) => {
                         tracing::info!(target: "chaos", version, "rules replaced through the admin API");
                         reply(
                             StatusCode::OK,
@@ -330,17 +327,15 @@ where
                     Ok(t) => t,
                     Err(res) => return res,
                 };
-                let parsed = match off_the_worker(move || Rule::parse(format, &text)).await {
-                    Ok(Ok(p)) => p,
+                let rule = match off_the_worker(move || Rule::parse(format, &text)).await {
+                    Ok(Ok(rule)) => rule,
                     Ok(Err(e)) => return body_refused(&e, format, ct.as_deref()),
                     Err(res) => return res,
                 };
-                match Ok(parsed).and_then(|rule| {
-                    let id = rule.id.clone();
-                    let warnings = warnings(chaos, std::slice::from_ref(&rule));
-                    chaos.add_rule(rule).map(|v| (id, v, warnings))
-                }) {
-                    Ok((id, version, warnings)) => {
+                let id = rule.id.clone();
+                let warnings = warnings(chaos, std::slice::from_ref(&rule));
+                match chaos.add_rule(rule) {
+                    Ok(version) => {
                         tracing::info!(target: "chaos", rule = %id, version, "rule added through the admin API");
                         reply(
                             StatusCode::CREATED,
