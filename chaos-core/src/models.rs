@@ -208,6 +208,46 @@ fn a_ramp_step_advances_once() {
     });
 }
 
+/// A ramp's own step protocol, without the tick's gate: judges whose work overlaps (a
+/// judge of one tick still at work when the next tick's begin) move the ramp on once per
+/// step's time. One judge judges at 1.5 s and again at 2.7 s, the other at 1.5 s: the ramp
+/// ends on its third step, never moved on twice at 1.5 s (a judge reading the new step
+/// with the old step's start) and never moved back (a late judge storing a step it read
+/// before the others moved on).
+#[test]
+fn overlapping_judges_advance_a_ramp_one_step_at_a_time() {
+    loom::model(|| {
+        let mut g = Guard::new(Duration::from_secs(10));
+        g.min_requests = 0;
+        let r = rule().with_guard(g).with_ramp(
+            [0.1, 0.2, 0.5, 1.0]
+                .into_iter()
+                .map(|r| Rate::new(r).unwrap())
+                .collect(),
+            Duration::from_secs(1),
+        );
+        let base = Instant::now();
+        let outcomes = Arc::new(RuleOutcomes::new(&r, base));
+        let at = move |ms| base + Duration::from_millis(ms);
+        let threads: Vec<_> = [&[1500, 2700][..], &[1500][..]]
+            .into_iter()
+            .map(|times| {
+                let o = outcomes.clone();
+                thread::spawn(move || {
+                    for &ms in times {
+                        assert!(o.judge(at(ms)).is_none());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let status = outcomes.ramp_status(at(2700)).unwrap();
+        assert_eq!(status.step, 2, "one step at 1.5 s and one at 2.7 s");
+    });
+}
+
 /// A slot of a window turning over to its next lap, with two threads counting into it
 /// and one reading: the last lap's count never shows; a count racing the turn-over may be
 /// lost (at most the other racer's: the thread that turns the slot over keeps its own);

@@ -1,6 +1,7 @@
 //! A rule's ramp: its rate in steps over time, and, under a guard, a step that moves on
 //! only after a whole step that held and saw enough requests.
 
+use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub(crate) struct Ramp {
     step_base: AtomicU64,
     /// 1: the step's time is up but it saw too few requests.
     held: AtomicU8,
+    /// Held while a judge moves the ramp on: the step, its start and its base change
+    /// together, so an overlapping judge never reads the new step with the old step's
+    /// start (and moves on twice in one step's time).
+    advancing: Mutex<()>,
 }
 
 impl Ramp {
@@ -52,6 +57,7 @@ impl Ramp {
             step_since: AtomicU64::new(0),
             step_base: AtomicU64::new(0),
             held: AtomicU8::new(0),
+            advancing: Mutex::new(()),
         }
     }
 
@@ -85,8 +91,12 @@ impl Ramp {
     ) -> RampStatus {
         let last = self.last();
         let (step, since) = if self.gated {
-            let since = Duration::from_nanos(self.step_since.load(Ordering::Acquire));
-            (self.step.load(Ordering::Acquire), since)
+            // The step first: a new step is read with its own start (stored before it).
+            let step = self.step.load(Ordering::Acquire);
+            (
+                step,
+                Duration::from_nanos(self.step_since.load(Ordering::Acquire)),
+            )
         } else {
             let i = self.step_by_clock(elapsed);
             (i, self.every * i as u32)
@@ -107,7 +117,10 @@ impl Ramp {
 
     /// Moves on when the step's time is up and it saw `min_requests` (the experiment
     /// cohort's total is `experiment`). Called only after the guard held.
+    /// Judges overlap only when one is still at work as the next tick's begins, so the
+    /// lock is all but never contended (a judgement is once a tick, off the no-match path).
     pub(crate) fn advance(&self, elapsed: Duration, experiment: u64, min_requests: u64) {
+        let _advancing = self.advancing.lock().unwrap_or_else(|p| p.into_inner());
         let step = self.step.load(Ordering::Acquire);
         if step >= self.last() {
             return;
@@ -120,14 +133,11 @@ impl Ramp {
             self.held.store(1, Ordering::Release);
             return;
         }
-        if self
-            .step
-            .compare_exchange(step, step + 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.step_since.store(super::ns(elapsed), Ordering::Release);
-            self.step_base.store(experiment, Ordering::Release);
-            self.held.store(0, Ordering::Release);
-        }
+        // The start and base before the step, so whoever reads the new step reads its
+        // start with it (`status` may pair the old step with the new start for a moment).
+        self.step_since.store(super::ns(elapsed), Ordering::Release);
+        self.step_base.store(experiment, Ordering::Release);
+        self.held.store(0, Ordering::Release);
+        self.step.store(step + 1, Ordering::Release);
     }
 }

@@ -151,7 +151,10 @@ impl<C: Counts, const LEN: usize> Ring<C, LEN> {
                 .is_ok()
             {
                 // Whoever moves the slot on clears it. A count racing the clear may be
-                // lost: windows are estimates; the exact totals are kept elsewhere.
+                // lost: windows are estimates; the exact totals are kept elsewhere. A
+                // writer stalled for a whole lap between reading the clock and counting
+                // can put its one count in a later lap (loom shows it; a re-check here
+                // would not close it, as the slot can move on after any check).
                 slot.counts.clear();
             }
         }
