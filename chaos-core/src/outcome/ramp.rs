@@ -103,7 +103,7 @@ impl Ramp {
         };
         let in_step = elapsed.saturating_sub(since);
         let held_back = (self.held.load(Ordering::Acquire) == 1 && step < last).then(|| {
-            let seen = experiment - self.step_base.load(Ordering::Acquire);
+            let seen = experiment.saturating_sub(self.step_base.load(Ordering::Acquire));
             format!("this step saw {seen} of the {min_requests} requests it needs to move on")
         });
         RampStatus {
@@ -129,7 +129,7 @@ impl Ramp {
         if elapsed < since + self.every {
             return;
         }
-        if experiment - self.step_base.load(Ordering::Acquire) < min_requests {
+        if experiment.saturating_sub(self.step_base.load(Ordering::Acquire)) < min_requests {
             self.held.store(1, Ordering::Release);
             return;
         }
@@ -139,5 +139,36 @@ impl Ramp {
         self.step_base.store(experiment, Ordering::Release);
         self.held.store(0, Ordering::Release);
         self.step.store(step + 1, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(chaos_loom)))]
+mod tests {
+    use super::*;
+
+    fn rates(r: &[f64]) -> Vec<Rate> {
+        r.iter().map(|&r| Rate::new(r).unwrap()).collect()
+    }
+
+    /// A total read before a judge moved the step's base on (a snapshot racing a judge)
+    /// is below that base: the step has seen none of its requests yet, not a wrapped-round
+    /// count, and the ramp neither panics nor moves on.
+    #[test]
+    fn a_total_older_than_the_steps_base_counts_as_none_seen() {
+        let r = Ramp::new(rates(&[0.1, 0.5, 1.0]), Duration::from_secs(1), true);
+        let s = Duration::from_millis;
+        r.advance(s(1500), 10, 0);
+        assert_eq!(r.status(s(1500), 10, 0).step, 1);
+        // Step 1's time is up, with too few requests: held back.
+        r.advance(s(2600), 12, 5);
+        let older = 7;
+        let status = r.status(s(2600), older, 5);
+        assert_eq!(status.step, 1);
+        assert_eq!(
+            status.held_back.as_deref(),
+            Some("this step saw 0 of the 5 requests it needs to move on")
+        );
+        r.advance(s(2700), older, 5);
+        assert_eq!(r.status(s(2700), 12, 5).step, 1, "held, not moved on");
     }
 }
