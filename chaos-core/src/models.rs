@@ -209,7 +209,7 @@ fn a_ramp_step_advances_once() {
 }
 
 /// A ramp's own step protocol, without the tick's gate: judges whose work overlaps (a
-/// judge of one tick still at work when the next tick's begin) move the ramp on once per
+/// judge of one tick still at work when the next tick's begins) move the ramp on once per
 /// step's time. One judge judges at 1.5 s and again at 2.7 s, the other at 1.5 s: the ramp
 /// ends on its third step, never moved on twice at 1.5 s (a judge reading the new step
 /// with the old step's start) and never moved back (a late judge storing a step it read
