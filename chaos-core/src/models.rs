@@ -171,21 +171,23 @@ fn a_tick_is_judged_once_and_a_rule_aborts_once() {
     });
 }
 
+/// A rule ramped through `rates`, a step a second, gated by a guard that judges from the
+/// first request.
+fn ramped(rates: &[f64]) -> Rule {
+    let mut g = Guard::new(Duration::from_secs(10));
+    g.min_requests = 0;
+    let rates = rates.iter().map(|&r| Rate::new(r).unwrap()).collect();
+    rule()
+        .with_guard(g)
+        .with_ramp(rates, Duration::from_secs(1))
+}
+
 /// A ramp gated by its guard moves one step per judged tick, however many requests find
 /// the tick due at once.
 #[test]
 fn a_ramp_step_advances_once() {
     loom::model(|| {
-        let mut g = Guard::new(Duration::from_secs(10));
-        g.min_requests = 0;
-        let r = rule().with_guard(g).with_ramp(
-            vec![
-                Rate::new(0.1).unwrap(),
-                Rate::new(0.5).unwrap(),
-                Rate::new(1.0).unwrap(),
-            ],
-            Duration::from_secs(1),
-        );
+        let r = ramped(&[0.1, 0.5, 1.0]);
         let base = Instant::now();
         let outcomes = Arc::new(RuleOutcomes::new(&r, base));
         // Both at a tick after the first step's time is up.
@@ -217,15 +219,7 @@ fn a_ramp_step_advances_once() {
 #[test]
 fn overlapping_judges_advance_a_ramp_one_step_at_a_time() {
     loom::model(|| {
-        let mut g = Guard::new(Duration::from_secs(10));
-        g.min_requests = 0;
-        let r = rule().with_guard(g).with_ramp(
-            [0.1, 0.2, 0.5, 1.0]
-                .into_iter()
-                .map(|r| Rate::new(r).unwrap())
-                .collect(),
-            Duration::from_secs(1),
-        );
+        let r = ramped(&[0.1, 0.2, 0.5, 1.0]);
         let base = Instant::now();
         let outcomes = Arc::new(RuleOutcomes::new(&r, base));
         let at = move |ms| base + Duration::from_millis(ms);

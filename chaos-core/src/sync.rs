@@ -6,10 +6,10 @@
 //! normal build uses std's, tokio's and arc-swap's unchanged.
 
 #[cfg(not(chaos_loom))]
-pub(crate) use std::sync::{Arc, Mutex, atomic};
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard, atomic};
 
 #[cfg(chaos_loom)]
-pub(crate) use loom::sync::{Arc, Mutex, atomic};
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, atomic};
 
 #[cfg(not(chaos_loom))]
 pub(crate) use tokio::sync::Notify;

@@ -115,7 +115,7 @@ fn every_rules_and_experiment_snippet_loads() {
                 }
                 "output" => Err("only JSON output is checked: show other output as `text`".into()),
                 other => Err(format!(
-                    "say what the block holds after its language: rules, rule, experiment, prometheus or output (got {other:?})"
+                    "say what the block holds after its language: rules, rule, experiment, prometheus or (JSON only) output (got {other:?})"
                 )),
             };
             if let Err(e) = result {

@@ -1,8 +1,8 @@
 //! A rule's ramp: its rate in steps over time, and, under a guard, a step that moves on
 //! only after a whole step that held and saw enough requests.
 
-use crate::sync::Mutex;
-use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -33,18 +33,33 @@ pub(crate) struct Ramp {
     every: Duration,
     /// Whether a guard gates it (else it moves on with the clock alone).
     gated: bool,
-    /// The step in force, when gated.
+    /// The step in force, when gated: read without the lock by every decision, written
+    /// only under it.
     step: AtomicUsize,
-    /// Since when (nanoseconds).
-    step_since: AtomicU64,
-    /// The experiment cohort's total when the step began.
-    step_base: AtomicU64,
-    /// 1: the step's time is up but it saw too few requests.
-    held: AtomicU8,
-    /// Held while a judge moves the ramp on: the step, its start and its base change
-    /// together, so an overlapping judge never reads the new step with the old step's
-    /// start (and moves on twice in one step's time).
-    advancing: Mutex<()>,
+    /// The rest of a gated ramp's progress, changed with the step under one lock, so a
+    /// judge whose work overlaps another's never reads the new step with the old step's
+    /// start (and moves on twice in one step's time). The lock is taken by the judge of a
+    /// tick and by a snapshot, never by a decision.
+    progress: Mutex<Progress>,
+}
+
+/// Where the step in force began.
+#[derive(Default)]
+struct Progress {
+    /// When it began.
+    since: Duration,
+    /// The experiment cohort's total then.
+    base: u64,
+    /// Its time is up but it saw too few requests.
+    held: bool,
+}
+
+impl Progress {
+    /// The requests the step has seen, of the experiment cohort's `total` (none when the
+    /// total was read before the step began).
+    fn seen(&self, total: u64) -> u64 {
+        total.saturating_sub(self.base)
+    }
 }
 
 impl Ramp {
@@ -54,15 +69,16 @@ impl Ramp {
             every,
             gated,
             step: AtomicUsize::new(0),
-            step_since: AtomicU64::new(0),
-            step_base: AtomicU64::new(0),
-            held: AtomicU8::new(0),
-            advancing: Mutex::new(()),
+            progress: Mutex::new(Progress::default()),
         }
     }
 
     fn last(&self) -> usize {
         self.steps.len() - 1
+    }
+
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The step the clock alone gives at `elapsed`.
@@ -90,22 +106,19 @@ impl Ramp {
         min_requests: u64,
     ) -> RampStatus {
         let last = self.last();
-        let (step, since) = if self.gated {
-            // The step first: a new step is read with its own start (stored before it).
+        let (step, since, held_back) = if self.gated {
+            let p = self.progress();
             let step = self.step.load(Ordering::Acquire);
-            (
-                step,
-                Duration::from_nanos(self.step_since.load(Ordering::Acquire)),
-            )
+            let held_back = (p.held && step < last).then(|| {
+                let seen = p.seen(experiment);
+                format!("this step saw {seen} of the {min_requests} requests it needs to move on")
+            });
+            (step, p.since, held_back)
         } else {
             let i = self.step_by_clock(elapsed);
-            (i, self.every * i as u32)
+            (i, self.every * i as u32, None)
         };
         let in_step = elapsed.saturating_sub(since);
-        let held_back = (self.held.load(Ordering::Acquire) == 1 && step < last).then(|| {
-            let seen = experiment.saturating_sub(self.step_base.load(Ordering::Acquire));
-            format!("this step saw {seen} of the {min_requests} requests it needs to move on")
-        });
         RampStatus {
             step,
             rate: self.steps[step.min(last)],
@@ -117,27 +130,21 @@ impl Ramp {
 
     /// Moves on when the step's time is up and it saw `min_requests` (the experiment
     /// cohort's total is `experiment`). Called only after the guard held.
-    /// Judges overlap only when one is still at work as the next tick's begins, so the
-    /// lock is all but never contended (a judgement is once a tick, off the no-match path).
     pub(crate) fn advance(&self, elapsed: Duration, experiment: u64, min_requests: u64) {
-        let _advancing = self.advancing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut p = self.progress();
         let step = self.step.load(Ordering::Acquire);
-        if step >= self.last() {
+        if step >= self.last() || elapsed < p.since + self.every {
             return;
         }
-        let since = Duration::from_nanos(self.step_since.load(Ordering::Acquire));
-        if elapsed < since + self.every {
+        if p.seen(experiment) < min_requests {
+            p.held = true;
             return;
         }
-        if experiment.saturating_sub(self.step_base.load(Ordering::Acquire)) < min_requests {
-            self.held.store(1, Ordering::Release);
-            return;
-        }
-        // The start and base before the step, so whoever reads the new step reads its
-        // start with it (`status` may pair the old step with the new start for a moment).
-        self.step_since.store(super::ns(elapsed), Ordering::Release);
-        self.step_base.store(experiment, Ordering::Release);
-        self.held.store(0, Ordering::Release);
+        *p = Progress {
+            since: elapsed,
+            base: experiment,
+            held: false,
+        };
         self.step.store(step + 1, Ordering::Release);
     }
 }
