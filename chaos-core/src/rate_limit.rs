@@ -23,6 +23,15 @@ impl RateLimited {
         }
     }
 
+    /// A message that must be logged now: starts a new interval, and gives how many were
+    /// held back since the last one let through.
+    pub(crate) fn restart(&self) -> u64 {
+        let now = START.elapsed().as_millis() as u64;
+        self.next_ms
+            .store(now + self.interval_ms, Ordering::Relaxed);
+        self.suppressed.swap(0, Ordering::Relaxed)
+    }
+
     /// `Some(n)` when a message may be logged now, `n` being how many were held back since.
     pub(crate) fn allow(&self) -> Option<u64> {
         let now = START.elapsed().as_millis() as u64;

@@ -661,3 +661,103 @@ async fn a_body_not_in_its_declared_format_is_refused_with_what_was_expected_and
     .await;
     assert_eq!(s, 201, "{v}");
 }
+
+#[tokio::test]
+async fn the_watched_files_last_reload_is_in_the_rules_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    std::fs::write(
+        &path,
+        "rules:\n  - { id: a, point: server, fault: { abort: 503 }, rate: 150 }\n",
+    )
+    .unwrap();
+    let chaos = Chaos::new();
+    let watch = chaos
+        .watch_file_with(
+            &path,
+            chaos_core::reload::WatchOptions::default()
+                .debounce(std::time::Duration::from_millis(20)),
+        )
+        .unwrap();
+    let addr = admin(&chaos).await;
+    let c = client();
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    let (s, v) = send(c.get(url("/chaos/rules"))).await;
+    assert_eq!(s, 200);
+    let last = &v["last_reload"];
+    assert_eq!(last["outcome"], "refused", "{v}");
+    assert_eq!(last["source"], path.display().to_string());
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("rate 150 is above 1"),
+        "{last}"
+    );
+    assert!(last["at"].as_str().unwrap().ends_with('Z'), "{last}");
+    let metrics = || async {
+        let res = c
+            .get(url("/chaos/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        res.text().await.unwrap()
+    };
+    let text = metrics().await;
+    assert_eq!(
+        value(&text, "chaos_reload_failures_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, "chaos_reloads_total"), Some(0.0));
+    assert_eq!(value(&text, "chaos_last_reload_success"), Some(0.0));
+    let at = value(&text, "chaos_last_reload_timestamp_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - at).abs() < 60.0, "{at} vs {now}");
+
+    // Fixed: loaded, and the gauge says so.
+    let tmp = dir.path().join("rules.tmp");
+    std::fs::write(
+        &tmp,
+        "rules:\n  - { id: a, point: server, fault: { abort: 503 }, rate: 15% }\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while watch.reloads() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the fixed file was not loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (_, v) = send(c.get(url("/chaos/rules"))).await;
+    assert_eq!(v["last_reload"]["outcome"], "loaded", "{v}");
+    assert_eq!(v["last_reload"]["version"], v["version"]);
+    let text = metrics().await;
+    assert_eq!(
+        value(&text, "chaos_last_reload_success"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, "chaos_reloads_total"), Some(1.0));
+    assert_eq!(value(&text, "chaos_reload_failures_total"), Some(1.0));
+}
+
+#[tokio::test]
+async fn no_watched_file_no_reload_series() {
+    let chaos = Chaos::new();
+    let (_, v) = {
+        let addr = admin(&chaos).await;
+        send(client().get(format!("http://{addr}/chaos/rules"))).await
+    };
+    assert!(v["last_reload"].is_null(), "{v}");
+    let text = chaos_tower::admin::metrics_text(&chaos);
+    assert_eq!(value(&text, "chaos_last_reload_success"), None, "{text}");
+    assert_eq!(value(&text, "chaos_reload_failures_total"), Some(0.0));
+}

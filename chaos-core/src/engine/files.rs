@@ -13,7 +13,8 @@ impl Chaos {
     ///
     /// * `CHAOS_DISABLED=1` (or `true`): the kill switch is on for good;
     /// * `CHAOS_RULES=path`: rules are loaded from the file and the file is watched
-    ///   (a bad or missing file is logged and the engine starts empty);
+    ///   (a bad or missing file is logged and the engine starts with no rules in force;
+    ///   [`Chaos::last_reload`] says how the last read of the file went);
     /// * `CHAOS_SIGNING_KEY`, `CHAOS_SIGNING_KEY_PREVIOUS`: keys for signed directives.
     ///
     /// It never fails: chaos must not stop a service from starting.

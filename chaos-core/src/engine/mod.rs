@@ -125,6 +125,10 @@ struct Shared {
     stats: Stats,
     warn_headers: RateLimited,
     warn_reload: RateLimited,
+    /// The last refusal logged, so a different one is always logged.
+    reload_warned: Mutex<Option<String>>,
+    /// The watched file's last reload: loaded or refused, and when.
+    last_reload: Mutex<Option<reload::Reload>>,
     steady: Registry,
     known: Known,
     service: ServiceGuard,
@@ -177,6 +181,8 @@ impl Shared {
             stats: Stats::default(),
             warn_headers: RateLimited::new(Duration::from_secs(10)),
             warn_reload: RateLimited::new(Duration::from_secs(10)),
+            reload_warned: Mutex::new(None),
+            last_reload: Mutex::new(None),
             steady: Registry::default(),
             known: Known::default(),
             service: ServiceGuard::new(),
@@ -472,23 +478,90 @@ impl Chaos {
             .push(thing);
     }
 
-    /// Counts a reload of a watched file and says so: logged, and on failure an event.
+    /// Counts a reload of a watched file and says so: logged (every distinct refusal; only
+    /// repeats of the one logged last are rate-limited), kept as [`Chaos::last_reload`],
+    /// and on failure an event.
     pub(crate) fn note_reload(&self, path: &str, result: &Result<u64, RulesError>) {
         let s = &self.shared;
-        match result {
+        let outcome = match result {
             Ok(version) => {
                 s.stats.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(target: "chaos", path, version, "rules loaded");
+                *s.reload_warned.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                reload::ReloadOutcome::Loaded { version: *version }
             }
             Err(e) => {
                 s.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
                 let msg = e.to_string();
-                if let Some(held) = s.warn_reload.allow() {
-                    tracing::warn!(target: "chaos", error = %msg, suppressed = held, "rules file refused; keeping the last good rules");
+                let in_force = self.rules_in_force();
+                let new = {
+                    let mut last = s.reload_warned.lock().unwrap_or_else(|p| p.into_inner());
+                    let new = last.as_deref() != Some(msg.as_str());
+                    *last = Some(msg.clone());
+                    new
+                };
+                // A refusal not logged last is always logged (and starts the limiter's
+                // interval); a repeat of it at most once an interval.
+                let held = if new {
+                    Some(s.warn_reload.restart())
+                } else {
+                    s.warn_reload.allow()
+                };
+                if let Some(held) = held {
+                    tracing::warn!(target: "chaos", path, error = %msg, suppressed = held, "rules file refused; {in_force}");
                 }
-                self.events().emit(Event::ReloadFailed { error: msg });
+                self.events()
+                    .emit(Event::ReloadFailed { error: msg.clone() });
+                reload::ReloadOutcome::Refused { error: msg }
             }
+        };
+        *s.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(reload::Reload {
+            source: path.to_owned(),
+            at: crate::rules::Timestamp(std::time::SystemTime::now()),
+            outcome,
+        });
+    }
+
+    /// What stays in force when a file is refused, in words for the log.
+    pub(crate) fn rules_in_force(&self) -> String {
+        let compiled = self.compiled();
+        match compiled.set.rules.len() {
+            0 => "no rules in force".to_owned(),
+            n => format!(
+                "the rules in force stay ({n} rule{}, version {})",
+                if n == 1 { "" } else { "s" },
+                self.version()
+            ),
         }
+    }
+
+    /// The watched file's last reload (`CHAOS_RULES`, [`Chaos::watch_file`]): loaded or
+    /// refused, the error, when. `None` before a file was first read.
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    /// use chaos_core::reload::ReloadOutcome;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("rules.yaml");
+    /// std::fs::write(&path, "rules:\n  - { id: a, point: server, fault: { abort: 503 }, rate: 150 }\n")?;
+    ///
+    /// let chaos = Chaos::new();
+    /// let _watch = chaos.watch_file(&path)?;
+    /// let last = chaos.last_reload().expect("read once already");
+    /// match &last.outcome {
+    ///     ReloadOutcome::Refused { error } => assert!(error.contains("write `25%` or `0.25`"), "{error}"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert!(chaos.rules().rules.is_empty(), "nothing loaded: no rules in force");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn last_reload(&self) -> Option<reload::Reload> {
+        self.shared
+            .last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     #[cfg(feature = "test-util")]

@@ -4,7 +4,9 @@
 //! ConfigMap `..data` symlink swap), waits for events to settle (debounce), re-reads the
 //! path, and swaps the rules only when the content changed and parses. A slow periodic
 //! re-check covers missed events. A bad, partial or deleted file never replaces good rules:
-//! the error is logged (rate-limited), counted, and sent as [`Event::ReloadFailed`].
+//! the error is logged (each distinct refusal; only repeats of one error are
+//! rate-limited), counted, kept as the engine's [`last_reload`](crate::Chaos::last_reload)
+//! (also in `GET /chaos/rules` and `/chaos/metrics`), and sent as [`Event::ReloadFailed`].
 //!
 //! ```
 //! use chaos_core::Chaos;
@@ -35,8 +37,48 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
+use serde::Serialize;
+
 use super::WeakChaos;
-use crate::rules::{Format, RuleSet, RulesError};
+use crate::rules::{Format, RuleSet, RulesError, Timestamp};
+
+/// A watched file's last reload: see [`Chaos::last_reload`](crate::Chaos::last_reload).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Reload {
+    /// The file.
+    pub source: String,
+    /// When it was read.
+    pub at: Timestamp,
+    /// Loaded or refused.
+    #[serde(flatten)]
+    pub outcome: ReloadOutcome,
+}
+
+impl Reload {
+    /// Whether the file was loaded (its rules are the ones in force).
+    pub fn is_loaded(&self) -> bool {
+        matches!(self.outcome, ReloadOutcome::Loaded { .. })
+    }
+}
+
+/// What became of a reload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ReloadOutcome {
+    /// Its rules are in force, as this version.
+    Loaded {
+        /// The rules version it made.
+        version: u64,
+    },
+    /// Refused whole (unreadable, or not a valid rules document): the rules in force
+    /// before it stay, none if nothing was ever loaded.
+    Refused {
+        /// Where and why (file, line, field, reason).
+        error: String,
+    },
+}
 
 /// Settings of a file watch.
 #[derive(Clone, Copy, Debug)]
@@ -229,10 +271,15 @@ impl Worker {
         let bytes = match crate::rules::read_bounded_bytes(&self.path) {
             Ok(b) => b,
             Err(e) => {
-                // Deleted, or mid-swap: keep the last good rules; say so once.
+                // Deleted, or mid-swap: the rules in force stay; a refusal, once per spell.
                 if !self.missing_logged {
                     self.missing_logged = true;
-                    tracing::warn!(target: "chaos", path = %self.name, error = %e, "rules file unreadable; keeping the last good rules");
+                    self.refused = None;
+                    let result =
+                        Err(RulesError::io(format!("cannot read: {e}"))
+                            .with_source(self.name.clone()));
+                    chaos.note_reload(&self.name, &result);
+                    self.note(result);
                 }
                 return;
             }
@@ -247,9 +294,17 @@ impl Worker {
             .and_then(|text| RuleSet::parse_named(self.format, &text, Some(&self.name)))
             .and_then(|set| chaos.replace(set));
         chaos.note_reload(&self.name, &result);
+        match &result {
+            Ok(_) => self.applied = Some(hash),
+            Err(_) => self.refused = Some(hash),
+        }
+        self.note(result);
+    }
+
+    /// Keeps the outcome in the watch's own counters.
+    fn note(&mut self, result: Result<u64, RulesError>) {
         match result {
             Ok(_) => {
-                self.applied = Some(hash);
                 self.refused = None;
                 self.status.reloads.fetch_add(1, Ordering::SeqCst);
                 *self
@@ -259,7 +314,6 @@ impl Worker {
                     .unwrap_or_else(|p| p.into_inner()) = None;
             }
             Err(e) => {
-                self.refused = Some(hash);
                 self.status.failures.fetch_add(1, Ordering::SeqCst);
                 *self
                     .status

@@ -93,6 +93,7 @@ impl Chaos {
                 .into_iter()
                 .map(|(reason, count)| ReasonCount { reason, count })
                 .collect(),
+            last_reload: self.last_reload(),
             stats: EngineStats {
                 injected: s.injected.load(Ordering::Relaxed),
                 active: self.shared.global_active.load(Ordering::Relaxed),
@@ -140,6 +141,9 @@ pub struct Snapshot {
     pub known_targets: Vec<crate::known::KnownTarget>,
     /// Engine-wide counters.
     pub stats: EngineStats,
+    /// The watched file's last reload ([`Chaos::last_reload`]): loaded or refused, the
+    /// error, when. `null` when no file is watched.
+    pub last_reload: Option<crate::reload::Reload>,
     /// Rules stopped since the process started, by rule and reason (`guard`,
     /// `service_guard`, `budget`, `manual`; `rule: "*"` with `kill_switch` for each time
     /// the kill switch turned on). A rule removed keeps its counts.

@@ -143,9 +143,20 @@ impl std::str::FromStr for Rate {
             let n: f64 = t
                 .parse()
                 .map_err(|_| format!("invalid rate `{v}`: expected `25%` or `0.25`"))?;
-            Rate::new(n)
+            bare(n)
         }
     }
+}
+
+/// A rate written as a bare number: a fraction from 0 to 1. One above 1 was most likely
+/// meant as a percentage, so the error says how to write either.
+fn bare(n: f64) -> Result<Rate, String> {
+    if n > 1.0 {
+        return Err(format!(
+            "rate {n} is above 1: a bare number is a fraction from 0 to 1; write `25%` or `0.25`"
+        ));
+    }
+    Rate::new(n)
 }
 
 fn rate_range_error(percent_value: f64) -> String {
@@ -182,13 +193,13 @@ impl<'de> Deserialize<'de> for Rate {
                 v.parse().map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Rate, E> {
-                Rate::new(v).map_err(E::custom)
+                bare(v).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Rate, E> {
-                Rate::new(v as f64).map_err(E::custom)
+                bare(v as f64).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Rate, E> {
-                Rate::new(v as f64).map_err(E::custom)
+                bare(v as f64).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -493,6 +504,12 @@ mod tests {
         );
         assert_eq!(Rate::new(1.5).unwrap_err(), "rate 150% is above 100%");
         assert_eq!("-5%".parse::<Rate>().unwrap_err(), "rate -5% is below 0%");
+        // A bare number is a fraction; one above 1 was meant as a percentage, most likely.
+        assert_eq!(
+            "150".parse::<Rate>().unwrap_err(),
+            "rate 150 is above 1: a bare number is a fraction from 0 to 1; write `25%` or `0.25`"
+        );
+        assert_eq!("1".parse::<Rate>().unwrap(), Rate::ALWAYS);
         assert!(Rate::ALWAYS.admits(u64::MAX));
         assert!(!Rate::NEVER.admits(0));
         assert_eq!(Rate::new(0.125).unwrap().to_string(), "12.5%");

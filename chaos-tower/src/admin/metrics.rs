@@ -20,6 +20,9 @@
 //! | `chaos_active_injections` | gauge | |
 //! | `chaos_rules_version` | gauge | |
 //! | `chaos_known_target` | gauge, 1 | `point`, `target`: where a rule can fire in this process |
+//! | `chaos_reloads_total`, `chaos_reload_failures_total` | counter | none: rules files loaded, and refused, from the watched file (`CHAOS_RULES`) |
+//! | `chaos_last_reload_success` | gauge, 1 or 0 | none: whether the watched file's last reload loaded (absent until a file is read) |
+//! | `chaos_last_reload_timestamp_seconds` | gauge | none: when the watched file was last read, Unix time |
 //!
 //! Every series a counter may have is written from 0 (each rule's abort reasons, the kill
 //! switch, every header refusal code), so `increase()` and `rate()` see the first count.
@@ -292,9 +295,39 @@ fn families(s: &Snapshot) -> Vec<MetricFamily> {
     for k in &s.known_targets {
         known.gauge(&[("point", &k.point), ("target", &k.target)], 1.0);
     }
+    let mut reloads = Family::new(
+        "chaos_reloads_total",
+        "Rules files loaded from the watched file (CHAOS_RULES)",
+        COUNTER,
+    );
+    reloads.counter(&[], s.stats.reloads);
+    let mut refused = Family::new(
+        "chaos_reload_failures_total",
+        "Rules files refused (unreadable or invalid); the rules in force stayed",
+        COUNTER,
+    );
+    refused.counter(&[], s.stats.reload_failures);
+    let mut last_ok = Family::new(
+        "chaos_last_reload_success",
+        "1 when the watched file's last reload loaded, 0 when it was refused",
+        GAUGE,
+    );
+    let mut last_at = Family::new(
+        "chaos_last_reload_timestamp_seconds",
+        "When the watched file was last read (Unix time)",
+        GAUGE,
+    );
+    if let Some(r) = &s.last_reload {
+        last_ok.gauge(&[], f64::from(u8::from(r.is_loaded())));
+        let at =
+            r.at.0
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+        last_at.gauge(&[], at.as_secs_f64());
+    }
     [
         injections, matched, requests, errors, duration, aborts, rejected, state, kill, service,
-        active, version, known,
+        active, version, known, reloads, refused, last_ok, last_at,
     ]
     .into_iter()
     .map(|f| f.0)
