@@ -4,6 +4,8 @@
 //!
 //! * [`ChaosMiddleware`], a [`reqwest_middleware::Middleware`] at the injection point
 //!   `client`, named by the dependency it calls (the rules' `target`; default: the host).
+//!   [`ChaosMiddleware::client`] makes a client and its middleware together, with one
+//!   timeout both take ([`ChaosClientBuilder`]).
 //! * [`ChaosConnectLayer`], the genuine route: a `connector_layer` whose faults reqwest
 //!   reports as its own connect errors (point `connect`, new connections only).
 //! * [`ChaosErrorExt`] finds the injected fault behind an error, however wrapped;
@@ -11,16 +13,24 @@
 //!   transient errors as it retries real ones.
 //!
 //! ```
+//! use std::time::Duration;
 //! use chaos_core::Chaos;
 //! use chaos_reqwest::ChaosMiddleware;
-//! use reqwest_middleware::ClientBuilder;
 //!
 //! let chaos = Chaos::from_env(); // CHAOS_RULES=rules.yaml, watched
-//! let payments = ClientBuilder::new(reqwest::Client::new())
-//!     .with(ChaosMiddleware::new(&chaos, "payments"))
-//!     .build();
+//! let payments = ChaosMiddleware::client(&chaos, "payments")
+//!     .timeout(Duration::from_millis(150)) // reqwest's timeout, and it cuts injected delays
+//!     .build()?;
 //! # let _ = payments;
+//! # Ok::<(), reqwest::Error>(())
 //! ```
+//!
+//! A client you build yourself takes the middleware the usual way,
+//! `reqwest_middleware::ClientBuilder::new(client).with(ChaosMiddleware::new(&chaos,
+//! "payments"))`; give the middleware the client's timeout too
+//! ([`ChaosMiddlewareBuilder::timeout`]), which it cannot read from the client, or an
+//! injected delay runs in full however short the timeout (the middleware says so, once,
+//! the first time it happens).
 //!
 //! With that, a rule such as
 //!
@@ -42,7 +52,7 @@
 //!
 //! | fault | result of `send().await` |
 //! |---|---|
-//! | `delay` | `Ok`, the real response, later. When the call has a timeout (the request's own, or the client's given to [`ChaosMiddlewareBuilder::timeout`]) the delay counts against it, and a delay longer than it ends as `error: timeout` does, when the timeout runs out |
+//! | `delay` | `Ok`, the real response, later. When the call has a timeout (the request's own, or the client's, given to [`ChaosClientBuilder::timeout`] or [`ChaosMiddlewareBuilder::timeout`]) the delay counts against it, and a delay longer than it ends, when the timeout runs out, in `Err` whose fault `is_timeout()`, as a slow server's answer would |
 //! | `abort` | `Ok`, a response made here: the rule's status, body, `content-type` and headers, a `content-length`, the request's URL, and `x-chaos-injected: RULE_ID`. `error_for_status()` fails with that status and URL, `json()` decodes the body, retry policies see the status. For a gRPC request (`content-type: application/grpc`), a trailers-only response |
 //! | `error: unavailable` | `Err(reqwest_middleware::Error::Middleware)`: `is_middleware()`, no status, no URL; [`injected_fault()`](ChaosErrorExt::injected_fault) is `is_unavailable()`. The request never leaves the process |
 //! | `error: timeout` | the same, `is_timeout()` on the fault, at once (use `drop: hang` to spend the time) |
@@ -146,12 +156,14 @@
 // The docs link to `ChaosRetryableStrategy`, which exists with the `retry` feature.
 #![cfg_attr(not(feature = "retry"), allow(rustdoc::broken_intra_doc_links))]
 
+mod client;
 mod connect;
 mod error;
 mod middleware;
 #[cfg(feature = "retry")]
 mod retry;
 
+pub use self::client::ChaosClientBuilder;
 pub use self::connect::{CONNECT_POINT, ChaosConnect, ChaosConnectLayer, ConnectFuture};
 pub use self::error::ChaosErrorExt;
 pub use self::middleware::{ChaosMiddleware, ChaosMiddlewareBuilder, ChaosTarget, SkipChaos};

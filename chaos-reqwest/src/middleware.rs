@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +70,8 @@ pub struct ChaosMiddleware {
     injected_header: Option<HeaderName>,
     timeout: Option<Duration>,
     steady: Arc<SteadyState>,
+    /// Whether a wait with no timeout known here was logged (once per middleware).
+    untimed_logged: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ChaosMiddleware {
@@ -169,6 +172,7 @@ impl ChaosMiddlewareBuilder {
             forward: self.forward,
             injected_header: self.injected_header,
             timeout: self.timeout,
+            untimed_logged: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -201,6 +205,22 @@ impl ChaosMiddleware {
     /// as configured here.
     fn budget(&self, req: &Request) -> Option<Duration> {
         req.timeout().copied().or(self.timeout)
+    }
+
+    /// Says once, for this middleware, that an injected wait runs with no timeout known
+    /// here: nothing but the wait's own end cuts it short.
+    #[cold]
+    fn log_untimed(&self, rule: &str) {
+        if !self.untimed_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "chaos",
+                rule,
+                target_name = self.target.as_deref().unwrap_or("(the host)"),
+                "an injected delay runs with no timeout known to the middleware, so nothing cuts it short; \
+                 state the client's timeout once with ChaosMiddleware::client(..).timeout(..), \
+                 or give it to ChaosMiddlewareBuilder::timeout as well as to reqwest"
+            );
+        }
     }
 
     fn mark(&self, headers: &mut HeaderMap, rule: &str) {
@@ -262,7 +282,12 @@ impl ChaosMiddleware {
                     Err(_) => return Err(fail(timed_out)),
                 }
             }
-            None => wait.await,
+            None => {
+                if wait.takes_time() && !self.untimed_logged.load(Ordering::Relaxed) {
+                    self.log_untimed(wait.timeout_error().rule_id());
+                }
+                wait.await
+            }
         };
         if let Err(fault) = waited {
             return Ok(Err(inj.http_timed_out(fault, HttpSide::Client, grpc)));

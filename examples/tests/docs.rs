@@ -114,8 +114,10 @@ fn every_rules_and_experiment_snippet_loads() {
                         .map_err(|e| e.to_string())
                 }
                 "output" => Err("only JSON output is checked: show other output as `text`".into()),
+                "cargo" if format == Format::Toml => cargo_lines(&s.text),
+                "cargo" => Err("a Cargo.toml snippet is TOML".into()),
                 other => Err(format!(
-                    "say what the block holds after its language: rules, rule, experiment, prometheus or (JSON only) output (got {other:?})"
+                    "say what the block holds after its language: rules, rule, experiment, prometheus, (TOML only) cargo or (JSON only) output (got {other:?})"
                 )),
             };
             if let Err(e) = result {
@@ -125,10 +127,60 @@ fn every_rules_and_experiment_snippet_loads() {
         }
     }
     // The pages hold each kind: this test cannot pass by finding none.
-    for kind in ["rules", "rule", "experiment", "prometheus", "output"] {
+    for kind in [
+        "rules",
+        "rule",
+        "experiment",
+        "prometheus",
+        "output",
+        "cargo",
+    ] {
         assert!(
             loaded.get(kind).is_some_and(|n| *n > 0),
             "no {kind} snippet: {loaded:?}"
         );
     }
+}
+
+/// A `toml cargo` block: the lines a snippet needs in an application's `Cargo.toml`
+/// (under `[dependencies]` unless it names `[dev-dependencies]`), which `scripts/newcomer`
+/// builds. Each of this workspace's crates is a path dependency on a checkout beside the
+/// application, `../chaos/CRATE`, with only features that crate has.
+fn cargo_lines(text: &str) -> Result<(), String> {
+    let doc: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    let mut deps = Vec::new();
+    for (k, v) in &doc {
+        match (k.as_str(), v) {
+            ("dependencies" | "dev-dependencies", toml::Value::Table(t)) => deps.extend(t),
+            _ => deps.push((k, v)),
+        }
+    }
+    for (name, spec) in deps {
+        if !name.starts_with("chaos-") {
+            continue;
+        }
+        let path = spec.get("path").and_then(toml::Value::as_str);
+        if path != Some(&format!("../chaos/{name}")) {
+            return Err(format!(
+                "{name}: depend on it as path = \"../chaos/{name}\", got {spec}"
+            ));
+        }
+        let manifest: toml::Table = std::fs::read_to_string(root().join(name).join("Cargo.toml"))
+            .map_err(|e| format!("{name}: {e}"))?
+            .parse()
+            .map_err(|e| format!("{name}: {e}"))?;
+        let features = manifest.get("features").and_then(toml::Value::as_table);
+        for f in spec
+            .get("features")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let f = f.as_str().unwrap_or("");
+            if !features.is_some_and(|t| t.contains_key(f)) {
+                return Err(format!("{name} has no feature `{f}`"));
+            }
+        }
+    }
+    Ok(())
 }

@@ -122,6 +122,11 @@ impl Wait {
         }
     }
 
+    /// Whether it takes time (a zero delay is ready at once).
+    pub fn takes_time(&self) -> bool {
+        matches!(self.inner, Inner::Timed(_))
+    }
+
     /// The error of the waited work timing out (the caller's own timeout ran out first),
     /// attributed to the rule.
     pub fn timeout_error(&self) -> InjectedFault {

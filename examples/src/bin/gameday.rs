@@ -45,7 +45,7 @@ use chaos_tower::admin::AdminService;
 use chaosctl::experiment::Verdict;
 use failsafe::futures::CircuitBreaker as _;
 use http::StatusCode;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::RetryTransientMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use sqlx::Sqlite;
@@ -156,24 +156,18 @@ async fn system(chaos: &Chaos) -> Result<(SocketAddr, SocketAddr), Box<dyn std::
     sqlx::query("INSERT INTO stock VALUES (7, 1000)")
         .execute(&inventory)
         .await?;
-    let reqwest = reqwest::Client::builder()
-        .no_proxy()
+    // One timeout for reqwest and the middleware, so it cuts an injected delay as it
+    // would a slow payments service's answer.
+    let client = ChaosMiddleware::client(chaos, "payments")
         .timeout(PAY_TIMEOUT)
-        .build()?;
-    let client = ClientBuilder::new(reqwest)
+        .reqwest(|b| b.no_proxy())
         .with(RetryTransientMiddleware::new_with_policy_and_strategy(
             ExponentialBackoff::builder()
                 .retry_bounds(Duration::from_millis(5), Duration::from_millis(10))
                 .build_with_max_retries(1),
             ChaosRetryableStrategy::default(),
         ))
-        .with(
-            ChaosMiddleware::builder(chaos)
-                .target("payments")
-                .timeout(PAY_TIMEOUT)
-                .build(),
-        )
-        .build();
+        .build()?;
     let breaker = failsafe::Config::new()
         .failure_policy(failsafe::failure_policy::consecutive_failures(
             5,

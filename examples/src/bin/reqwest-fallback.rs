@@ -28,7 +28,7 @@ use chaos_core::rules::{Abort, BodyFault, Delay, DropKind, ErrorKind, Fault, Rul
 use chaos_core::testing::Scenario;
 use chaos_reqwest::{ChaosMiddleware, ChaosRetryableStrategy};
 use chaos_tower::ChaosLayer;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::RetryTransientMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use tower_layer::Layer;
@@ -69,28 +69,21 @@ async fn page(State((recs, client)): State<(SocketAddr, ClientWithMiddleware)>) 
     }
 }
 
-/// reqwest with retries (chaos-aware strategy), and chaos inside them.
+/// reqwest with retries (chaos-aware strategy), and chaos inside them; one timeout for
+/// reqwest and the middleware.
 fn client(chaos: &Chaos) -> ClientWithMiddleware {
-    let reqwest = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("reqwest client");
     let policy = ExponentialBackoff::builder()
         .retry_bounds(Duration::from_millis(5), Duration::from_millis(20))
         .build_with_max_retries(2);
-    ClientBuilder::new(reqwest)
+    ChaosMiddleware::client(chaos, "recommendations")
+        .timeout(TIMEOUT)
+        .reqwest(|b| b.no_proxy())
         .with(RetryTransientMiddleware::new_with_policy_and_strategy(
             policy,
             ChaosRetryableStrategy::default(),
         ))
-        .with(
-            ChaosMiddleware::builder(chaos)
-                .target("recommendations")
-                .timeout(TIMEOUT)
-                .build(),
-        )
         .build()
+        .expect("reqwest client")
 }
 
 async fn serve(app: Router, layer: ChaosLayer) -> std::io::Result<SocketAddr> {
