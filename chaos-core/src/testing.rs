@@ -34,7 +34,7 @@ use crate::engine::Chaos;
 pub use crate::engine::RuleGuard;
 pub use crate::journal::JournalEntry;
 pub use crate::pause::PauseGate;
-use crate::rules::{Match, Rule};
+use crate::rules::{Match, Rule, RulesError};
 
 /// A scenario tag of its own for one test, so tests can run in parallel against one server
 /// without seeing each other's faults, sequences or journal.
@@ -74,6 +74,26 @@ impl Scenario {
     /// A match on it, to scope a rule to this test.
     pub fn matcher(&self) -> Match {
         Match::default().scenario(&self.name)
+    }
+
+    /// `rule` scoped to this test: it matches only this scenario's requests (besides its
+    /// own conditions), and its id is `ID.SCENARIO`, so tests that install the same rule
+    /// in parallel on one engine never share one (a fixed id is refused the second time:
+    /// "duplicate rule id").
+    pub fn scope(&self, mut rule: Rule) -> Rule {
+        rule.matcher.scenario = Some(self.name.clone());
+        rule.id = format!("{}.{}", rule.id, self.name);
+        rule
+    }
+
+    /// Installs `rule` [scoped](Self::scope) to this test, for as long as the guard lives
+    /// (see [`Chaos::install`]).
+    ///
+    /// # Errors
+    ///
+    /// The rule does not validate.
+    pub fn install(&self, chaos: &Chaos, rule: Rule) -> Result<RuleGuard, RulesError> {
+        chaos.install(self.scope(rule))
     }
 }
 
@@ -151,9 +171,7 @@ impl Experiment {
     /// share a rule). By default any failed request breaks the tolerance.
     pub fn new(chaos: &Chaos, rule: Rule) -> Experiment {
         let scenario = Scenario::fresh();
-        let mut rule = rule;
-        rule.matcher.scenario = Some(scenario.name.clone());
-        rule.id = format!("{}.{}", rule.id, scenario.name);
+        let rule = scenario.scope(rule);
         Experiment {
             chaos: chaos.clone(),
             rule,

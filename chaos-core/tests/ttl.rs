@@ -25,7 +25,7 @@ fn rule(chaos: &Chaos, id: &str) -> chaos_core::RuleSnapshot {
 }
 
 fn expires_in(chaos: &Chaos, id: &str) -> Duration {
-    rule(chaos, id).expires_in.0
+    rule(chaos, id).expires_in.unwrap().0
 }
 
 fn injected(chaos: &Chaos, id: &str) -> u64 {

@@ -15,6 +15,14 @@ use chaos_core::BoxError;
 /// Implement it for your own body type if it is not one of the provided ones: `from_bytes`
 /// builds an abort body, and `from_fault` type-erases a [`FaultBody`] wrapping a body of
 /// this type (usually with the type's own boxing constructor).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a body the chaos layers can answer with",
+    label = "no `ChaosBody` for `{Self}`",
+    note = "for axum's `Body` turn on chaos-tower's `axum` feature, for tonic's its `tonic` feature: \
+            chaos-tower = {{ path = \"../chaos/chaos-tower\", features = [\"axum\"] }}",
+    note = "raw hyper bodies: `http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>` has it always; \
+            another body type can implement `ChaosBody` itself"
+)]
 pub trait ChaosBody: http_body::Body + Default + Sized {
     /// A body holding these bytes.
     fn from_bytes(bytes: Bytes) -> Self;

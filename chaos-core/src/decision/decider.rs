@@ -122,7 +122,9 @@ impl Decider<'_> {
         }
         let now = Instant::now();
         if now >= st.expires_at {
-            st.expired_hits.fetch_add(1, Ordering::Relaxed);
+            if st.expired_hits.fetch_add(1, Ordering::Relaxed) == 0 {
+                expired(&rule.id);
+            }
             return None;
         }
         // A guard due for judgement is judged before the rule injects again.
@@ -260,4 +262,14 @@ impl Decider<'_> {
             attrs: state.map(|s| s.attrs.clone()),
         }
     }
+}
+
+/// Says, once per rule, that a rule matched after it expired: an expiry is never silent.
+#[cold]
+fn expired(rule: &str) {
+    tracing::warn!(
+        target: "chaos",
+        rule,
+        "rule expired: it matched a request but injects nothing (its ttl, expires_at or defaults.ttl ran out)"
+    );
 }

@@ -62,6 +62,11 @@ impl Removed {
     }
 }
 
+/// How long a rule held by a test's guard, with no expiry of its own, lives: for ever, in
+/// practice (far enough that no paused clock's leap reaches it, near enough not to
+/// overflow an `Instant`).
+pub(crate) const HELD: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Compiled {
     pub(crate) fn empty() -> Compiled {
         Compiled {
@@ -107,6 +112,8 @@ impl Compiled {
                 let expires_at = match (r.ttl, r.expires_at) {
                     (Some(ttl), _) => now + ttl.0,
                     (None, Some(at)) => now + at.0.duration_since(wall).unwrap_or(Duration::ZERO),
+                    // A test's guard is its lifetime.
+                    (None, None) if r.held => now + HELD,
                     (None, None) => now + default_ttl,
                 };
                 Arc::new(RuleState::new(r, now, expires_at))

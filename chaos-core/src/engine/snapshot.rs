@@ -50,7 +50,8 @@ impl Chaos {
                     state,
                     abort_reason: abort.as_ref().map(|a| a.reason.clone()),
                     abort,
-                    expires_in: Dur(st.expires_at.saturating_duration_since(now)),
+                    expires_in: (!(spec.held && spec.ttl.is_none() && spec.expires_at.is_none()))
+                        .then(|| Dur(whole(st.expires_at.saturating_duration_since(now)))),
                     counters: RuleCounters {
                         matched: st.matched.load(Ordering::Relaxed),
                         injected: st.injected.load(Ordering::Relaxed),
@@ -58,7 +59,7 @@ impl Chaos {
                         skipped_by_limit: st.skipped_by_limit.load(Ordering::Relaxed),
                         expired: st.expired_hits.load(Ordering::Relaxed),
                         active: st.active.load(Ordering::Relaxed),
-                        hits,
+                        injected_untagged: hits,
                     },
                     guard: w.guard_state(now, st.is_aborted()),
                     cohorts: w.snapshot(now),
@@ -104,6 +105,15 @@ impl Chaos {
                 reload_failures: s.reload_failures.load(Ordering::Relaxed),
             },
         }
+    }
+}
+
+/// A time left, as a person reads it: whole seconds, or whole milliseconds under a second.
+fn whole(d: std::time::Duration) -> std::time::Duration {
+    if d >= std::time::Duration::from_secs(1) {
+        std::time::Duration::from_secs(d.as_secs())
+    } else {
+        std::time::Duration::from_millis(d.as_millis() as u64)
     }
 }
 
@@ -189,8 +199,10 @@ pub struct RuleSnapshot {
     /// Its abort: why, the guard's breach (condition, observed value, threshold), when.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortInfo>,
-    /// Time left before it expires.
-    pub expires_in: Dur,
+    /// Time left before it expires, in whole seconds (milliseconds under one second);
+    /// `None` (`null`) for a rule held by a test's guard with no expiry of its own, which
+    /// lives as long as the guard.
+    pub expires_in: Option<Dur>,
     /// Its counters.
     pub counters: RuleCounters,
     /// Its guard's state.
@@ -233,13 +245,17 @@ pub enum RuleStatus {
     Aborted,
 }
 
-/// Counters of one rule.
+/// Counters of one rule, from when it was loaded. For each request that met the rule's
+/// conditions, `matched` counts one; then exactly one of: `injected` (or `shadowed` in
+/// shadow mode), `skipped_by_limit`, `expired`, or none of them (the request was in the
+/// control cohort: the rate, a sequence's pass step or a sticky key left it alone; or the
+/// rule had stopped: aborted, its error budget spent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct RuleCounters {
-    /// Requests that met its conditions.
+    /// Requests that met its conditions (point, target, match), whatever then happened.
     pub matched: u64,
-    /// Faults injected.
+    /// Faults injected, tagged requests and untagged together.
     pub injected: u64,
     /// Faults that would have been injected (shadow mode).
     pub shadowed: u64,
@@ -249,8 +265,11 @@ pub struct RuleCounters {
     pub expired: u64,
     /// Injections in flight.
     pub active: u32,
-    /// Injections counted in the rule-wide scope (requests with no scenario tag).
-    pub hits: u64,
+    /// Injections to requests with no scenario tag, counted in the rule-wide scope: the
+    /// count `max_hits` retires the rule on. (A tagged request's injections count in its
+    /// scenario's scope, so a run of tagged requests leaves this at 0; it was `hits`.)
+    /// Counted only for a rule with `max_hits` or a sequence.
+    pub injected_untagged: u64,
 }
 
 /// Engine-wide counters.

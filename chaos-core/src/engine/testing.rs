@@ -31,10 +31,15 @@ impl Drop for RuleGuard {
 impl Chaos {
     /// Adds a rule for as long as the returned guard lives.
     ///
+    /// The guard is the rule's lifetime: unless the rule has a `ttl` or `expires_at` of
+    /// its own, it does not take `defaults.ttl` (one hour) and never expires while the
+    /// guard lives, however far a paused test's clock moves.
+    ///
     /// # Errors
     ///
     /// The rule does not validate or its id is taken.
-    pub fn install(&self, rule: Rule) -> Result<RuleGuard, RulesError> {
+    pub fn install(&self, mut rule: Rule) -> Result<RuleGuard, RulesError> {
+        rule.held = true;
         let id = rule.id.clone();
         self.add_rule(rule)?;
         Ok(RuleGuard {

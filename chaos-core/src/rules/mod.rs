@@ -266,6 +266,10 @@ pub struct Rule {
     /// `inject`, or `shadow` to decide and count without injecting.
     #[serde(default)]
     pub mode: Mode,
+    /// Installed by a test's guard ([`Chaos::install`](crate::Chaos::install)): with no
+    /// `ttl` or `expires_at` of its own, it lives as long as the guard, not `defaults.ttl`.
+    #[serde(skip)]
+    pub(crate) held: bool,
 }
 
 fn always() -> Rate {
@@ -326,6 +330,7 @@ impl Rule {
             max_errors: None,
             ramp: None,
             mode: Mode::Inject,
+            held: false,
         }
     }
 
