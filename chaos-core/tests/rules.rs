@@ -102,7 +102,10 @@ fn refused_inputs_say_where_what_and_why() {
         // --- schema errors, with positions
         (Format::Yaml, rule_with("rat: 5%"), format!("<string>:5:5: rule `r1`, field `rat`: {unknown_rule_field}")),
         (Format::Yaml, rule_with("rate: 125%"), "<string>:5:11: rule `r1`, field `rate`: rate 125% is above 100%".into()),
-        (Format::Yaml, rule_with("rate: 1.5"), "<string>:5:11: rule `r1`, field `rate`: rate 150% is above 100%".into()),
+        (Format::Yaml, rule_with("rate: 1.5"), "<string>:5:11: rule `r1`, field `rate`: rate 1.5 is above 1: a bare number is a fraction from 0 to 1; write `25%` or `0.25`".into()),
+        // A bare number meant as a percentage: said so, not read as 15000%.
+        (Format::Yaml, rule_with("rate: 150"), "<string>:5:11: rule `r1`, field `rate`: rate 150 is above 1: a bare number is a fraction from 0 to 1; write `25%` or `0.25`".into()),
+        (Format::Yaml, rule_with("rate: 150%"), "<string>:5:11: rule `r1`, field `rate`: rate 150% is above 100%".into()),
         (Format::Yaml, rule_with("rate: -5%"), "<string>:5:11: rule `r1`, field `rate`: rate -5% is below 0%".into()),
         (Format::Yaml, rule_with("rate: lots"), "<string>:5:11: rule `r1`, field `rate`: invalid rate `lots`: expected `25%` or `0.25`".into()),
         (Format::Yaml, rule_with_fault("{ delay: 800ms..300ms }"), "<string>:4:21: rule `r1`, field `fault.delay`: delay range 800ms..300ms is reversed".into()),
