@@ -75,9 +75,14 @@
 //!
 //! Name | Description | Default?
 //! ---|---|---
-//! `postgres` | `ChaosPool<Postgres>` | no
-//! `sqlite` | `ChaosPool<Sqlite>` | no
+//! `postgres` | sqlx's `postgres` driver, as turning it on in your own sqlx dependency does | no
+//! `sqlite` | sqlx's `sqlite` driver, likewise | no
 //! `otel` | the engine's OpenTelemetry metrics (`chaos_core::otel`), for statements too | no
+//!
+//! `ChaosPool<DB>` works with any driver your sqlx dependency turns on (PostgreSQL and
+//! SQLite are tested), with or without sqlx's `macros`: chaos-sqlx turns on sqlx's
+//! `macros` itself, the one switch that makes sqlx-core and every driver agree on the
+//! `Executor` trait's methods.
 //!
 //! This crate needs Rust 1.94, as sqlx 0.9 does.
 

@@ -37,6 +37,10 @@
 //!
 //! # Example
 //!
+//! On axum, with the `axum` feature (`chaos-tower = { path = "../chaos/chaos-tower",
+//! features = ["axum"] }`; without it `axum::body::Body` is not a [`ChaosBody`] and the
+//! compiler says so, naming the feature):
+//!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use chaos_core::Chaos;
