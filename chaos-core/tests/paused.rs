@@ -5,8 +5,8 @@
 //! database). An expiry is never silent: the first request a rule matches after it
 //! expired logs it.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
 use chaos_core::Chaos;
@@ -86,29 +86,10 @@ async fn time_left_reads_in_whole_seconds() {
     assert_eq!(json["rules"][0]["expires_in"], "466ms", "{json}");
 }
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_expired_rule_says_so_at_the_first_request_it_matches() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let _log = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let logs = support::Logs::default();
+    let _log = tracing::subscriber::set_default(logs.subscriber());
     let chaos = Chaos::new();
     let scenario = Scenario::fresh();
     // Loaded as a file or the admin API loads it: it takes defaults.ttl (1h).
@@ -118,12 +99,8 @@ async fn an_expired_rule_says_so_at_the_first_request_it_matches() {
     for _ in 0..3 {
         assert_eq!(call(&chaos, &scenario).await.unwrap(), 1);
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let said: Vec<_> = text
-        .lines()
-        .filter(|l| l.contains("rule expired"))
-        .collect();
-    assert_eq!(said.len(), 1, "{text}");
+    let said = logs.lines_with("rule expired");
+    assert_eq!(said.len(), 1, "{}", logs.text());
     assert!(said[0].contains("rule=\"cache-down\""), "{}", said[0]);
     assert_eq!(chaos.snapshot().rules[0].counters.expired, 3);
 }

@@ -2,35 +2,13 @@
 //! error are rate-limited), and the last reload's outcome is in the engine's API. Its own
 //! binary: it installs a global subscriber to read what the watch thread logs.
 
-use std::io::Write;
+mod support;
+
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chaos_core::Chaos;
 use chaos_core::reload::{ReloadOutcome, WatchOptions};
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn lines_with(&self, needle: &str) -> usize {
-        self.text().lines().filter(|l| l.contains(needle)).count()
-    }
-}
 
 fn write(path: &Path, text: &str) {
     // Written beside and renamed, as an editor or a ConfigMap swap does.
@@ -56,12 +34,8 @@ fn refused(chaos: &Chaos) -> Option<String> {
 
 #[test]
 fn every_distinct_refusal_is_reported_and_the_last_outcome_is_kept() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = support::Logs::default();
+    tracing::subscriber::set_global_default(logs.subscriber()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.yaml");
@@ -80,7 +54,12 @@ fn every_distinct_refusal_is_reported_and_the_last_outcome_is_kept() {
         .unwrap();
     let first = refused(&chaos).expect("the first read is refused");
     assert!(first.contains("falt"), "{first}");
-    assert_eq!(logs.lines_with("no rules in force"), 1, "{}", logs.text());
+    assert_eq!(
+        logs.lines_with("no rules in force").len(),
+        1,
+        "{}",
+        logs.text()
+    );
     assert!(!logs.text().contains("keeping the last good rules"));
 
     // A different mistake three seconds later (well inside the old 10 s rate limit) is
@@ -94,8 +73,18 @@ fn every_distinct_refusal_is_reported_and_the_last_outcome_is_kept() {
     let second = refused(&chaos).unwrap();
     assert!(second.contains("rate 150 is above 1"), "{second}");
     assert!(second.contains("write `25%` or `0.25`"), "{second}");
-    assert_eq!(logs.lines_with("rules file refused"), 2, "{}", logs.text());
-    assert_eq!(logs.lines_with("rate 150 is above 1"), 1, "{}", logs.text());
+    assert_eq!(
+        logs.lines_with("rules file refused").len(),
+        2,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        logs.lines_with("rate 150 is above 1").len(),
+        1,
+        "{}",
+        logs.text()
+    );
 
     // The same error again (the file changed, its mistake did not): rate-limited.
     write(
@@ -103,7 +92,12 @@ fn every_distinct_refusal_is_reported_and_the_last_outcome_is_kept() {
         "rules:\n  - { id: a, point: server, fault: { abort: 503 }, rate: 150 }\n# again\n",
     );
     wait_for("the third refusal", || watch.failures() == 3);
-    assert_eq!(logs.lines_with("rules file refused"), 2, "{}", logs.text());
+    assert_eq!(
+        logs.lines_with("rules file refused").len(),
+        2,
+        "{}",
+        logs.text()
+    );
 
     // Loaded: the outcome says so, with the version, and a later refusal keeps it.
     write(&path, good);

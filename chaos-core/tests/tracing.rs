@@ -1,36 +1,16 @@
 //! One tracing event per injection (target `chaos`, fields rule, fault, point, target), and
 //! warnings for rejected headers that are rate-limited.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
 
 use chaos_core::rules::{Abort, Fault, Rule};
 use chaos_core::{Chaos, Point, RequestView};
 use http::{HeaderMap, HeaderValue};
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn captured(f: impl FnOnce()) -> String {
-    let buf = Buf::default();
-    let out = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || out.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    let logs = support::Logs::default();
+    tracing::subscriber::with_default(logs.subscriber(), f);
+    logs.text()
 }
 
 #[test]

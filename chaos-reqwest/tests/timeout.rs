@@ -4,12 +4,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chaos_reqwest::{ChaosErrorExt, ChaosMiddleware};
-use support::{dependency_at, engine, injected};
+use support::{Logs, dependency_at, engine, injected};
 
 const SLOW_PRICES: &str = r#"
 rules:
@@ -93,28 +91,10 @@ rules:
     assert_eq!(hits.get(), 1);
 }
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_delay_no_timeout_can_cut_is_said_once() {
     let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
+    let _log = tracing::subscriber::set_default(logs.subscriber());
 
     let chaos = engine(
         r#"
@@ -141,7 +121,7 @@ rules:
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let said = text
         .lines()
         .filter(|l| l.contains("no timeout known to the middleware"))
@@ -161,7 +141,7 @@ rules:
         .send()
         .await
         .unwrap();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         !text[logs_before..].contains("no timeout known"),
         "{}",
