@@ -9,7 +9,7 @@ use chaos_core::Chaos;
 use http::HeaderName;
 use reqwest_middleware::{ClientWithMiddleware, Middleware};
 
-use crate::{ChaosMiddleware, ChaosMiddlewareBuilder};
+use crate::middleware::{ChaosMiddleware, ChaosMiddlewareBuilder};
 
 /// Builds a reqwest client whose calls are the `client` point: the reqwest client, the
 /// middlewares you run around chaos (retries, tracing), and [`ChaosMiddleware`] innermost,

@@ -153,7 +153,7 @@ pub struct Snapshot {
     pub stats: EngineStats,
     /// The watched file's last reload ([`Chaos::last_reload`]): loaded or refused, the
     /// error, when. `null` when no file is watched.
-    pub last_reload: Option<crate::reload::Reload>,
+    pub last_reload: Option<super::reload::Reload>,
     /// Rules stopped since the process started, by rule and reason (`guard`,
     /// `service_guard`, `budget`, `manual`; `rule: "*"` with `kill_switch` for each time
     /// the kill switch turned on). A rule removed keeps its counts.
