@@ -1270,3 +1270,44 @@ fn tagged_contexts_come_back_from_the_cache_as_parsed() {
     assert!(chaos.context_from_headers(&long).is_none());
     assert_eq!(chaos.snapshot().stats.header_rejected, 6);
 }
+
+/// The same rule installed by two tests at once: a fixed id is refused the second time;
+/// scoped to each test's scenario, both go in, and each sees only its own fault.
+#[tokio::test]
+async fn a_rule_scoped_to_a_scenario_can_be_installed_by_parallel_tests() {
+    let chaos = Chaos::new();
+    let down = || {
+        Rule::new(
+            "cache-down",
+            "cache.get",
+            Fault::Error(ErrorKind::Unavailable),
+        )
+    };
+    let _fixed = chaos.install(down()).unwrap();
+    let err = chaos.install(down()).unwrap_err();
+    assert!(err.to_string().contains("duplicate rule id"), "{err}");
+    drop(_fixed);
+
+    let (a, b) = (Scenario::fresh(), Scenario::fresh());
+    let guard_a = a.install(&chaos, down()).unwrap();
+    let _guard_b = b.install(&chaos, down()).unwrap();
+    assert_eq!(guard_a.id(), format!("cache-down.{}", a.name()));
+    let call = |s: &Scenario| {
+        s.context()
+            .scope(chaos.inject("cache.get", "users", async { 1 }))
+    };
+    assert!(call(&a).await.is_err());
+    assert!(call(&b).await.is_err());
+    assert_eq!(
+        chaos
+            .inject("cache.get", "users", async { 1 })
+            .await
+            .unwrap(),
+        1
+    );
+    drop(guard_a);
+    assert_eq!(call(&a).await.unwrap(), 1, "a's rule went with its guard");
+    assert!(call(&b).await.is_err(), "b's stays");
+    assert_eq!(chaos.journal_for(a.name()).len(), 1);
+    assert_eq!(chaos.journal_for(b.name()).len(), 2);
+}

@@ -113,7 +113,7 @@ impl Compiled {
                     (Some(ttl), _) => now + ttl.0,
                     (None, Some(at)) => now + at.0.duration_since(wall).unwrap_or(Duration::ZERO),
                     // A test's guard is its lifetime.
-                    (None, None) if r.held => now + HELD,
+                    (None, None) if r.lives_with_guard() => now + HELD,
                     (None, None) => now + default_ttl,
                 };
                 Arc::new(RuleState::new(r, now, expires_at))

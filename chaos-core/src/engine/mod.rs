@@ -125,8 +125,6 @@ struct Shared {
     stats: Stats,
     warn_headers: RateLimited,
     warn_reload: RateLimited,
-    /// The last refusal logged, so a different one is always logged.
-    reload_warned: Mutex<Option<String>>,
     /// The watched file's last reload: loaded or refused, and when.
     last_reload: Mutex<Option<reload::Reload>>,
     steady: Registry,
@@ -181,7 +179,6 @@ impl Shared {
             stats: Stats::default(),
             warn_headers: RateLimited::new(Duration::from_secs(10)),
             warn_reload: RateLimited::new(Duration::from_secs(10)),
-            reload_warned: Mutex::new(None),
             last_reload: Mutex::new(None),
             steady: Registry::default(),
             known: Known::default(),
@@ -478,36 +475,34 @@ impl Chaos {
             .push(thing);
     }
 
-    /// Counts a reload of a watched file and says so: logged (every distinct refusal; only
-    /// repeats of the one logged last are rate-limited), kept as [`Chaos::last_reload`],
-    /// and on failure an event.
+    /// Counts a reload of a watched file and says so: logged (every refusal that differs
+    /// from the last reload's; only the same one again is rate-limited), kept as
+    /// [`Chaos::last_reload`], and on failure an event.
     pub(crate) fn note_reload(&self, path: &str, result: &Result<u64, RulesError>) {
         let s = &self.shared;
+        let last = || s.last_reload.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = match result {
             Ok(version) => {
                 s.stats.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(target: "chaos", path, version, "rules loaded");
-                *s.reload_warned.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 reload::ReloadOutcome::Loaded { version: *version }
             }
             Err(e) => {
                 s.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
                 let msg = e.to_string();
-                let in_force = self.rules_in_force();
-                let new = {
-                    let mut last = s.reload_warned.lock().unwrap_or_else(|p| p.into_inner());
-                    let new = last.as_deref() != Some(msg.as_str());
-                    *last = Some(msg.clone());
-                    new
-                };
-                // A refusal not logged last is always logged (and starts the limiter's
-                // interval); a repeat of it at most once an interval.
-                let held = if new {
-                    Some(s.warn_reload.restart())
-                } else {
+                let again = matches!(
+                    last().as_ref().map(|r| &r.outcome),
+                    Some(reload::ReloadOutcome::Refused { error }) if *error == msg
+                );
+                // A refusal unlike the last reload's is always logged (and starts the
+                // limiter's interval); the same one again at most once an interval.
+                let held = if again {
                     s.warn_reload.allow()
+                } else {
+                    Some(s.warn_reload.restart())
                 };
                 if let Some(held) = held {
+                    let in_force = self.rules_in_force();
                     tracing::warn!(target: "chaos", path, error = %msg, suppressed = held, "rules file refused; {in_force}");
                 }
                 self.events()
@@ -515,7 +510,7 @@ impl Chaos {
                 reload::ReloadOutcome::Refused { error: msg }
             }
         };
-        *s.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(reload::Reload {
+        *last() = Some(reload::Reload {
             source: path.to_owned(),
             at: crate::rules::Timestamp(std::time::SystemTime::now()),
             outcome,
@@ -523,7 +518,7 @@ impl Chaos {
     }
 
     /// What stays in force when a file is refused, in words for the log.
-    pub(crate) fn rules_in_force(&self) -> String {
+    fn rules_in_force(&self) -> String {
         let compiled = self.compiled();
         match compiled.set.rules.len() {
             0 => "no rules in force".to_owned(),

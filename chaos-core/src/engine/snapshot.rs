@@ -50,7 +50,7 @@ impl Chaos {
                     state,
                     abort_reason: abort.as_ref().map(|a| a.reason.clone()),
                     abort,
-                    expires_in: (!(spec.held && spec.ttl.is_none() && spec.expires_at.is_none()))
+                    expires_in: (!spec.lives_with_guard())
                         .then(|| Dur(whole(st.expires_at.saturating_duration_since(now)))),
                     counters: RuleCounters {
                         matched: st.matched.load(Ordering::Relaxed),

@@ -299,6 +299,12 @@ fn sticky_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
 }
 
 impl Rule {
+    /// Whether the rule lives as long as a test's guard: installed by one, with no `ttl`
+    /// or `expires_at` of its own.
+    pub(crate) fn lives_with_guard(&self) -> bool {
+        self.held && self.ttl.is_none() && self.expires_at.is_none()
+    }
+
     /// A rule with an id, a point and a fault; everything else at its default.
     ///
     /// # Panics
