@@ -88,8 +88,7 @@ async fn time_left_reads_in_whole_seconds() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_expired_rule_says_so_at_the_first_request_it_matches() {
-    let logs = support::Logs::default();
-    let _log = tracing::subscriber::set_default(logs.subscriber());
+    let logs = support::Logs::capture();
     let chaos = Chaos::new();
     let scenario = Scenario::fresh();
     // Loaded as a file or the admin API loads it: it takes defaults.ttl (1h).

@@ -8,8 +8,8 @@ use chaos_core::{Chaos, Point, RequestView};
 use http::{HeaderMap, HeaderValue};
 
 fn captured(f: impl FnOnce()) -> String {
-    let logs = support::Logs::default();
-    tracing::subscriber::with_default(logs.subscriber(), f);
+    let logs = support::Logs::capture();
+    f();
     logs.text()
 }
 

@@ -93,8 +93,7 @@ rules:
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_delay_no_timeout_can_cut_is_said_once() {
-    let logs = Logs::default();
-    let _log = tracing::subscriber::set_default(logs.subscriber());
+    let logs = Logs::capture();
 
     let chaos = engine(
         r#"

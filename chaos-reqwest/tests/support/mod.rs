@@ -137,13 +137,29 @@ fn rule(chaos: &Chaos, id: &str) -> chaos_core::RuleCounters {
         .unwrap_or_else(|| panic!("no rule {id}"))
 }
 
-/// The text logged to a subscriber made by [`Logs::subscriber`].
+/// What one test's thread logs, read through the binary's one global subscriber.
+///
+/// Never `set_default`: tracing caches, per callsite, whether anyone listens, and while one
+/// subscriber is registered it asks the default of whichever thread hits the callsite
+/// first. A test beside a capturing one, with no subscriber of its own, would fix the
+/// answer at "never" and the capture would read nothing.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
 
-impl std::io::Write for Logs {
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the capture of the thread that logs, if it holds one.
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        CAPTURE.with_borrow(|logs| {
+            if let Some(logs) = logs {
+                logs.0.lock().unwrap().extend_from_slice(b);
+            }
+        });
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -151,14 +167,39 @@ impl std::io::Write for Logs {
     }
 }
 
+/// What this thread logs while it is held; see [`Logs::capture`].
+#[must_use = "the capture ends when this is dropped"]
+pub struct Capture(Logs);
+
+impl std::ops::Deref for Capture {
+    type Target = Logs;
+    fn deref(&self) -> &Logs {
+        &self.0
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        CAPTURE.set(None);
+    }
+}
+
 impl Logs {
-    /// A subscriber (no colours) writing here.
-    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-        let out = self.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || out.clone())
-            .with_ansi(false)
-            .finish()
+    /// Reads what this thread logs (no colours) until the guard drops. Use it on a
+    /// `current_thread` runtime, where everything a test drives runs on its own thread.
+    pub fn capture() -> Capture {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let global = tracing_subscriber::fmt()
+                .with_writer(|| ThisThread)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(global)
+                .expect("a binary that captures logs sets no other global subscriber");
+        });
+        let logs = Logs::default();
+        CAPTURE.set(Some(logs.clone()));
+        Capture(logs)
     }
 
     /// Everything logged so far.
