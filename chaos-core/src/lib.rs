@@ -150,6 +150,8 @@ pub mod body;
 pub mod context;
 mod decision;
 mod engine;
+#[cfg(feature = "test-util")]
+mod hops;
 mod index;
 mod inject;
 #[cfg(feature = "test-util")]

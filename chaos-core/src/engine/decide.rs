@@ -72,6 +72,11 @@ impl Chaos {
         if let Some(o) = sink.obs {
             o.time_if_matched();
         }
+        #[cfg(feature = "test-util")]
+        if self.hop_recorders().on() {
+            let rule = decided.as_ref().map(|d| &*d.rule);
+            self.hop_recorders().note(req, rule);
+        }
         match decided {
             Some(d) => {
                 let inj = self.injection(d, req, max_hang);

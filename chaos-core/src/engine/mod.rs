@@ -35,7 +35,7 @@ pub use self::snapshot::{
     AbortCount, Budget, EngineStats, ReasonCount, RuleCounters, RuleSnapshot, RuleStatus, Snapshot,
 };
 #[cfg(feature = "test-util")]
-pub use self::testing::RuleGuard;
+pub use self::testing::{HopRecording, RuleGuard};
 use crate::context::inbound::HeaderCounters;
 use crate::context::signature::SigningKeys;
 use crate::decision::{Decider, RngSource};
@@ -141,6 +141,8 @@ struct Shared {
     pauses: Mutex<Vec<(Box<str>, crate::pause::PauseGate)>>,
     #[cfg(feature = "test-util")]
     has_pauses: AtomicBool,
+    #[cfg(feature = "test-util")]
+    hops: crate::hops::Recorders,
 }
 
 #[derive(Default)]
@@ -193,6 +195,8 @@ impl Shared {
             pauses: Mutex::new(Vec::new()),
             #[cfg(feature = "test-util")]
             has_pauses: AtomicBool::new(false),
+            #[cfg(feature = "test-util")]
+            hops: crate::hops::Recorders::default(),
         }
     }
 }
@@ -562,6 +566,18 @@ impl Chaos {
     #[cfg(feature = "test-util")]
     pub(crate) fn journal_ref(&self) -> &crate::journal::Journal {
         &self.shared.journal
+    }
+
+    #[cfg(feature = "test-util")]
+    pub(crate) fn hop_recorders(&self) -> &crate::hops::Recorders {
+        &self.shared.hops
+    }
+
+    /// Works out again whether the engine is armed, after a hop recording came or went.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn rearm(&self) {
+        let _w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh_flags(&self.compiled());
     }
 
     /// The pause gate of a rule, if it is a pause point.

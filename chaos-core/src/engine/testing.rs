@@ -2,6 +2,7 @@
 //! journal, pause points. See [`testing`](crate::testing).
 
 use super::Chaos;
+use crate::hops::Calls;
 use crate::journal::JournalEntry;
 use crate::pause::PauseGate;
 use crate::rules::{DropKind, Fault, Match, Rule, RulesError};
@@ -25,6 +26,31 @@ impl Drop for RuleGuard {
     fn drop(&mut self) {
         let _ = self.chaos.remove_rule(&self.id);
         self.chaos.set_pause_gate(&self.id, None);
+    }
+}
+
+/// The hops one scenario's requests reach while this lives; see [`Chaos::record_hops`].
+#[derive(Debug)]
+#[must_use = "the recording stops when this is dropped"]
+pub struct HopRecording {
+    chaos: Chaos,
+    calls: Calls,
+}
+
+impl HopRecording {
+    /// The hops reached so far, in the order reached.
+    pub fn hops(&self) -> Vec<crate::hops::Hop> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for HopRecording {
+    fn drop(&mut self) {
+        self.chaos.hop_recorders().remove(&self.calls);
+        self.chaos.rearm();
     }
 }
 
@@ -101,6 +127,39 @@ impl Chaos {
                 self.set_pause_gate(id, before);
                 Err(e)
             }
+        }
+    }
+
+    /// Records every call at a chaos point made by a request tagged with `scenario`, while
+    /// the returned recording lives: its point, target, which call of that pair it was,
+    /// and the rule that injected into it. What [`Explore`](crate::testing::Explore)
+    /// discovers a test's hops with; nothing needs to be annotated.
+    ///
+    /// The engine is armed while a recording lives, so adapters read the scenario tag even
+    /// with no rule loaded. Requests of other scenarios, and untagged ones, are not noted.
+    ///
+    /// ```
+    /// use chaos_core::Chaos;
+    /// use chaos_core::testing::Scenario;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let chaos = Chaos::new();
+    /// let scenario = Scenario::fresh();
+    /// let recording = chaos.record_hops(scenario.name());
+    /// let read = || chaos.inject("cache.get", "users", async { 1 });
+    /// scenario.context().scope(async { read().await.ok(); read().await.ok() }).await;
+    /// read().await.unwrap(); // untagged: not noted
+    /// let hops = recording.hops();
+    /// assert_eq!(hops.len(), 2);
+    /// assert_eq!((hops[1].point.as_str(), hops[1].target.as_str(), hops[1].call), ("cache.get", "users", 2));
+    /// # }
+    /// ```
+    pub fn record_hops(&self, scenario: &str) -> HopRecording {
+        let calls = self.hop_recorders().add(scenario);
+        self.rearm();
+        HopRecording {
+            chaos: self.clone(),
+            calls,
         }
     }
 }
