@@ -76,6 +76,8 @@ pub struct PlanResult {
     pub tried: Tried,
     /// How long its run took.
     pub took: Duration,
+    /// Its place among the plans, as made: hop order, then the fault set's order.
+    pub(crate) order: usize,
 }
 
 impl PlanResult {
@@ -179,7 +181,7 @@ impl Exploration {
             (
                 r.after.len(),
                 hops.iter().position(|h| *h == r.hop).unwrap_or(usize::MAX),
-                r.id.clone(),
+                r.order,
             )
         };
         results.sort_by_key(rank);
@@ -272,6 +274,20 @@ impl Exploration {
         out
     }
 
+    /// Writes [`map_file`](Self::map_file) to `path`, making its folder if needed: what
+    /// `CHAOS_EXPLORE=update` does.
+    ///
+    /// # Errors
+    ///
+    /// The file or its folder cannot be written.
+    pub fn write_map(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, self.map_file())
+    }
+
     /// Checks what was found against the reviewed map at `path`; with
     /// `CHAOS_EXPLORE=update`, writes it there instead.
     ///
@@ -297,10 +313,7 @@ impl Exploration {
         let update = std::env::var(UPDATE_VAR).is_ok_and(|v| v == "update");
         let mut problems = Vec::new();
         if update && !self.settings.only {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))?;
-            }
-            std::fs::write(path, self.map_file()).map_err(|e| format!("{shown}: {e}"))?;
+            self.write_map(path).map_err(|e| format!("{shown}: {e}"))?;
         } else {
             let map = read_map(path).map_err(|e| e.to_string())?;
             self.diff(&map, &mut problems);
@@ -380,12 +393,11 @@ impl Exploration {
 
 /// A key as YAML reads it back: plain where it can be, quoted where it must.
 fn yaml_key(k: &str) -> String {
-    let plain = k
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | '/'))
-        && !k.starts_with([' ', '-'])
-        && !k.ends_with(' ');
-    if plain && !k.contains(": ") {
+    let plain = k.starts_with(|c: char| c.is_alphanumeric())
+        && !k.ends_with([' ', ':'])
+        && !k.contains(['#', ',', '[', ']', '{', '}', '"', '\'', '\n', '\t', '\\'])
+        && !k.contains(": ");
+    if plain {
         k.to_owned()
     } else {
         serde_json::to_string(k).expect("a string serializes")

@@ -134,6 +134,7 @@ pub struct Explore {
     max_plans: usize,
     concurrency: usize,
     time_limit: Duration,
+    only: Option<String>,
 }
 
 impl Explore {
@@ -149,6 +150,7 @@ impl Explore {
             max_plans: 200,
             concurrency: 8,
             time_limit: Duration::from_secs(10),
+            only: None,
         }
     }
 
@@ -210,6 +212,13 @@ impl Explore {
         self
     }
 
+    /// Runs the discovery and then only the plan named `id` (as the table and the map
+    /// name it): what setting [`PLAN_VAR`] does, to re-run one finding alone.
+    pub fn only(mut self, id: impl Into<String>) -> Explore {
+        self.only = Some(id.into());
+        self
+    }
+
     /// Runs the exploration. `body` is the test: it sends its request(s) tagged with the
     /// scenario it is given, and asserts what the caller must get. It runs on the test's
     /// runtime, once per plan, in tasks of their own.
@@ -234,6 +243,7 @@ impl Explore {
             chaos: &self.chaos,
             body: &body,
             time_limit: self.time_limit,
+            made: 0.into(),
         };
 
         // Discovery: twice, with nothing injected. A hop reached in one run and not the
@@ -259,8 +269,10 @@ impl Explore {
             .collect::<Vec<_>>();
         let entry = entry_hops(&stable);
 
-        let only = std::env::var(PLAN_VAR)
-            .ok()
+        let only = self
+            .only
+            .clone()
+            .or_else(|| std::env::var(PLAN_VAR).ok())
             .filter(|v| !v.trim().is_empty());
         let mut queue = match &only {
             Some(id) => vec![Plan::parse(id)?],

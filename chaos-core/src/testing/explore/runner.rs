@@ -30,6 +30,8 @@ pub(crate) struct Run<'a> {
     pub(crate) chaos: &'a Chaos,
     pub(crate) body: &'a Body,
     pub(crate) time_limit: Duration,
+    /// Plans made so far, across waves: each plan's place.
+    pub(crate) made: std::sync::atomic::AtomicUsize,
 }
 
 impl Run<'_> {
@@ -58,14 +60,13 @@ impl Run<'_> {
     ) -> Vec<(Plan, PlanResult, Vec<HopId>)> {
         let mut set = JoinSet::new();
         let mut out = Vec::with_capacity(plans.len());
-        let mut n = 0;
         for plan in plans {
             if set.len() >= concurrency
                 && let Some(done) = set.join_next().await
             {
                 out.push(done.expect("a plan's runner does not panic"));
             }
-            n += 1;
+            let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let (chaos, body, limit) = (self.chaos.clone(), self.body.clone(), self.time_limit);
             set.spawn(async move { one_plan(&chaos, &body, plan, n, limit).await });
         }
@@ -137,6 +138,7 @@ async fn one_plan(
             .collect(),
         tried,
         took: started.elapsed(),
+        order: n,
     };
     (plan, result, reached)
 }
