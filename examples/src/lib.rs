@@ -2,6 +2,7 @@
 //! fleet of replicas on loopback and a real Prometheus to judge it (the `fleet` program
 //! and its test).
 
+pub mod checkout;
 pub mod fleet;
 pub mod prometheus;
 

@@ -76,8 +76,9 @@ pub struct PlanResult {
     pub tried: Tried,
     /// How long its run took.
     pub took: Duration,
-    /// Its place among the plans, as made: hop order, then the fault set's order.
-    pub(crate) order: usize,
+    /// Its place among the plans: per step, the hop's place in the run without faults
+    /// (a revealed hop after them all, by name), then the fault's in its point's set.
+    pub(crate) order: Vec<(usize, String, u32, usize)>,
 }
 
 impl PlanResult {
@@ -177,14 +178,7 @@ impl Exploration {
     ) -> Exploration {
         let mut results = results;
         // Discovery order of the hops, then the fault: the order a reader follows.
-        let rank = |r: &PlanResult| {
-            (
-                r.after.len(),
-                hops.iter().position(|h| *h == r.hop).unwrap_or(usize::MAX),
-                r.order,
-            )
-        };
-        results.sort_by_key(rank);
+        results.sort_by(|a, b| (a.after.len(), &a.order).cmp(&(b.after.len(), &b.order)));
         Exploration {
             hops,
             unstable,
@@ -298,7 +292,7 @@ impl Exploration {
     /// file that cannot be read. The message ends with the table.
     #[track_caller]
     pub fn assert_map(&self, path: impl AsRef<Path>) {
-        if let Err(why) = self.check_map(path.as_ref()) {
+        if let Err(why) = self.check_map(path) {
             panic!("{why}\n\n{self}");
         }
     }
@@ -308,7 +302,8 @@ impl Exploration {
     /// # Errors
     ///
     /// What `assert_map` panics with.
-    pub fn check_map(&self, path: &Path) -> Result<(), String> {
+    pub fn check_map(&self, path: impl AsRef<Path>) -> Result<(), String> {
+        let path = path.as_ref();
         let shown = path.display().to_string();
         let update = std::env::var(UPDATE_VAR).is_ok_and(|v| v == "update");
         let mut problems = Vec::new();
@@ -444,8 +439,9 @@ impl fmt::Display for Exploration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "explored {} plans in {:.2} s ({} at a time) over {} hops: {}",
+            "explored {} plan{} in {:.2} s ({} at a time) over {} hops: {}",
             self.results.len(),
+            if self.results.len() == 1 { "" } else { "s" },
             self.took.as_secs_f64(),
             self.settings.concurrency,
             self.hops.len(),

@@ -288,37 +288,45 @@ impl Explore {
             planned = self.max_plans;
         }
 
-        // Waves: each wave runs its plans `concurrency` at a time; what a wave reveals is
-        // the next wave.
-        while !queue.is_empty() {
-            let wave = std::mem::take(&mut queue);
-            let done = run.plans(wave, self.concurrency).await;
-            for (plan, result, reached) in done {
-                if only.is_none() && result.tried.was_injected() {
-                    for hop in reached.iter().filter(|h| !known.contains(h)) {
-                        if plan.hops().any(|h| h == hop) {
+        // A pool of `concurrency` runs: as each ends, what it revealed joins the queue,
+        // so a plan that hangs holds up one slot, not the plans after it.
+        let mut queue = std::collections::VecDeque::from(queue);
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < self.concurrency
+                && let Some(plan) = queue.pop_front()
+            {
+                let order = self.order(&plan, &stable);
+                running.spawn(run.plan(plan, order));
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let (plan, result, reached) = done.expect("a plan's runner does not panic");
+            if only.is_none() && result.tried.was_injected() {
+                for hop in reached.iter().filter(|h| !known.contains(h)) {
+                    if plan.hops().any(|h| h == hop) {
+                        continue;
+                    }
+                    for fault in self.faults.at(&hop.point) {
+                        let mut child = plan.clone();
+                        child.steps.push(Step1 {
+                            hop: hop.clone(),
+                            fault,
+                        });
+                        if !seen.insert(child.id()) {
                             continue;
                         }
-                        for fault in self.faults.at(&hop.point) {
-                            let mut child = plan.clone();
-                            child.steps.push(Step1 {
-                                hop: hop.clone(),
-                                fault,
-                            });
-                            if !seen.insert(child.id()) {
-                                continue;
-                            }
-                            if planned >= self.max_plans {
-                                over_budget.push(child.id());
-                            } else {
-                                planned += 1;
-                                queue.push(child);
-                            }
+                        if planned >= self.max_plans {
+                            over_budget.push(child.id());
+                        } else {
+                            planned += 1;
+                            queue.push_back(child);
                         }
                     }
                 }
-                results.push(result);
             }
+            results.push(result);
         }
 
         Ok(Exploration::new(
@@ -333,6 +341,32 @@ impl Explore {
             },
             started.elapsed(),
         ))
+    }
+
+    /// Where a plan goes in the table and the map, the same from run to run: per step,
+    /// its hop's place in the run without faults (a revealed hop after them, by name),
+    /// then its fault's place in the point's set.
+    fn order(&self, plan: &Plan, stable: &[HopId]) -> Vec<(usize, String, u32, usize)> {
+        plan.steps
+            .iter()
+            .map(|s| {
+                let at = stable.iter().position(|h| *h == s.hop);
+                (
+                    at.unwrap_or(usize::MAX),
+                    if at.is_some() {
+                        String::new()
+                    } else {
+                        format!("{} {}", s.hop.point, s.hop.target)
+                    },
+                    s.hop.call,
+                    self.faults
+                        .at(&s.hop.point)
+                        .iter()
+                        .position(|f| *f == s.fault)
+                        .unwrap_or(usize::MAX),
+                )
+            })
+            .collect()
     }
 
     /// The plans of the stable hops: each fault of its point, then (depth 2) each pair.

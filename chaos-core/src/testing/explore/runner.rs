@@ -6,8 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
-
 use super::ExploreError;
 use super::map::{PlanResult, Tried};
 use super::plan::{HopId, Plan};
@@ -52,28 +50,15 @@ impl Run<'_> {
         }
     }
 
-    /// Runs `plans`, `concurrency` at a time: each plan's result and the hops it reached.
-    pub(crate) async fn plans(
+    /// A task that runs `plan`: its result and the hops it reached.
+    pub(crate) fn plan(
         &self,
-        plans: Vec<Plan>,
-        concurrency: usize,
-    ) -> Vec<(Plan, PlanResult, Vec<HopId>)> {
-        let mut set = JoinSet::new();
-        let mut out = Vec::with_capacity(plans.len());
-        for plan in plans {
-            if set.len() >= concurrency
-                && let Some(done) = set.join_next().await
-            {
-                out.push(done.expect("a plan's runner does not panic"));
-            }
-            let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (chaos, body, limit) = (self.chaos.clone(), self.body.clone(), self.time_limit);
-            set.spawn(async move { one_plan(&chaos, &body, plan, n, limit).await });
-        }
-        while let Some(done) = set.join_next().await {
-            out.push(done.expect("a plan's runner does not panic"));
-        }
-        out
+        plan: Plan,
+        order: Vec<(usize, String, u32, usize)>,
+    ) -> impl Future<Output = (Plan, PlanResult, Vec<HopId>)> + Send + 'static {
+        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (chaos, body, limit) = (self.chaos.clone(), self.body.clone(), self.time_limit);
+        async move { one_plan(&chaos, &body, plan, n, order, limit).await }
     }
 }
 
@@ -83,6 +68,7 @@ async fn one_plan(
     body: &Body,
     plan: Plan,
     n: usize,
+    order: Vec<(usize, String, u32, usize)>,
     limit: Duration,
 ) -> (Plan, PlanResult, Vec<HopId>) {
     let scenario = Scenario::fresh();
@@ -92,9 +78,14 @@ async fn one_plan(
         .iter()
         .map(|r| scenario.scope(r.clone()).id)
         .collect::<Vec<_>>();
-    let guards = rules
+    // A request takes the first rule that injects, so a rule for a later call of a pair
+    // goes in first: it counts the earlier call (a pass for it) before the rule for that
+    // call injects and ends the decision.
+    let mut later_first = rules.into_iter().zip(&plan.steps).collect::<Vec<_>>();
+    later_first.sort_by_key(|(_, step)| std::cmp::Reverse(step.hop.call));
+    let guards = later_first
         .into_iter()
-        .map(|r| scenario.install(chaos, r))
+        .map(|(r, _)| scenario.install(chaos, r))
         .collect::<Result<Vec<_>, _>>();
     let started = tokio::time::Instant::now();
     let (tried, hops) = match guards {
@@ -138,7 +129,7 @@ async fn one_plan(
             .collect(),
         tried,
         took: started.elapsed(),
-        order: n,
+        order,
     };
     (plan, result, reached)
 }
