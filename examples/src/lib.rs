@@ -1,6 +1,7 @@
-//! What the example programs share: running an experiment file as `chaosctl run` does, a
-//! fleet of replicas on loopback and a real Prometheus to judge it (the `fleet` program
-//! and its test).
+//! What the example programs share: the demo's checkout (the `gameday` program's system,
+//! and what `tests/explore.rs` explores), running an experiment file as `chaosctl run`
+//! does, a fleet of replicas on loopback and a real Prometheus to judge it (the `fleet`
+//! program and its test).
 
 pub mod checkout;
 pub mod fleet;
@@ -23,6 +24,8 @@ pub mod guide {
     pub struct Experiments;
     #[doc = include_str!("../../docs/testing.md")]
     pub struct Testing;
+    #[doc = include_str!("../../docs/exploring.md")]
+    pub struct Exploring;
     #[doc = include_str!("../../docs/dashboards.md")]
     pub struct Dashboards;
     #[doc = include_str!("../../docs/production.md")]

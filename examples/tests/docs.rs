@@ -4,7 +4,8 @@
 //! A YAML, JSON or TOML block says what it holds after its language: ```` ```yaml rules````
 //! (a rules document), `rule` (one rule, as `POST /chaos/rules` takes it), `experiment`
 //! (a `chaosctl run` file), `prometheus` (a Prometheus configuration: its scrape
-//! configs must read as a list of jobs), or `json output` (what a program prints: it must
+//! configs must read as a list of jobs), `map` (a resilience map, as `Explore` checks
+//! one), or `json output` (what a program prints: it must
 //! parse).
 //! A block that says nothing, or something else, fails this test, so no snippet goes
 //! unchecked.
@@ -108,6 +109,11 @@ fn every_rules_and_experiment_snippet_loads() {
                         Some(jobs) if jobs.iter().all(|j| j["job_name"].is_string()) => Ok(()),
                         _ => Err("no `scrape_configs` list of jobs with a `job_name`".into()),
                     }),
+                "map" if format == Format::Yaml => {
+                    chaos_core::testing::ResilienceMap::parse(&s.text)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
                 "output" if format == Format::Json => {
                     serde_json::from_str::<serde_json::Value>(&s.text)
                         .map(drop)
@@ -117,7 +123,7 @@ fn every_rules_and_experiment_snippet_loads() {
                 "cargo" if format == Format::Toml => cargo_lines(&s.text),
                 "cargo" => Err("a Cargo.toml snippet is TOML".into()),
                 other => Err(format!(
-                    "say what the block holds after its language: rules, rule, experiment, prometheus, (TOML only) cargo or (JSON only) output (got {other:?})"
+                    "say what the block holds after its language: rules, rule, experiment, prometheus, (YAML only) map, (TOML only) cargo or (JSON only) output (got {other:?})"
                 )),
             };
             if let Err(e) = result {
@@ -134,6 +140,7 @@ fn every_rules_and_experiment_snippet_loads() {
         "prometheus",
         "output",
         "cargo",
+        "map",
     ] {
         assert!(
             loaded.get(kind).is_some_and(|n| *n > 0),

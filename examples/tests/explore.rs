@@ -60,7 +60,13 @@ async fn explore(chaos: &Chaos, pay_later: bool) -> Exploration {
     Explore::new(chaos)
         .faults(
             "client",
-            ["abort 503", "abort 500", "drop reset", "drop hang", "delay 1s"],
+            [
+                "abort 503",
+                "abort 500",
+                "drop reset",
+                "drop hang",
+                "delay 1s",
+            ],
         )
         .unwrap()
         .faults(
@@ -112,13 +118,22 @@ async fn every_hop_of_an_order_is_failed_in_turn_and_matches_the_reviewed_map() 
         "{found}"
     );
     // The known finding: the stock read falls back when slow, not on an error.
-    assert_eq!(tried(&found, "sql inventory × delay 300ms"), &Tried::Tolerated);
+    assert_eq!(
+        tried(&found, "sql inventory × delay 300ms"),
+        &Tried::Tolerated
+    );
     assert!(
         matches!(tried(&found, "sql inventory × error sqlstate:40001"), Tried::Fails(m) if m.starts_with("500")),
         "{found}"
     );
     // "Pay later" takes every payments fault, and the retry each one revealed.
-    for fault in ["abort 503", "abort 500", "drop reset", "drop hang", "delay 1s"] {
+    for fault in [
+        "abort 503",
+        "abort 500",
+        "drop reset",
+        "drop hang",
+        "delay 1s",
+    ] {
         assert_eq!(
             tried(&found, &format!("client payments × {fault}")),
             &Tried::Tolerated,
@@ -134,7 +149,10 @@ async fn every_hop_of_an_order_is_failed_in_turn_and_matches_the_reviewed_map() 
     );
     // The planted hop: asked with no timeout, it holds the order as long as it hangs.
     assert_eq!(tried(&found, "client shipping × drop hang"), &Tried::Hangs);
-    assert_eq!(tried(&found, "client shipping × abort 503"), &Tried::Tolerated);
+    assert_eq!(
+        tried(&found, "client shipping × abort 503"),
+        &Tried::Tolerated
+    );
     assert!(found.results().len() >= 30, "{found}");
     found.assert_map(MAP);
     assert!(chaos.snapshot().rules.is_empty(), "nothing left behind");
@@ -147,7 +165,10 @@ async fn every_hop_of_an_order_is_failed_in_turn_and_matches_the_reviewed_map() 
 async fn without_pay_later_the_map_no_longer_holds_and_names_payments() {
     let chaos = Chaos::new();
     let found = explore(&chaos, false).await;
-    assert_eq!(tried(&found, "client payments × abort 503"), &Tried::Tolerated);
+    assert_eq!(
+        tried(&found, "client payments × abort 503"),
+        &Tried::Tolerated
+    );
     let why = found.check_map(MAP).unwrap_err();
     assert!(
         why.contains(

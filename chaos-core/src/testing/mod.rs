@@ -37,7 +37,7 @@ mod explore;
 pub use self::experiment::{Experiment, Figures, Outcome, Verdict};
 pub use self::explore::{
     BodyResult, Exploration, Explore, ExploreError, FaultSet, HopId, MapError, PLAN_VAR, PlanId,
-    PlanResult, Tried, UPDATE_VAR,
+    PlanResult, ResilienceMap, Tried, UPDATE_VAR,
 };
 pub use crate::engine::HopRecording;
 pub use crate::engine::RuleGuard;

@@ -125,23 +125,51 @@ enum Verdict {
     Hangs,
 }
 
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
             Verdict::Tolerated => "tolerated",
             Verdict::Fails => "fails",
             Verdict::Hangs => "hangs",
-        })
+        }
     }
 }
 
-/// A map file: hop → fault → verdict.
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resilience map, as read from its file: hop → fault → `tolerated`, `fails` or
+/// `hangs`. [`Exploration::assert_map`] reads one; this reads one on its own, to check a
+/// file a tool wrote.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MapFile {
+pub struct ResilienceMap {
     schema: String,
     #[serde(default)]
     hops: BTreeMap<String, BTreeMap<String, Verdict>>,
+}
+
+impl ResilienceMap {
+    /// Reads a map from its text.
+    ///
+    /// # Errors
+    ///
+    /// Not YAML, not a map's shape, or another schema: with its line and column.
+    pub fn parse(text: &str) -> Result<ResilienceMap, MapError> {
+        parse_map("map", text)
+    }
+
+    /// Every hop × fault in it, with what it says: `tolerated`, `fails` or `hangs`.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, &'static str)> {
+        self.hops.iter().flat_map(|(hop, faults)| {
+            faults
+                .iter()
+                .map(move |(fault, v)| (hop.as_str(), fault.as_str(), v.as_str()))
+        })
+    }
 }
 
 /// A map file that cannot be used: unreadable, not YAML, or of another schema.
@@ -343,7 +371,7 @@ impl Exploration {
         Err(why)
     }
 
-    fn diff(&self, map: &MapFile, problems: &mut Vec<String>) {
+    fn diff(&self, map: &ResilienceMap, problems: &mut Vec<String>) {
         let found = self.found();
         for r in &self.results {
             let Some(got) = r.tried.verdict() else {
@@ -399,20 +427,25 @@ fn yaml_key(k: &str) -> String {
     }
 }
 
-fn read_map(path: &Path) -> Result<MapFile, MapError> {
+fn read_map(path: &Path) -> Result<ResilienceMap, MapError> {
     let shown = path.display().to_string();
-    let err = |position, reason: String| MapError {
+    let text = std::fs::read_to_string(path).map_err(|e| MapError {
         path: shown.clone(),
+        position: None,
+        reason: format!(
+            "cannot read the map ({e}); write it with {UPDATE_VAR}=update and review it"
+        ),
+    })?;
+    parse_map(&shown, &text)
+}
+
+fn parse_map(shown: &str, text: &str) -> Result<ResilienceMap, MapError> {
+    let err = |position, reason: String| MapError {
+        path: shown.to_owned(),
         position,
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            None,
-            format!("cannot read the map ({e}); write it with {UPDATE_VAR}=update and review it"),
-        )
-    })?;
-    let map: MapFile = serde_saphyr::from_str(&text).map_err(|e| {
+    let map: ResilienceMap = serde_saphyr::from_str(text).map_err(|e| {
         let position = e
             .location()
             .filter(|l| l.line() > 0)
@@ -439,11 +472,17 @@ impl fmt::Display for Exploration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "explored {} plan{} in {:.2} s ({} at a time) over {} hops: {}",
+            "explored {} plan{} in {:.2} s ({} at a time, the longest {:.2} s) over {} hops: {}",
             self.results.len(),
             if self.results.len() == 1 { "" } else { "s" },
             self.took.as_secs_f64(),
             self.settings.concurrency,
+            self.results
+                .iter()
+                .map(|r| r.took)
+                .max()
+                .unwrap_or_default()
+                .as_secs_f64(),
             self.hops.len(),
             self.hops
                 .iter()

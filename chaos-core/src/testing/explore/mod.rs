@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::map::{Exploration, MapError, PlanResult, Tried, UPDATE_VAR};
+pub use self::map::{Exploration, MapError, PlanResult, ResilienceMap, Tried, UPDATE_VAR};
 pub use self::plan::{FaultSet, HopId, PlanId};
 use self::plan::{Plan, Step1, parse_fault};
 use self::runner::{Body, Run};
