@@ -488,3 +488,57 @@ async fn four_explorations_at_once_never_see_each_others_faults() {
     }
     assert!(chaos.snapshot().rules.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hop_with_no_target_name_is_failed_at_its_own_call_only() {
+    let chaos = Chaos::new();
+    let c = chaos.clone();
+    // The point `store` is called with no target name, then with one, then with none.
+    let found = Explore::new(&chaos)
+        .faults("store", ["error unavailable"])
+        .unwrap()
+        .run(move |s| {
+            let c = c.clone();
+            async move {
+                let ok = s
+                    .context()
+                    .scope(async {
+                        [
+                            c.inject("store", "", async {}).await.is_ok(),
+                            c.inject("store", "orders", async {}).await.is_ok(),
+                            c.inject("store", "", async {}).await.is_ok(),
+                        ]
+                    })
+                    .await;
+                if ok.iter().all(|ok| *ok) {
+                    Ok(())
+                } else {
+                    Err(format!("calls that succeeded: {ok:?}"))
+                }
+            }
+        })
+        .await
+        .unwrap();
+    let hops = found
+        .hops()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(hops, ["store", "store orders", "store #2"], "{found}");
+    let failed = |id: &str| match tried(&found, id) {
+        Tried::Fails(m) => m.clone(),
+        other => panic!("{id}: {other}\n{found}"),
+    };
+    assert_eq!(
+        failed("store × error unavailable"),
+        "calls that succeeded: [false, true, true]"
+    );
+    assert_eq!(
+        failed("store orders × error unavailable"),
+        "calls that succeeded: [true, false, true]"
+    );
+    assert_eq!(
+        failed("store #2 × error unavailable"),
+        "calls that succeeded: [true, true, false]"
+    );
+}

@@ -225,13 +225,11 @@ impl Plan {
             .map(|(i, s)| {
                 let mut steps = vec![Step::Pass; s.hop.call as usize - 1];
                 steps.extend([Step::Inject, Step::Pass]);
-                let rule = Rule::new(format!("explore-{n}-{i}"), &s.hop.point, s.fault.clone())
-                    .with_sequence(steps);
-                if s.hop.target.is_empty() {
-                    rule
-                } else {
-                    rule.with_target(&s.hop.target)
-                }
+                // An empty target is a target too: the rule matches only the adapter
+                // given no name, never every target of the point.
+                Rule::new(format!("explore-{n}-{i}"), &s.hop.point, s.fault.clone())
+                    .with_target(&s.hop.target)
+                    .with_sequence(steps)
             })
             .collect()
     }
