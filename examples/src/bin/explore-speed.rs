@@ -22,7 +22,12 @@ async fn order(chaos: Chaos, scenario: Scenario) -> Result<(), String> {
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    http.get(&url).send().await.map_err(|e| e.to_string())?;
+    for _ in 0..20 {
+        let r = http.get(&url).send().await.map_err(|e| e.to_string())?;
+        if r.status() == 200 {
+            break;
+        }
+    }
     let res = http
         .get(&url)
         .header("x-chaos", scenario.header_value())

@@ -290,43 +290,69 @@ impl Explore {
 
         // A pool of `concurrency` runs: as each ends, what it revealed joins the queue,
         // so a plan that hangs holds up one slot, not the plans after it.
-        let mut queue = std::collections::VecDeque::from(queue);
+        // A pool of `concurrency` runs: as each ends, what it revealed joins the queue,
+        // so a plan that hangs holds up one slot, not the plans after it. A plan that
+        // reached hops the run without faults did not is run once more first: only the
+        // hops both runs reached are planned (a retry the fault caused, not a timeout a
+        // busy machine did); the others are reported as unstable.
+        let mut queue = queue
+            .into_iter()
+            .map(|p| (p, false))
+            .collect::<std::collections::VecDeque<_>>();
+        let mut revealed = std::collections::HashMap::<PlanId, Vec<HopId>>::new();
+        let mut unstable = unstable
+            .into_iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>();
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < self.concurrency
-                && let Some(plan) = queue.pop_front()
+                && let Some((plan, again)) = queue.pop_front()
             {
                 let order = self.order(&plan, &stable);
-                running.spawn(run.plan(plan, order));
+                let run = run.plan(plan, order);
+                running.spawn(async move { (again, run.await) });
             }
             let Some(done) = running.join_next().await else {
                 break;
             };
-            let (plan, result, reached) = done.expect("a plan's runner does not panic");
-            if only.is_none() && result.tried.was_injected() {
-                for hop in reached.iter().filter(|h| !known.contains(h)) {
-                    if plan.hops().any(|h| h == hop) {
+            let (again, (plan, result, reached)) = done.expect("a plan's runner does not panic");
+            let new = reached
+                .into_iter()
+                .filter(|h| !known.contains(h) && !plan.hops().any(|p| p == h))
+                .collect::<Vec<_>>();
+            if !again {
+                if only.is_none() && result.tried.was_injected() && !new.is_empty() {
+                    revealed.insert(plan.id(), new);
+                    queue.push_front((plan, true));
+                }
+                results.push(result);
+                continue;
+            }
+            let first = revealed.remove(&plan.id()).unwrap_or_default();
+            for hop in &first {
+                if !new.contains(hop) {
+                    unstable.push(format!("{hop} (after {})", plan.id()));
+                }
+            }
+            for hop in first.iter().filter(|h| new.contains(h)) {
+                for fault in self.faults.at(&hop.point) {
+                    let mut child = plan.clone();
+                    child.steps.push(Step1 {
+                        hop: hop.clone(),
+                        fault,
+                    });
+                    if !seen.insert(child.id()) {
                         continue;
                     }
-                    for fault in self.faults.at(&hop.point) {
-                        let mut child = plan.clone();
-                        child.steps.push(Step1 {
-                            hop: hop.clone(),
-                            fault,
-                        });
-                        if !seen.insert(child.id()) {
-                            continue;
-                        }
-                        if planned >= self.max_plans {
-                            over_budget.push(child.id());
-                        } else {
-                            planned += 1;
-                            queue.push_back(child);
-                        }
+                    if planned >= self.max_plans {
+                        over_budget.push(child.id());
+                    } else {
+                        planned += 1;
+                        queue.push_back((child, false));
                     }
                 }
             }
-            results.push(result);
         }
 
         Ok(Exploration::new(
