@@ -29,7 +29,7 @@
 //!   ramps, and [`outcome::Figures`].
 //! * [`reload`]: hot reload from a watched file (`CHAOS_RULES=path`), ConfigMap-safe.
 //! * `testing` (feature `test-util`): rule guards, per-test scenarios, the journal, pause
-//!   points.
+//!   points, experiments as tests, and failure exploration (`Explore`).
 //!
 //! # Example
 //!
@@ -121,7 +121,7 @@
 //!
 //! Name | Description | Default?
 //! ---|---|---
-//! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points. Keeps a journal of every injection in memory (the last 100 000): for tests, not production | no
+//! `test-util` | [`testing`] helpers: rule guards, scenarios, journal, pause points, failure exploration. Keeps a journal of every injection in memory (the last 100 000): for tests, not production | no
 //! `http-body` | [`body::FaultBody`], [`respond`] and [`Injection::http_action`], for HTTP adapters | no
 //! `otel` | [`otel`]: OpenTelemetry metrics (`chaos.injections`, `chaos.aborts`, the cohorts, ...) through the API crate, and the context in W3C `baggage`, read and written | no
 //!

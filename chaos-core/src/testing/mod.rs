@@ -2,7 +2,9 @@
 //!
 //! Tests that prove a fallback works want the smallest blast radius: a rule that exists
 //! only while the test runs, a scenario tag of its own so tests can run in parallel against
-//! one server, and a journal to assert what was injected.
+//! one server, and a journal to assert what was injected. [`Experiment`] states one
+//! experiment as a test; [`Explore`] finds the fallbacks nobody wrote a test for, by
+//! failing every hop a passing test reaches in turn, against a reviewed map.
 //!
 //! ```
 //! use chaos_core::Chaos;
