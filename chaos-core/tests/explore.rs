@@ -576,3 +576,50 @@ async fn a_hop_with_no_target_name_is_failed_at_its_own_call_only() {
         "calls that succeeded: [true, true, false]"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_entry_hop_is_left_out_unless_asked_for() {
+    let chaos = Chaos::new();
+    // What a server layer does with the request the test sends, then the work it serves.
+    let serve = |chaos: &Chaos| {
+        let chaos = chaos.clone();
+        move |s: Scenario| {
+            let chaos = chaos.clone();
+            async move {
+                let ctx = s.context();
+                let view = chaos_core::RequestView::new(chaos_core::Point::Server, "shop")
+                    .context(Some(&ctx));
+                if chaos.decide(&view).is_inject() {
+                    return Err("the server failed".to_owned());
+                }
+                ctx.scope(chaos.inject("cache", "prices", async {}))
+                    .await
+                    .ok();
+                Ok(())
+            }
+        }
+    };
+    let found = Explore::new(&chaos).run(serve(&chaos)).await.unwrap();
+    let hops = found
+        .hops()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(hops, ["server shop", "cache prices"], "{found}");
+    assert!(
+        found.results().iter().all(|r| r.hop.point != "server"),
+        "{found}"
+    );
+
+    let found = Explore::new(&chaos)
+        .faults("server", ["abort 503"])
+        .unwrap()
+        .include_entry()
+        .run(serve(&chaos))
+        .await
+        .unwrap();
+    assert!(
+        matches!(tried(&found, "server shop × abort 503"), Tried::Fails(m) if m == "the server failed"),
+        "{found}"
+    );
+}
