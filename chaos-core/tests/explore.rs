@@ -139,6 +139,10 @@ async fn a_body_that_reaches_no_hop_is_an_error() {
             .starts_with("no hop reached: is the request tagged with the scenario?"),
         "{err}"
     );
+    // With the kill switch on, nothing is reached either: said as such.
+    chaos.kill();
+    let err = Explore::new(&chaos).run(|_s| async {}).await.unwrap_err();
+    assert_eq!(err, ExploreError::Killed);
 }
 
 #[test]

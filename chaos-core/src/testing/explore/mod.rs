@@ -53,6 +53,8 @@ pub enum ExploreError {
     FailsWithoutFaults(String),
     /// The body reached no chaos point of its scenario.
     NoHop,
+    /// The engine's kill switch is on: nothing can be injected, so nothing explored.
+    Killed,
     /// A fault given to [`Explore::faults`] is not one the rules schema knows.
     UnknownFault(String),
     /// [`PLAN_VAR`] names a plan that cannot be read.
@@ -74,6 +76,10 @@ impl fmt::Display for ExploreError {
                 "no hop reached: is the request tagged with the scenario? (send \
                  `scenario.header_value()` as `x-chaos`, or run the call in \
                  `scenario.context().scope(..)`)",
+            ),
+            ExploreError::Killed => f.write_str(
+                "the engine's kill switch is on (CHAOS_DISABLED, the rules' kill_switch or \
+                 Chaos::kill): nothing can be injected, so nothing can be explored",
             ),
             ExploreError::UnknownFault(why) => write!(f, "unknown fault: {why}"),
             ExploreError::BadPlan { plan, why } => {
@@ -227,7 +233,8 @@ impl Explore {
     ///
     /// # Errors
     ///
-    /// The body fails with nothing injected, or reaches no hop; [`PLAN_VAR`] names no plan.
+    /// The body fails with nothing injected, or reaches no hop; [`PLAN_VAR`] names no plan;
+    /// the engine's kill switch is on.
     pub async fn run<F, Fut>(self, body: F) -> Result<Exploration, ExploreError>
     where
         F: Fn(super::Scenario) -> Fut + Send + Sync + 'static,
@@ -238,6 +245,9 @@ impl Explore {
             let fut = body(s);
             Box::pin(async move { fut.await.into_result() })
         });
+        if self.chaos.is_killed() {
+            return Err(ExploreError::Killed);
+        }
         let started = tokio::time::Instant::now();
         let run = Run {
             chaos: &self.chaos,
