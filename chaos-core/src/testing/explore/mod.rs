@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::map::{Exploration, MapError, PlanResult, ResilienceMap, Tried, UPDATE_VAR};
+use self::plan::{FaultAt, Plan, parse_fault};
 pub use self::plan::{FaultSet, HopId, PlanId};
-use self::plan::{Plan, Step1, parse_fault};
 use self::runner::{Body, Run};
 use crate::engine::Chaos;
 use crate::rules::Fault;
@@ -348,7 +348,7 @@ impl Explore {
             for hop in first.iter().filter(|h| new.contains(h)) {
                 for fault in self.faults.at(&hop.point) {
                     let mut child = plan.clone();
-                    child.steps.push(Step1 {
+                    child.steps.push(FaultAt {
                         hop: hop.clone(),
                         fault,
                     });
@@ -411,7 +411,7 @@ impl Explore {
             .iter()
             .filter(|h| self.entry || !entry.contains(h))
             .flat_map(|hop| {
-                self.faults.at(&hop.point).into_iter().map(|fault| Step1 {
+                self.faults.at(&hop.point).into_iter().map(|fault| FaultAt {
                     hop: hop.clone(),
                     fault,
                 })

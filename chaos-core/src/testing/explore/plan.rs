@@ -157,12 +157,12 @@ impl fmt::Display for PlanId {
 
 /// One fault at one call.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Step1 {
+pub(crate) struct FaultAt {
     pub(crate) hop: HopId,
     pub(crate) fault: Fault,
 }
 
-impl fmt::Display for Step1 {
+impl fmt::Display for FaultAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} × {}", self.hop, self.fault)
     }
@@ -171,7 +171,7 @@ impl fmt::Display for Step1 {
 /// Faults injected together in one run of the test, each at exactly its call.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Plan {
-    pub(crate) steps: Vec<Step1>,
+    pub(crate) steps: Vec<FaultAt>,
 }
 
 impl Plan {
@@ -186,7 +186,7 @@ impl Plan {
     }
 
     /// The last step: the hop and fault this plan is about (those before revealed it).
-    pub(crate) fn last(&self) -> &Step1 {
+    pub(crate) fn last(&self) -> &FaultAt {
         self.steps.last().expect("a plan has a step")
     }
 
@@ -210,7 +210,7 @@ impl Plan {
                 let hop = HopId::parse(hop)
                     .ok_or_else(|| bad(format!("`{}` is not `POINT TARGET [#N]`", hop.trim())))?;
                 let fault = parse_fault(fault).map_err(bad)?;
-                Ok(Step1 { hop, fault })
+                Ok(FaultAt { hop, fault })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan { steps })
