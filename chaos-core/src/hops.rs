@@ -1,9 +1,10 @@
 //! The hops a scenario's requests reach (feature `test-util`): what an exploration reads.
 //!
-//! While a recording ([`Chaos::record_hops`](crate::Chaos::record_hops)) lives, the engine is armed, and every decision for a request
-//! that carries the recording's scenario tag notes its point and target here, whether or
-//! not anything was injected. With no recording alive the decision path pays one relaxed
-//! load of a flag, under `test-util` only.
+//! While a recording ([`Chaos::record_hops`](crate::Chaos::record_hops)) lives, the engine
+//! is armed, and every decision for a request that carries the recording's scenario tag
+//! notes its point and target here, whether or not anything was injected (what was, the
+//! journal says). With no recording alive the decision path pays one relaxed load of a
+//! flag, under `test-util` only.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,8 +21,6 @@ pub struct Hop {
     pub target: String,
     /// Which call of this point and target it was in the scenario, from 1.
     pub call: u32,
-    /// The id of the rule that injected into it, if one did (a shadow rule does not count).
-    pub injected: Option<String>,
 }
 
 /// One recording's hops.
@@ -30,6 +29,7 @@ pub(crate) type Calls = Arc<Mutex<Vec<Hop>>>;
 /// The recordings alive, by scenario.
 #[derive(Default)]
 pub(crate) struct Recorders {
+    /// `all` is not empty: read on the decision path, where `all`'s lock is not taken.
     on: AtomicBool,
     all: Mutex<Vec<(Box<str>, Calls)>>,
 }
@@ -41,9 +41,9 @@ impl Recorders {
         self.on.load(Ordering::Relaxed)
     }
 
-    /// Notes `req` in the recordings of its scenarios; `injected` is the rule that injected.
+    /// Notes `req` in the recordings of its scenarios.
     #[cold]
-    pub(crate) fn note(&self, req: &RequestView<'_>, injected: Option<&str>) {
+    pub(crate) fn note(&self, req: &RequestView<'_>) {
         let Some(ctx) = req.context else { return };
         if ctx.scenarios().is_empty() {
             return;
@@ -63,7 +63,6 @@ impl Recorders {
                 point: point.to_owned(),
                 target: target.to_owned(),
                 call: u32::try_from(before + 1).unwrap_or(u32::MAX),
-                injected: injected.map(str::to_owned),
             });
         }
     }
@@ -80,13 +79,5 @@ impl Recorders {
         let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
         all.retain(|(_, c)| !Arc::ptr_eq(c, calls));
         self.on.store(!all.is_empty(), Ordering::Relaxed);
-    }
-
-    pub(crate) fn any(&self) -> bool {
-        !self
-            .all
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
     }
 }

@@ -100,7 +100,7 @@ impl Chaos {
             !compiled.rules.is_empty() || compiled.set.allow_directives || s.keys.is_some();
         // A hop recording reads every tagged request's point and target.
         #[cfg(feature = "test-util")]
-        let anything = anything || s.hops.any();
+        let anything = anything || s.hops.on();
         s.armed.store(!killed && anything, Ordering::SeqCst);
         if changed && killed {
             tracing::warn!(target: "chaos", "kill switch on: no new injections, in-flight delays released");

@@ -74,8 +74,7 @@ impl Chaos {
         }
         #[cfg(feature = "test-util")]
         if self.hop_recorders().on() {
-            let rule = decided.as_ref().map(|d| &*d.rule);
-            self.hop_recorders().note(req, rule);
+            self.hop_recorders().note(req);
         }
         match decided {
             Some(d) => {

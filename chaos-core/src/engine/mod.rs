@@ -562,47 +562,6 @@ impl Chaos {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    #[cfg(feature = "test-util")]
-    pub(crate) fn journal_ref(&self) -> &crate::journal::Journal {
-        &self.shared.journal
-    }
-
-    #[cfg(feature = "test-util")]
-    pub(crate) fn hop_recorders(&self) -> &crate::hops::Recorders {
-        &self.shared.hops
-    }
-
-    /// Works out again whether the engine is armed, after a hop recording came or went.
-    #[cfg(feature = "test-util")]
-    pub(crate) fn rearm(&self) {
-        let _w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.refresh_flags(&self.compiled());
-    }
-
-    /// The pause gate of a rule, if it is a pause point.
-    #[cfg(feature = "test-util")]
-    pub(crate) fn pause_gate(&self, rule: &str) -> Option<crate::pause::PauseGate> {
-        if !self.shared.has_pauses.load(Ordering::Relaxed) {
-            return None;
-        }
-        let p = self.shared.pauses.lock().unwrap_or_else(|p| p.into_inner());
-        p.iter()
-            .find(|(id, _)| &**id == rule)
-            .map(|(_, g)| g.clone())
-    }
-
-    #[cfg(feature = "test-util")]
-    pub(crate) fn set_pause_gate(&self, rule: &str, gate: Option<crate::pause::PauseGate>) {
-        let mut p = self.shared.pauses.lock().unwrap_or_else(|p| p.into_inner());
-        p.retain(|(id, _)| &**id != rule);
-        if let Some(g) = gate {
-            p.push((rule.into(), g));
-        }
-        self.shared
-            .has_pauses
-            .store(!p.is_empty(), Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]

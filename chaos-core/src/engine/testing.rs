@@ -1,9 +1,11 @@
 //! The test hooks (feature `test-util`): rules installed for a test's lifetime, the
 //! journal, pause points. See [`testing`](crate::testing).
 
+use std::sync::atomic::Ordering;
+
 use super::Chaos;
-use crate::hops::Calls;
-use crate::journal::JournalEntry;
+use crate::hops::{Calls, Recorders};
+use crate::journal::{Journal, JournalEntry};
 use crate::pause::PauseGate;
 use crate::rules::{DropKind, Fault, Match, Rule, RulesError};
 
@@ -131,9 +133,10 @@ impl Chaos {
     }
 
     /// Records every call at a chaos point made by a request tagged with `scenario`, while
-    /// the returned recording lives: its point, target, which call of that pair it was,
-    /// and the rule that injected into it. What [`Explore`](crate::testing::Explore)
-    /// discovers a test's hops with; nothing needs to be annotated.
+    /// the returned recording lives: its point, target, and which call of that pair it
+    /// was (what was injected into them, [`journal_for`](Chaos::journal_for) says). What
+    /// [`Explore`](crate::testing::Explore) discovers a test's hops with; nothing needs to
+    /// be annotated.
     ///
     /// The engine is armed while a recording lives, so adapters read the scenario tag even
     /// with no rule loaded. Requests of other scenarios, and untagged ones, are not noted.
@@ -161,5 +164,48 @@ impl Chaos {
             chaos: self.clone(),
             calls,
         }
+    }
+}
+
+// ---- for the rest of the crate -----------------------------------------------------
+
+impl Chaos {
+    /// The journal of injections.
+    pub(crate) fn journal_ref(&self) -> &Journal {
+        &self.shared.journal
+    }
+
+    /// The hop recordings alive.
+    pub(crate) fn hop_recorders(&self) -> &Recorders {
+        &self.shared.hops
+    }
+
+    /// Works out again whether the engine is armed, after a hop recording came or went.
+    pub(crate) fn rearm(&self) {
+        let _w = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh_flags(&self.compiled());
+    }
+
+    /// The pause gate of a rule, if it is a pause point.
+    pub(crate) fn pause_gate(&self, rule: &str) -> Option<PauseGate> {
+        if !self.shared.has_pauses.load(Ordering::Relaxed) {
+            return None;
+        }
+        let p = self.shared.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        p.iter()
+            .find(|(id, _)| &**id == rule)
+            .map(|(_, g)| g.clone())
+    }
+
+    /// Makes `rule` a pause point with `gate`, or (`None`) no longer one.
+    pub(crate) fn set_pause_gate(&self, rule: &str, gate: Option<PauseGate>) {
+        let mut p = self.shared.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        p.retain(|(id, _)| &**id != rule);
+        if let Some(g) = gate {
+            p.push((rule.into(), g));
+        }
+        self.shared
+            .has_pauses
+            .store(!p.is_empty(), Ordering::Relaxed);
     }
 }

@@ -76,9 +76,6 @@ pub struct PlanResult {
     pub tried: Tried,
     /// How long its run took.
     pub took: Duration,
-    /// Its place among the plans: per step, the hop's place in the run without faults
-    /// (a revealed hop after them all, by name), then the fault's in its point's set.
-    pub(crate) order: Vec<(usize, String, u32, usize)>,
 }
 
 impl PlanResult {
@@ -204,9 +201,6 @@ impl Exploration {
         settings: Settings,
         took: Duration,
     ) -> Exploration {
-        let mut results = results;
-        // Discovery order of the hops, then the fault: the order a reader follows.
-        results.sort_by(|a, b| (a.after.len(), &a.order).cmp(&(b.after.len(), &b.order)));
         Exploration {
             hops,
             unstable,
@@ -256,17 +250,21 @@ impl Exploration {
             .filter(|r| matches!(r.tried, Tried::NotReached(_)))
     }
 
-    /// What was found, as a map file's hops.
-    fn found(&self) -> BTreeMap<String, BTreeMap<String, Verdict>> {
-        let mut map = BTreeMap::<String, BTreeMap<String, Verdict>>::new();
+    /// What was found, as a map file's hops, in the order of the results: each hop's
+    /// faults with how it took them (plans not reached are not in it).
+    fn found(&self) -> Vec<(String, Vec<(&str, Verdict)>)> {
+        let mut hops = Vec::<(String, Vec<(&str, Verdict)>)>::new();
         for r in &self.results {
-            if let Some(v) = r.tried.verdict() {
-                map.entry(r.hop_key())
-                    .or_default()
-                    .insert(r.fault.clone(), v);
+            let Some(v) = r.tried.verdict() else {
+                continue;
+            };
+            let key = r.hop_key();
+            match hops.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, faults)) => faults.push((&r.fault, v)),
+                None => hops.push((key, vec![(&r.fault, v)])),
             }
         }
-        map
+        hops
     }
 
     /// The map file this exploration writes: hops in the order reached, each fault with
@@ -279,20 +277,10 @@ impl Exploration {
         );
         let _ = writeln!(out, "schema: {SCHEMA}");
         out.push_str("hops:\n");
-        let mut keys = Vec::<String>::new();
-        for r in &self.results {
-            let k = r.hop_key();
-            if r.tried.verdict().is_some() && !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
-        let found = self.found();
-        for k in keys {
-            let _ = writeln!(out, "  {}:", yaml_key(&k));
-            for r in self.results.iter().filter(|r| r.hop_key() == k) {
-                if let Some(v) = found.get(&k).and_then(|m| m.get(&r.fault)) {
-                    let _ = writeln!(out, "    {}: {v}", yaml_key(&r.fault));
-                }
+        for (hop, faults) in self.found() {
+            let _ = writeln!(out, "  {}:", yaml_key(&hop));
+            for (fault, v) in faults {
+                let _ = writeln!(out, "    {}: {v}", yaml_key(fault));
             }
         }
         out
@@ -376,7 +364,6 @@ impl Exploration {
     }
 
     fn diff(&self, map: &ResilienceMap, problems: &mut Vec<String>) {
-        let found = self.found();
         for r in &self.results {
             let Some(got) = r.tried.verdict() else {
                 continue;
@@ -386,11 +373,7 @@ impl Exploration {
                 Some(want) if *want == got => {}
                 Some(want) => problems.push(format!(
                     "{key} × {}: the map says {want}, the test now {}",
-                    r.fault,
-                    match &r.tried {
-                        Tried::Fails(why) => format!("fails: {why}"),
-                        other => other.to_string(),
-                    }
+                    r.fault, r.tried
                 )),
                 None => problems.push(format!(
                     "{key} × {}: not in the map; the test {}: review it",
@@ -401,18 +384,16 @@ impl Exploration {
         if self.settings.only {
             return;
         }
-        for (hop, faults) in &map.hops {
-            for (fault, want) in faults {
-                if !found.get(hop).is_some_and(|m| m.contains_key(fault))
-                    && !self
-                        .results
-                        .iter()
-                        .any(|r| &r.hop_key() == hop && &r.fault == fault)
-                {
-                    problems.push(format!(
-                        "{hop} × {fault}: in the map ({want}), not tried this run: the test no longer reaches it"
-                    ));
-                }
+        for (hop, fault, want) in map.entries() {
+            // A plan not reached is said as such, not as gone from the test.
+            if !self
+                .results
+                .iter()
+                .any(|r| r.hop_key() == hop && r.fault == fault)
+            {
+                problems.push(format!(
+                    "{hop} × {fault}: in the map ({want}), not tried this run: the test no longer reaches it"
+                ));
             }
         }
     }

@@ -9,7 +9,7 @@ mod map;
 mod plan;
 mod runner;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -253,7 +253,6 @@ impl Explore {
             chaos: &self.chaos,
             body: &body,
             time_limit: self.time_limit,
-            made: 0.into(),
         };
 
         // Discovery: twice, with nothing injected. A hop reached in one run and not the
@@ -269,11 +268,11 @@ impl Explore {
             .filter(|h| in_second.contains(h))
             .cloned()
             .collect::<Vec<_>>();
-        let unstable = first
+        let mut unstable = first
             .iter()
             .filter(|h| !in_second.contains(h))
             .chain(second.iter().filter(|h| !in_first.contains(h)))
-            .cloned()
+            .map(ToString::to_string)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect::<Vec<_>>();
@@ -288,39 +287,32 @@ impl Explore {
             Some(id) => vec![Plan::parse(id)?],
             None => self.plans(&stable, &entry),
         };
-        let known = stable.iter().cloned().collect::<HashSet<_>>();
-        let mut results = Vec::new();
         let mut over_budget = Vec::new();
+        if only.is_none() && queue.len() > self.max_plans {
+            over_budget.extend(queue.drain(self.max_plans..).map(|p| p.id()));
+        }
+        let known = stable.iter().cloned().collect::<HashSet<_>>();
         let mut seen = queue.iter().map(Plan::id).collect::<HashSet<_>>();
         let mut planned = queue.len();
-        if only.is_none() && planned > self.max_plans {
-            over_budget.extend(queue.drain(self.max_plans..).map(|p| p.id()));
-            planned = self.max_plans;
-        }
+        // Each plan with a second run still to come: `true`.
+        let mut queue = queue
+            .into_iter()
+            .map(|p| (p, false))
+            .collect::<VecDeque<_>>();
+        let mut revealed = HashMap::<PlanId, Vec<HopId>>::new();
+        let mut results = Vec::new();
 
-        // A pool of `concurrency` runs: as each ends, what it revealed joins the queue,
-        // so a plan that hangs holds up one slot, not the plans after it.
         // A pool of `concurrency` runs: as each ends, what it revealed joins the queue,
         // so a plan that hangs holds up one slot, not the plans after it. A plan that
         // reached hops the run without faults did not is run once more first: only the
         // hops both runs reached are planned (a retry the fault caused, not a timeout a
         // busy machine did); the others are reported as unstable.
-        let mut queue = queue
-            .into_iter()
-            .map(|p| (p, false))
-            .collect::<std::collections::VecDeque<_>>();
-        let mut revealed = std::collections::HashMap::<PlanId, Vec<HopId>>::new();
-        let mut unstable = unstable
-            .into_iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>();
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < self.concurrency
                 && let Some((plan, again)) = queue.pop_front()
             {
-                let order = self.order(&plan, &stable);
-                let run = run.plan(plan, order);
+                let run = run.plan(plan);
                 running.spawn(async move { (again, run.await) });
             }
             let Some(done) = running.join_next().await else {
@@ -334,9 +326,9 @@ impl Explore {
             if !again {
                 if only.is_none() && result.tried.was_injected() && !new.is_empty() {
                     revealed.insert(plan.id(), new);
-                    queue.push_front((plan, true));
+                    queue.push_front((plan.clone(), true));
                 }
-                results.push(result);
+                results.push((plan.rank(&stable, &self.faults), result));
                 continue;
             }
             let first = revealed.remove(&plan.id()).unwrap_or_default();
@@ -364,6 +356,9 @@ impl Explore {
                 }
             }
         }
+        // Discovery order of the hops, then the fault: the order a reader follows.
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        let results = results.into_iter().map(|(_, r)| r).collect();
 
         Ok(Exploration::new(
             stable,
@@ -377,32 +372,6 @@ impl Explore {
             },
             started.elapsed(),
         ))
-    }
-
-    /// Where a plan goes in the table and the map, the same from run to run: per step,
-    /// its hop's place in the run without faults (a revealed hop after them, by name),
-    /// then its fault's place in the point's set.
-    fn order(&self, plan: &Plan, stable: &[HopId]) -> Vec<(usize, String, u32, usize)> {
-        plan.steps
-            .iter()
-            .map(|s| {
-                let at = stable.iter().position(|h| *h == s.hop);
-                (
-                    at.unwrap_or(usize::MAX),
-                    if at.is_some() {
-                        String::new()
-                    } else {
-                        format!("{} {}", s.hop.point, s.hop.target)
-                    },
-                    s.hop.call,
-                    self.faults
-                        .at(&s.hop.point)
-                        .iter()
-                        .position(|f| *f == s.fault)
-                        .unwrap_or(usize::MAX),
-                )
-            })
-            .collect()
     }
 
     /// The plans of the stable hops: each fault of its point, then (depth 2) each pair.

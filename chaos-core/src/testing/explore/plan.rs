@@ -216,10 +216,16 @@ impl Plan {
         Ok(Plan { steps })
     }
 
-    /// The rules that make the plan: each fault at exactly its call of its point and
-    /// target, in `scenario`'s requests only (the caller scopes them).
-    pub(crate) fn rules(&self, n: usize) -> Vec<Rule> {
-        self.steps
+    /// The rules that make the plan, in the order they go in, each with its step: each
+    /// fault at exactly its call of its point and target (the caller scopes them to the
+    /// plan's scenario).
+    ///
+    /// A request takes the first rule that injects, so a rule for a later call of a pair
+    /// goes in first: it counts the earlier call (a pass for it) before the rule for that
+    /// call injects and ends the decision.
+    pub(crate) fn rules(&self) -> Vec<(&FaultAt, Rule)> {
+        let mut rules = self
+            .steps
             .iter()
             .enumerate()
             .map(|(i, s)| {
@@ -227,10 +233,50 @@ impl Plan {
                 steps.extend([Step::Inject, Step::Pass]);
                 // An empty target is a target too: the rule matches only the adapter
                 // given no name, never every target of the point.
-                Rule::new(format!("explore-{n}-{i}"), &s.hop.point, s.fault.clone())
+                let rule = Rule::new(format!("explore-{i}"), &s.hop.point, s.fault.clone())
                     .with_target(&s.hop.target)
-                    .with_sequence(steps)
+                    .with_sequence(steps);
+                (s, rule)
             })
-            .collect()
+            .collect::<Vec<_>>();
+        rules.sort_by_key(|(s, _)| std::cmp::Reverse(s.hop.call));
+        rules
     }
+
+    /// Where the plan goes in the table and the map, the same from run to run: its steps,
+    /// then per step its hop's place in the run without faults (a revealed hop after them,
+    /// by name) and its fault's place in the point's set.
+    pub(crate) fn rank(&self, stable: &[HopId], faults: &FaultSet) -> (usize, Vec<Rank>) {
+        let per_step = self
+            .steps
+            .iter()
+            .map(|s| {
+                let at = stable.iter().position(|h| *h == s.hop);
+                Rank {
+                    hop: at.unwrap_or(usize::MAX),
+                    revealed: if at.is_some() {
+                        String::new()
+                    } else {
+                        format!("{} {}", s.hop.point, s.hop.target)
+                    },
+                    call: s.hop.call,
+                    fault: faults
+                        .at(&s.hop.point)
+                        .iter()
+                        .position(|f| *f == s.fault)
+                        .unwrap_or(usize::MAX),
+                }
+            })
+            .collect();
+        (self.steps.len(), per_step)
+    }
+}
+
+/// One step's place: see [`Plan::rank`].
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Rank {
+    hop: usize,
+    revealed: String,
+    call: u32,
+    fault: usize,
 }

@@ -28,8 +28,6 @@ pub(crate) struct Run<'a> {
     pub(crate) chaos: &'a Chaos,
     pub(crate) body: &'a Body,
     pub(crate) time_limit: Duration,
-    /// Plans made so far, across waves: each plan's place.
-    pub(crate) made: std::sync::atomic::AtomicUsize,
 }
 
 impl Run<'_> {
@@ -54,11 +52,9 @@ impl Run<'_> {
     pub(crate) fn plan(
         &self,
         plan: Plan,
-        order: Vec<(usize, String, u32, usize)>,
     ) -> impl Future<Output = (Plan, PlanResult, Vec<HopId>)> + Send + 'static {
-        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (chaos, body, limit) = (self.chaos.clone(), self.body.clone(), self.time_limit);
-        async move { one_plan(&chaos, &body, plan, n, order, limit).await }
+        async move { one_plan(&chaos, &body, plan, limit).await }
     }
 }
 
@@ -67,25 +63,19 @@ async fn one_plan(
     chaos: &Chaos,
     body: &Body,
     plan: Plan,
-    n: usize,
-    order: Vec<(usize, String, u32, usize)>,
     limit: Duration,
 ) -> (Plan, PlanResult, Vec<HopId>) {
     let scenario = Scenario::fresh();
-    let recording = chaos.record_hops(scenario.name());
-    let rules = plan.rules(n);
-    let ids = rules
-        .iter()
-        .map(|r| scenario.scope(r.clone()).id)
-        .collect::<Vec<_>>();
-    // A request takes the first rule that injects, so a rule for a later call of a pair
-    // goes in first: it counts the earlier call (a pass for it) before the rule for that
-    // call injects and ends the decision.
-    let mut later_first = rules.into_iter().zip(&plan.steps).collect::<Vec<_>>();
-    later_first.sort_by_key(|(_, step)| std::cmp::Reverse(step.hop.call));
-    let guards = later_first
+    let name = scenario.name().to_owned();
+    let recording = chaos.record_hops(&name);
+    let rules = plan
+        .rules()
         .into_iter()
-        .map(|(r, _)| scenario.install(chaos, r))
+        .map(|(step, rule)| (step, scenario.scope(rule)))
+        .collect::<Vec<_>>();
+    let guards = rules
+        .iter()
+        .map(|(_, rule)| chaos.install(rule.clone()))
         .collect::<Result<Vec<_>, _>>();
     let started = tokio::time::Instant::now();
     let (tried, hops) = match guards {
@@ -97,11 +87,16 @@ async fn one_plan(
             let ended = once(body, scenario, limit).await;
             let hops = recording.hops();
             drop(guards);
-            let missing = ids
+            let injected = chaos
+                .journal_for(&name)
+                .into_iter()
+                .filter(|e| !e.shadow)
+                .map(|e| e.rule)
+                .collect::<std::collections::HashSet<_>>();
+            let missing = rules
                 .iter()
-                .zip(&plan.steps)
-                .filter(|(id, _)| !hops.iter().any(|h| h.injected.as_deref() == Some(id)))
-                .map(|(_, s)| s.to_string())
+                .filter(|(_, rule)| !injected.contains(&rule.id))
+                .map(|(step, _)| step.to_string())
                 .collect::<Vec<_>>();
             let tried = if missing.is_empty() {
                 match ended {
@@ -129,7 +124,6 @@ async fn one_plan(
             .collect(),
         tried,
         took: started.elapsed(),
-        order,
     };
     (plan, result, reached)
 }
