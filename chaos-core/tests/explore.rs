@@ -2,6 +2,7 @@
 //! engine's own records, fails each in turn, follows what a fault reveals, and never
 //! counts a fault that was not injected as a pass.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -26,25 +27,35 @@ async fn checkout(chaos: &Chaos) -> Result<u32, String> {
     Ok(price * stock)
 }
 
+/// A body for the explorer: `work`, on the engine, in the scenario it is given.
+fn in_scenario<W, Fut>(
+    chaos: &Chaos,
+    work: W,
+) -> impl Fn(Scenario) -> Pin<Box<dyn Future<Output = Fut::Output> + Send>> + Send + Sync + 'static
+where
+    W: Fn(Chaos) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+{
+    let chaos = chaos.clone();
+    move |scenario| {
+        let work = work(chaos.clone());
+        Box::pin(async move { scenario.context().scope(work).await })
+    }
+}
+
 /// A body for the explorer: checkout in the scenario, and the caller must get 126.
 fn body(
     chaos: &Chaos,
-) -> impl Fn(Scenario) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-+ Send
-+ Sync
-+ 'static {
-    let chaos = chaos.clone();
-    move |scenario| {
-        let chaos = chaos.clone();
-        Box::pin(async move {
-            let total = scenario.context().scope(checkout(&chaos)).await?;
-            if total == 126 {
-                Ok(())
-            } else {
-                Err(format!("total {total}"))
-            }
-        })
-    }
+) -> impl Fn(Scenario) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync + 'static
+{
+    in_scenario(chaos, |chaos| async move {
+        let total = checkout(&chaos).await?;
+        if total == 126 {
+            Ok(())
+        } else {
+            Err(format!("total {total}"))
+        }
+    })
 }
 
 fn tried<'a>(found: &'a chaos_core::testing::Exploration, id: &str) -> &'a Tried {
@@ -173,30 +184,22 @@ fn an_unknown_fault_is_refused_when_the_explorer_is_built() {
 #[tokio::test(start_paused = true)]
 async fn a_hop_without_a_timeout_hangs() {
     let chaos = Chaos::new();
-    let c = chaos.clone();
     let found = Explore::new(&chaos)
         .faults("rpc", ["drop hang"])
         .unwrap()
         .time_limit(Duration::from_secs(5))
-        .run(move |s| {
-            let c = c.clone();
-            async move {
-                s.context()
-                    .scope(async {
-                        // One call with a timeout of its own, one without.
-                        let guarded = tokio::time::timeout(
-                            Duration::from_secs(1),
-                            c.inject("rpc", "quotes", async { 1 }),
-                        )
-                        .await
-                        .unwrap_or(Ok(0));
-                        let bare = c.inject("rpc", "ledger", async { 1 }).await;
-                        guarded.map_err(|e| e.to_string())?;
-                        bare.map(|_| ()).map_err(|e| e.to_string())
-                    })
-                    .await
-            }
-        })
+        .run(in_scenario(&chaos, |c| async move {
+            // One call with a timeout of its own, one without.
+            let guarded = tokio::time::timeout(
+                Duration::from_secs(1),
+                c.inject("rpc", "quotes", async { 1 }),
+            )
+            .await
+            .unwrap_or(Ok(0));
+            let bare = c.inject("rpc", "ledger", async { 1 }).await;
+            guarded.map_err(|e| e.to_string())?;
+            bare.map(|_| ()).map_err(|e| e.to_string())
+        }))
         .await
         .unwrap();
     assert_eq!(
@@ -221,23 +224,18 @@ async fn a_hop_without_a_timeout_hangs() {
 async fn a_fault_never_injected_is_not_reached_never_a_pass() {
     let chaos = Chaos::new();
     let runs = Arc::new(AtomicU32::new(0));
-    let c = chaos.clone();
     // Reaches `flags` in the two runs without faults, and never after.
     let found = Explore::new(&chaos)
         .concurrency(1)
-        .run(move |s| {
-            let (c, runs) = (c.clone(), runs.clone());
+        .run(in_scenario(&chaos, move |c| {
+            let runs = runs.clone();
             async move {
-                s.context()
-                    .scope(async {
-                        if runs.fetch_add(1, Ordering::SeqCst) < 2 {
-                            c.inject("flags", "beta", async {}).await.ok();
-                        }
-                        c.inject("cache", "prices", async {}).await.ok();
-                    })
-                    .await;
+                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                    c.inject("flags", "beta", async {}).await.ok();
+                }
+                c.inject("cache", "prices", async {}).await.ok();
             }
-        })
+        }))
         .await
         .unwrap();
     assert!(
@@ -264,22 +262,17 @@ async fn a_fault_never_injected_is_not_reached_never_a_pass() {
 async fn a_hop_reached_in_one_run_and_not_the_other_is_unstable() {
     let chaos = Chaos::new();
     let runs = Arc::new(AtomicU32::new(0));
-    let c = chaos.clone();
     let found = Explore::new(&chaos)
         .concurrency(1)
-        .run(move |s| {
-            let (c, runs) = (c.clone(), runs.clone());
+        .run(in_scenario(&chaos, move |c| {
+            let runs = runs.clone();
             async move {
-                s.context()
-                    .scope(async {
-                        c.inject("cache", "prices", async {}).await.ok();
-                        if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                            c.inject("cache", "prices", async {}).await.ok();
-                        }
-                    })
-                    .await;
+                c.inject("cache", "prices", async {}).await.ok();
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    c.inject("cache", "prices", async {}).await.ok();
+                }
             }
-        })
+        }))
         .await
         .unwrap();
     assert_eq!(found.unstable(), ["cache prices #2"], "{found}");
@@ -300,26 +293,21 @@ async fn a_hop_reached_in_one_run_and_not_the_other_is_unstable() {
 async fn a_hop_a_fault_revealed_once_is_unstable_not_planned() {
     let chaos = Chaos::new();
     let falls_back = Arc::new(AtomicU32::new(0));
-    let c = chaos.clone();
     // The first time the cache fails, the price is read from the database; after that,
     // a default: what the fault revealed does not happen again.
     let found = Explore::new(&chaos)
         .faults("cache", ["error unavailable"])
         .unwrap()
-        .run(move |s| {
-            let (c, falls_back) = (c.clone(), falls_back.clone());
+        .run(in_scenario(&chaos, move |c| {
+            let falls_back = falls_back.clone();
             async move {
-                s.context()
-                    .scope(async {
-                        if c.inject("cache", "prices", async {}).await.is_err()
-                            && falls_back.fetch_add(1, Ordering::SeqCst) == 0
-                        {
-                            c.inject("db", "prices", async {}).await.ok();
-                        }
-                    })
-                    .await;
+                if c.inject("cache", "prices", async {}).await.is_err()
+                    && falls_back.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    c.inject("db", "prices", async {}).await.ok();
+                }
             }
-        })
+        }))
         .await
         .unwrap();
     assert_eq!(
@@ -475,30 +463,22 @@ async fn four_explorations_at_once_never_see_each_others_faults() {
     // Each body checks that at most one fault reached it: a plan's fault leaking into
     // another plan's run (of this exploration or another) would make two.
     let explore = |k: u32| {
-        let c = chaos.clone();
-        Explore::new(&chaos).run(move |s| {
-            let c = c.clone();
-            async move {
-                s.context()
-                    .scope(async {
-                        let mut failed = 0;
-                        for hop in ["shared", "own"] {
-                            let target = if hop == "own" {
-                                format!("t{k}")
-                            } else {
-                                "all".to_owned()
-                            };
-                            for _ in 0..2 {
-                                if c.inject(hop, &target, async {}).await.is_err() {
-                                    failed += 1;
-                                }
-                            }
-                        }
-                        assert!(failed <= 1, "{failed} faults reached one run");
-                    })
-                    .await;
+        Explore::new(&chaos).run(in_scenario(&chaos, move |c| async move {
+            let mut failed = 0;
+            for hop in ["shared", "own"] {
+                let target = if hop == "own" {
+                    format!("t{k}")
+                } else {
+                    "all".to_owned()
+                };
+                for _ in 0..2 {
+                    if c.inject(hop, &target, async {}).await.is_err() {
+                        failed += 1;
+                    }
+                }
             }
-        })
+            assert!(failed <= 1, "{failed} faults reached one run");
+        }))
     };
     let (a, b, c, d) = tokio::join!(explore(1), explore(2), explore(3), explore(4));
     for (k, found) in [a, b, c, d].into_iter().enumerate() {
@@ -530,31 +510,22 @@ async fn four_explorations_at_once_never_see_each_others_faults() {
 #[tokio::test(start_paused = true)]
 async fn a_hop_with_no_target_name_is_failed_at_its_own_call_only() {
     let chaos = Chaos::new();
-    let c = chaos.clone();
     // The point `store` is called with no target name, then with one, then with none.
     let found = Explore::new(&chaos)
         .faults("store", ["error unavailable"])
         .unwrap()
-        .run(move |s| {
-            let c = c.clone();
-            async move {
-                let ok = s
-                    .context()
-                    .scope(async {
-                        [
-                            c.inject("store", "", async {}).await.is_ok(),
-                            c.inject("store", "orders", async {}).await.is_ok(),
-                            c.inject("store", "", async {}).await.is_ok(),
-                        ]
-                    })
-                    .await;
-                if ok.iter().all(|ok| *ok) {
-                    Ok(())
-                } else {
-                    Err(format!("calls that succeeded: {ok:?}"))
-                }
+        .run(in_scenario(&chaos, |c| async move {
+            let ok = [
+                c.inject("store", "", async {}).await.is_ok(),
+                c.inject("store", "orders", async {}).await.is_ok(),
+                c.inject("store", "", async {}).await.is_ok(),
+            ];
+            if ok.iter().all(|ok| *ok) {
+                Ok(())
+            } else {
+                Err(format!("calls that succeeded: {ok:?}"))
             }
-        })
+        }))
         .await
         .unwrap();
     let hops = found

@@ -21,6 +21,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use chaos_core::Chaos;
+use chaos_core::testing::Scenario;
 use chaos_reqwest::{ChaosMiddleware, ChaosRetryableStrategy};
 use chaos_sqlx::ChaosPool;
 use chaos_tower::ChaosLayer;
@@ -257,4 +258,47 @@ pub async fn start(
         admin,
         payments,
     })
+}
+
+/// The body of the exploration showcase (`tests/explore.rs`) and of `explore-speed`: on a
+/// checkout of its own, on `chaos`, warmed by untagged orders, one order sent as
+/// `scenario`'s must be taken (a 200, "ordered, ...").
+///
+/// # Errors
+///
+/// What the caller got instead, or why the checkout could not start.
+pub async fn order_taken(chaos: Chaos, setup: Setup, scenario: Scenario) -> Result<(), String> {
+    let system = start(&chaos, setup).await.map_err(|e| e.to_string())?;
+    let url = format!("http://{}/order", system.checkout);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // Served before, untagged, so its stock cache is warm as a running checkout's is
+    // (a first read slower than inventory's 100 ms budget on a busy machine has no cache
+    // to fall back on: it is tried again).
+    let mut warm = false;
+    for _ in 0..20 {
+        let r = http.get(&url).send().await.map_err(|e| e.to_string())?;
+        if r.status() == 200 {
+            warm = true;
+            break;
+        }
+    }
+    if !warm {
+        return Err("checkout never took an untagged order".into());
+    }
+    let res = http
+        .get(&url)
+        .header("x-chaos", scenario.header_value())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status();
+    let text = res.text().await.map_err(|e| e.to_string())?;
+    if status == 200 && text.starts_with("ordered") {
+        Ok(())
+    } else {
+        Err(format!("{status}: {text}"))
+    }
 }

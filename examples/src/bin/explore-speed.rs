@@ -10,38 +10,8 @@
 use std::time::Duration;
 
 use chaos_core::Chaos;
-use chaos_core::testing::{Explore, Scenario};
+use chaos_core::testing::Explore;
 use chaos_examples::checkout::{self, Setup};
-
-async fn order(chaos: Chaos, scenario: Scenario) -> Result<(), String> {
-    let system = checkout::start(&chaos, Setup::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let url = format!("http://{}/order", system.checkout);
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    for _ in 0..20 {
-        let r = http.get(&url).send().await.map_err(|e| e.to_string())?;
-        if r.status() == 200 {
-            break;
-        }
-    }
-    let res = http
-        .get(&url)
-        .header("x-chaos", scenario.header_value())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = res.status();
-    let text = res.text().await.map_err(|e| e.to_string())?;
-    if status == 200 && text.starts_with("ordered") {
-        Ok(())
-    } else {
-        Err(format!("{status}: {text}"))
-    }
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -71,7 +41,7 @@ async fn main() {
                 .expect("known faults")
                 .concurrency(n)
                 .time_limit(Duration::from_secs(3))
-                .run(move |s| order(engine.clone(), s))
+                .run(move |s| checkout::order_taken(engine.clone(), Setup::default(), s))
                 .await
                 .expect("checkout passes without faults");
             plans = found.results().len();
