@@ -504,6 +504,14 @@ async fn four_explorations_at_once_never_see_each_others_faults() {
             "{found}"
         );
     }
+    // Every injection went to a request of the plan whose rule it was (a plan's rule is
+    // `ID.SCENARIO`, and the journal keeps the scenario of the request it went into).
+    let journal = chaos.journal();
+    assert!(!journal.is_empty());
+    for e in &journal {
+        let scope = e.scope.as_deref().expect("every plan's request is tagged");
+        assert!(e.rule.ends_with(&format!(".{scope}")), "{e:?}");
+    }
     assert!(chaos.snapshot().rules.is_empty());
 }
 
